@@ -1,0 +1,440 @@
+//! All configuration, read from environment variables with local defaults.
+//!
+//! Every variable is documented in the README's configuration table. A bad value stops the
+//! process with one line naming the variable and what it expects (exit code 2, see `main`).
+
+use std::{collections::HashMap, fmt, net::SocketAddr, time::Duration};
+
+/// The whole configuration of a Namaskah process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// PostgreSQL; the database is created if it does not exist.
+    pub database_url: String,
+    /// Connections in this process's pool.
+    pub database_max_connections: u32,
+    /// RabbitMQ.
+    pub amqp_url: String,
+    /// Prepended to every exchange and queue name, so several installations (or tests) can
+    /// share one broker.
+    pub queue_prefix: String,
+    pub api_addr: SocketAddr,
+    pub simulator_addr: SocketAddr,
+    /// Providers in failover order: the first with stock sells the number.
+    pub providers: Vec<ProviderSettings>,
+    /// Upper bound for one HTTP request to a provider.
+    pub provider_timeout: Duration,
+    /// Unacknowledged messages one worker holds at a time (per queue).
+    pub worker_prefetch: u16,
+    /// Quorum queues drop a message to its parking queue after this many deliveries, a
+    /// safety net under the retry policy for messages that crash their worker.
+    pub queue_delivery_limit: u32,
+    /// How often the outbox relay looks for rows written by other processes.
+    pub outbox_poll_interval: Duration,
+    /// Rows the relay publishes per batch before awaiting the broker's confirms.
+    pub outbox_batch_size: i64,
+    pub retry: RetryPolicies,
+    /// The delays between SMS polls; the last one repeats until the deadline.
+    pub poll_cadence: Vec<Duration>,
+    /// Extra time past a verification's deadline before it counts as overdue.
+    pub deadline_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+/// One provider in the failover list.
+#[derive(Clone, Debug)]
+pub struct ProviderSettings {
+    /// The name used in `PROVIDERS` and in the catalogue's `provider` column.
+    pub name: String,
+    pub protocol: ProviderProtocol,
+    pub base_url: String,
+    pub api_key: Secret,
+    /// TextVerified's API username (the account e-mail); unused by 5SIM.
+    pub username: Option<String>,
+}
+
+/// The wire format a provider speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderProtocol {
+    /// 5SIM's REST API; the simulator speaks it too.
+    FiveSim,
+    /// TextVerified's API v2.
+    TextVerified,
+}
+
+/// A retry budget for one queue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Deliveries in all, the first one included.
+    pub max_attempts: u32,
+    /// The delay before the second attempt; it doubles with each attempt.
+    pub base_delay: Duration,
+    /// No delay grows past this.
+    pub max_delay: Duration,
+    /// Fraction of the delay added or removed at random (0.2 = ±20 %), so retries spread.
+    pub jitter: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicies {
+    pub ordering: RetryPolicy,
+    pub polling: RetryPolicy,
+    pub refund: RetryPolicy,
+    pub webhooks: RetryPolicy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A secret value: printed as `***` by `Debug` so it never reaches a log.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A variable whose value cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}: expected {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub expected: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads from a map; tests use it to build configurations without touching the
+    /// process environment.
+    pub fn from_map(values: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| values.get(name).cloned())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let simulator_addr = env.socket_addr("SIMULATOR_ADDR", "127.0.0.1:8090")?;
+        let jitter = env.fraction("RETRY_JITTER", 0.2)?;
+        Ok(Self {
+            database_url: env.url(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/namaskah",
+                &["postgres", "postgresql"],
+            )?,
+            database_max_connections: env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=1000)?,
+            amqp_url: env.url(
+                "AMQP_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                &["amqp", "amqps"],
+            )?,
+            queue_prefix: env.queue_prefix("QUEUE_PREFIX")?,
+            api_addr: env.socket_addr("API_ADDR", "127.0.0.1:8080")?,
+            simulator_addr,
+            providers: env.providers(simulator_addr)?,
+            provider_timeout: env.duration("PROVIDER_TIMEOUT", "10s")?,
+            worker_prefetch: env.number("WORKER_PREFETCH", 32, 1..=10_000)?,
+            queue_delivery_limit: env.number("QUEUE_DELIVERY_LIMIT", 20, 2..=1000)?,
+            outbox_poll_interval: env.duration("OUTBOX_POLL_INTERVAL", "200ms")?,
+            outbox_batch_size: env.number("OUTBOX_BATCH_SIZE", 256, 1..=10_000)?,
+            retry: RetryPolicies {
+                ordering: env.retry_policy("ORDERING_RETRY", "5,1s,30s", jitter)?,
+                polling: env.retry_policy("POLLING_RETRY", "10,1s,30s", jitter)?,
+                refund: env.retry_policy("REFUND_RETRY", "10,1s,1m", jitter)?,
+                webhooks: env.retry_policy("WEBHOOKS_RETRY", "5,1s,1m", jitter)?,
+            },
+            poll_cadence: env.duration_list("POLL_CADENCE", "2s,3s,5s,10s")?,
+            deadline_grace: env.duration("DEADLINE_GRACE", "30s")?,
+            log_format: match env.raw("LOG_FORMAT").as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(_) => return Err(env.error("LOG_FORMAT", "`text` or `json`")),
+            },
+        })
+    }
+
+    /// The provider settings by name, if it is in the failover list.
+    pub fn provider(&self, name: &str) -> Option<&ProviderSettings> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn provider_names(&self) -> Vec<String> {
+        self.providers.iter().map(|p| p.name.clone()).collect()
+    }
+}
+
+/// Typed reads of single variables, each with the error that names it.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn error(&self, variable: &'static str, expected: impl Into<String>) -> ConfigError {
+        ConfigError {
+            variable,
+            expected: expected.into(),
+        }
+    }
+
+    fn url(
+        &self,
+        name: &'static str,
+        default: &str,
+        schemes: &[&str],
+    ) -> Result<String, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        let scheme = value.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some(scheme) if schemes.contains(&scheme) => Ok(value),
+            // The value may hold a password, so the message does not repeat it.
+            _ => Err(self.error(name, format!("a URL starting with {}://", schemes.join(":// or ")))),
+        }
+    }
+
+    fn socket_addr(&self, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        value
+            .parse()
+            .map_err(|_| self.error(name, format!("an address like 127.0.0.1:8080, got {value:?}")))
+    }
+
+    fn number<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(value) = self.raw(name) else {
+            return Ok(default);
+        };
+        let expected = || {
+            self.error(
+                name,
+                format!("a whole number from {} to {}, got {value:?}", range.start(), range.end()),
+            )
+        };
+        let number: T = value.trim().parse().map_err(|_| expected())?;
+        if range.contains(&number) {
+            Ok(number)
+        } else {
+            Err(expected())
+        }
+    }
+
+    fn fraction(&self, name: &'static str, default: f64) -> Result<f64, ConfigError> {
+        let Some(value) = self.raw(name) else {
+            return Ok(default);
+        };
+        match value.trim().parse::<f64>() {
+            Ok(fraction) if (0.0..=1.0).contains(&fraction) => Ok(fraction),
+            _ => Err(self.error(name, format!("a number from 0 to 1, got {value:?}"))),
+        }
+    }
+
+    fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        parse_duration(&value)
+            .ok_or_else(|| self.error(name, format!("a duration like 250ms, 2s or 5m, got {value:?}")))
+    }
+
+    fn duration_list(&self, name: &'static str, default: &str) -> Result<Vec<Duration>, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        let durations: Option<Vec<Duration>> = value.split(',').map(parse_duration).collect();
+        match durations {
+            Some(list) if !list.is_empty() => Ok(list),
+            _ => Err(self.error(name, format!("a comma-separated list of durations like 2s,3s,5s, got {value:?}"))),
+        }
+    }
+
+    fn retry_policy(
+        &self,
+        name: &'static str,
+        default: &str,
+        jitter: f64,
+    ) -> Result<RetryPolicy, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        let expected = || {
+            self.error(
+                name,
+                format!("`max_attempts,base_delay,max_delay` like 5,1s,30s, got {value:?}"),
+            )
+        };
+        let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+        let [attempts, base, cap] = parts.as_slice() else {
+            return Err(expected());
+        };
+        let max_attempts: u32 = attempts.parse().map_err(|_| expected())?;
+        let base_delay = parse_duration(base).ok_or_else(expected)?;
+        let max_delay = parse_duration(cap).ok_or_else(expected)?;
+        if max_attempts == 0 || base_delay > max_delay {
+            return Err(expected());
+        }
+        Ok(RetryPolicy {
+            max_attempts,
+            base_delay,
+            max_delay,
+            jitter,
+        })
+    }
+
+    fn queue_prefix(&self, name: &'static str) -> Result<String, ConfigError> {
+        let value = self.raw(name).unwrap_or_default();
+        let valid = value.len() <= 64
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if valid {
+            Ok(value)
+        } else {
+            Err(self.error(name, format!("up to 64 letters, digits, '.', '-' or '_', got {value:?}")))
+        }
+    }
+
+    fn providers(&self, simulator_addr: SocketAddr) -> Result<Vec<ProviderSettings>, ConfigError> {
+        let list = self.raw("PROVIDERS").unwrap_or_else(|| "simulator".to_owned());
+        let mut providers: Vec<ProviderSettings> = Vec::new();
+        for name in list.split(',').map(str::trim) {
+            if providers.iter().any(|p| p.name == name) {
+                return Err(self.error("PROVIDERS", format!("each provider once, got {name:?} twice")));
+            }
+            let provider = match name {
+                "simulator" => ProviderSettings {
+                    name: name.to_owned(),
+                    protocol: ProviderProtocol::FiveSim,
+                    base_url: self
+                        .raw("SIMULATOR_BASE_URL")
+                        .unwrap_or_else(|| format!("http://{simulator_addr}/v1")),
+                    api_key: Secret::new(
+                        self.raw("SIMULATOR_API_KEY").unwrap_or_else(|| DEFAULT_SIMULATOR_KEY.to_owned()),
+                    ),
+                    username: None,
+                },
+                "5sim" => ProviderSettings {
+                    name: name.to_owned(),
+                    protocol: ProviderProtocol::FiveSim,
+                    base_url: self
+                        .raw("FIVESIM_BASE_URL")
+                        .unwrap_or_else(|| "https://5sim.net/v1".to_owned()),
+                    api_key: Secret::new(self.required_secret("FIVESIM_API_KEY", "5sim")?),
+                    username: None,
+                },
+                "textverified" => ProviderSettings {
+                    name: name.to_owned(),
+                    protocol: ProviderProtocol::TextVerified,
+                    base_url: self
+                        .raw("TEXTVERIFIED_BASE_URL")
+                        .unwrap_or_else(|| "https://www.textverified.com".to_owned()),
+                    api_key: Secret::new(self.required_secret("TEXTVERIFIED_API_KEY", "textverified")?),
+                    username: Some(self.required_secret("TEXTVERIFIED_API_USERNAME", "textverified")?),
+                },
+                _ => {
+                    return Err(self.error(
+                        "PROVIDERS",
+                        format!("a comma-separated list of simulator, 5sim, textverified, got {name:?}"),
+                    ));
+                }
+            };
+            providers.push(provider);
+        }
+        for provider in &providers {
+            if !provider.base_url.starts_with("http://") && !provider.base_url.starts_with("https://") {
+                let variable = match provider.name.as_str() {
+                    "simulator" => "SIMULATOR_BASE_URL",
+                    "5sim" => "FIVESIM_BASE_URL",
+                    _ => "TEXTVERIFIED_BASE_URL",
+                };
+                return Err(self.error(variable, "an http:// or https:// URL"));
+            }
+        }
+        Ok(providers)
+    }
+
+    fn required_secret(&self, name: &'static str, provider: &str) -> Result<String, ConfigError> {
+        self.raw(name)
+            .ok_or_else(|| self.error(name, format!("a value, since PROVIDERS lists {provider}")))
+    }
+}
+
+/// The key the simulator accepts unless `SIMULATOR_API_KEY` says otherwise.
+pub const DEFAULT_SIMULATOR_KEY: &str = "simulator-key";
+
+/// `250ms`, `2s`, `5m`, `1h`, or combinations humantime accepts.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    humantime::parse_duration(value.trim()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_describe_a_local_installation() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.database_url, "postgres://postgres@127.0.0.1:5432/namaskah");
+        assert_eq!(config.api_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.provider_names(), vec!["simulator"]);
+        assert_eq!(config.providers[0].base_url, "http://127.0.0.1:8090/v1");
+        assert_eq!(config.retry.ordering.max_attempts, 5);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let error = config(&[("API_ADDR", "localhost")]).unwrap_err();
+        assert_eq!(error.variable, "API_ADDR");
+        assert!(error.to_string().starts_with("API_ADDR: expected an address"));
+
+        let error = config(&[("PROVIDERS", "simulator,nope")]).unwrap_err();
+        assert_eq!(error.variable, "PROVIDERS");
+
+        let error = config(&[("ORDERING_RETRY", "5,10s,1s")]).unwrap_err();
+        assert_eq!(error.variable, "ORDERING_RETRY");
+    }
+
+    #[test]
+    fn a_real_provider_needs_its_key() {
+        let error = config(&[("PROVIDERS", "5sim")]).unwrap_err();
+        assert_eq!(error.variable, "FIVESIM_API_KEY");
+        let ok = config(&[("PROVIDERS", "5sim,simulator"), ("FIVESIM_API_KEY", "k")]).unwrap();
+        assert_eq!(ok.provider_names(), vec!["5sim", "simulator"]);
+    }
+
+    #[test]
+    fn a_database_url_with_a_password_is_not_echoed() {
+        let error = config(&[("DATABASE_URL", "mysql://u:hunter2@h/db")]).unwrap_err();
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("k3y")), "Secret(***)");
+    }
+}

@@ -1,0 +1,202 @@
+//! SMS providers: who sells us numbers.
+//!
+//! [`Provider`] is what the workers see; [`five_sim`] and [`text_verified`] speak the real
+//! providers' APIs (and the simulator speaks 5SIM's). [`Providers`] holds them in failover
+//! order, as `PROVIDERS` lists them.
+
+pub mod five_sim;
+pub mod text_verified;
+
+use async_trait::async_trait;
+use std::{sync::Arc, time::Duration};
+
+use crate::config::{Config, ProviderProtocol, ProviderSettings};
+
+/// A number a provider sold us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurchasedNumber {
+    pub order_id: String,
+    pub phone_number: String,
+}
+
+/// Where a provider order stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderState {
+    /// Still waiting for the SMS.
+    Waiting,
+    /// The SMS arrived.
+    Received { code: String, text: String },
+    /// The provider cancelled the order.
+    Cancelled,
+    /// The provider's own timer ran out.
+    TimedOut,
+    /// The number was banned by the service it was meant for.
+    Banned,
+    /// Finished (after an SMS), on our request or the provider's.
+    Finished,
+}
+
+/// What went wrong with a provider. `is_retryable` splits them: a retry may help with an
+/// unreachable provider, never with a refused request.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProviderError {
+    #[error("no numbers in stock")]
+    OutOfStock,
+    /// Network error, timeout, 5xx or rate limit.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    /// Bad key, no balance at the provider, unknown product or country.
+    #[error("provider refused the request: {0}")]
+    Rejected(String),
+    #[error("the provider does not know this order")]
+    OrderNotFound,
+    /// Cancelling is refused because the SMS has already arrived.
+    #[error("the order already has an SMS")]
+    OrderHasSms,
+    /// The answer did not have the documented shape.
+    #[error("unexpected response from the provider: {0}")]
+    BadResponse(String),
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::Unavailable(_) | ProviderError::BadResponse(_))
+    }
+}
+
+/// One upstream provider.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The name in `PROVIDERS` and in the catalogue.
+    fn name(&self) -> &str;
+
+    /// Buys a number for `product` in `country`, both in the provider's own naming.
+    async fn buy(&self, product: &str, country: &str) -> Result<PurchasedNumber, ProviderError>;
+
+    async fn check(&self, order_id: &str) -> Result<OrderState, ProviderError>;
+
+    /// Gives the number back; the provider refunds us.
+    async fn cancel(&self, order_id: &str) -> Result<(), ProviderError>;
+
+    /// Tells the provider we are done with the number after its SMS arrived.
+    async fn finish(&self, order_id: &str) -> Result<(), ProviderError>;
+}
+
+/// The configured providers, in failover order.
+#[derive(Clone)]
+pub struct Providers {
+    ordered: Vec<Arc<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn new(ordered: Vec<Arc<dyn Provider>>) -> Self {
+        Self { ordered }
+    }
+
+    pub fn from_config(config: &Config) -> Result<Self, reqwest::Error> {
+        let ordered = config
+            .providers
+            .iter()
+            .map(|settings| build(settings, config.provider_timeout))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { ordered })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.ordered.iter().find(|p| p.name() == name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.ordered.iter().map(|p| p.name().to_owned()).collect()
+    }
+}
+
+fn build(settings: &ProviderSettings, timeout: Duration) -> Result<Arc<dyn Provider>, reqwest::Error> {
+    Ok(match settings.protocol {
+        ProviderProtocol::FiveSim => Arc::new(five_sim::FiveSim::new(settings, timeout)?),
+        ProviderProtocol::TextVerified => Arc::new(text_verified::TextVerified::new(settings, timeout)?),
+    })
+}
+
+/// The HTTP client every provider uses: bounded time, no redirects (an API that redirects
+/// is misconfigured, and following would resend our key elsewhere).
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    crate::telemetry::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("namaskah/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Maps a transport failure to the retryable error.
+pub(crate) fn transport_error(error: reqwest::Error) -> ProviderError {
+    // Without the URL: it may carry a key in its query string.
+    ProviderError::Unavailable(error.without_url().to_string())
+}
+
+/// The first `max` characters of a response body, for error messages.
+pub(crate) fn excerpt(body: &str, max: usize) -> String {
+    let trimmed = body.trim();
+    let mut text: String = trimmed.chars().take(max).collect();
+    if trimmed.chars().count() > max {
+        text.push('…');
+    }
+    text
+}
+
+/// Pulls a verification code out of an SMS text: the first run of 4 to 8 digits, allowing
+/// one space or dash inside (`123-456`). `None` when there is none.
+pub fn extract_code(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let mut digits = String::new();
+            let mut j = i;
+            while j < chars.len() {
+                if chars[j].is_ascii_digit() {
+                    digits.push(chars[j]);
+                    j += 1;
+                } else if (chars[j] == '-' || chars[j] == ' ')
+                    && j + 1 < chars.len()
+                    && chars[j + 1].is_ascii_digit()
+                    && !digits.is_empty()
+                    && digits.len() < 8
+                {
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            if (4..=8).contains(&digits.len()) {
+                return Some(digits);
+            }
+            i = j.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_found_in_sms_texts() {
+        assert_eq!(extract_code("Your Telegram code is 12345"), Some("12345".into()));
+        assert_eq!(extract_code("G-482913 is your Google verification code."), Some("482913".into()));
+        assert_eq!(extract_code("WhatsApp code 123-456"), Some("123456".into()));
+        assert_eq!(extract_code("no code here, only 12"), None);
+    }
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        assert!(ProviderError::Unavailable("x".into()).is_retryable());
+        assert!(!ProviderError::OutOfStock.is_retryable());
+        assert!(!ProviderError::Rejected("bad key".into()).is_retryable());
+    }
+}

@@ -1,0 +1,59 @@
+//! Connecting to RabbitMQ.
+
+use lapin::{Connection, ConnectionProperties};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// What went wrong talking to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot connect to RabbitMQ: {0}")]
+    Connect(#[source] lapin::Error),
+    #[error("RabbitMQ did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("RabbitMQ channel error: {0}")]
+    Channel(#[source] lapin::Error),
+    #[error("RabbitMQ refused a message: {0}")]
+    NotConfirmed(String),
+}
+
+/// Opens a connection, named after the role so operators can tell them apart in the
+/// management UI.
+pub async fn connect(url: &str, role: &str) -> Result<Connection, BrokerError> {
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    let properties = ConnectionProperties::default().with_connection_name(format!("namaskah-{role}").into());
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(BrokerError::Connect(error)),
+        Err(_) => Err(BrokerError::Timeout(CONNECT_TIMEOUT)),
+    }
+}
+
+/// Answers "is RabbitMQ reachable?" for readiness checks, reusing one connection while it
+/// stays up instead of opening one per check.
+pub struct BrokerProbe {
+    url: String,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl BrokerProbe {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            connection: Mutex::new(None),
+        }
+    }
+
+    pub async fn check(&self) -> Result<(), BrokerError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            if connection.status().connected() {
+                return Ok(());
+            }
+        }
+        *slot = None;
+        let connection = connect(&self.url, "probe").await?;
+        *slot = Some(connection);
+        Ok(())
+    }
+}

@@ -1,0 +1,316 @@
+//! The plumbing every worker shares: receive, decode, handle, then ack, retry or park.
+//!
+//! A worker only implements [`JobHandler`]: given a message, do the work and say how it
+//! went. This module turns that answer into broker actions:
+//!
+//! - `Ok(Handled::Done)`: ack.
+//! - `Ok(Handled::Again { after, .. })`: publish the follow-up through a delay tier, then ack
+//!   (the polling worker's "no SMS yet, look again in 3 s").
+//! - `Err(JobError::Retryable)`: publish the next attempt through the delay tier the retry
+//!   policy picks, then ack; after the last attempt, park.
+//! - `Err(JobError::Permanent)` or an undecodable body: park at once.
+//!
+//! Parking publishes the message to `<queue>.dead` with headers saying why. Every publish
+//! waits for its confirm before the ack, so a message is never dropped between the two; if
+//! the process dies in between, the broker redelivers and the handler's idempotence makes
+//! the second run harmless.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures_util::{FutureExt, StreamExt};
+use lapin::{
+    Channel, Connection,
+    message::Delivery,
+    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions},
+    types::{AMQPValue, FieldTable, ShortString},
+};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::{
+    BrokerError, Envelope, QueueName, Topology, backoff_delay, connect,
+    relay::{expect_ack, publish},
+    topology::long_string,
+};
+use crate::{Shutdown, config::RetryPolicy};
+
+/// Which delivery of a message this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub number: u32,
+    pub max: u32,
+}
+
+impl Attempt {
+    /// No retry will follow this one: a handler should settle the work rather than fail.
+    pub fn is_last(self) -> bool {
+        self.number >= self.max
+    }
+}
+
+/// How a handler finished.
+#[derive(Debug)]
+pub enum Handled {
+    Done,
+    /// Not finished: run `next` again after `after` (a new attempt budget, not a retry).
+    Again { after: Duration, next: Envelope },
+}
+
+/// Why a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Might work later: a provider or the database was unreachable.
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never work: retrying would only repeat the failure.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A worker's logic for one queue.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError>;
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub queue: QueueName,
+    pub prefetch: u16,
+    pub retry: RetryPolicy,
+}
+
+/// Consumes `options.queue` until shutdown, reconnecting whenever the broker goes away.
+/// On shutdown it cancels its subscription, lets in-flight messages finish, and returns.
+pub async fn run_consumer(options: ConsumerOptions, handler: Arc<dyn JobHandler>, shutdown: Shutdown) {
+    let mut failures: u32 = 0;
+    while !shutdown.is_triggered() {
+        match consume_until_disconnected(&options, &handler, &shutdown).await {
+            Ok(()) => failures = 0,
+            Err(error) => {
+                failures += 1;
+                if failures == 1 || failures % 30 == 0 {
+                    tracing::warn!(queue = %options.queue, %error, failures, "consumer lost RabbitMQ; reconnecting");
+                }
+            }
+        }
+        if shutdown.is_triggered() {
+            break;
+        }
+        let pause = Duration::from_millis(250 * u64::from(failures.clamp(1, 20)));
+        tokio::select! {
+            _ = shutdown.wait() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+    tracing::info!(queue = %options.queue, "consumer stopped");
+}
+
+/// One connection's worth of consuming.
+async fn consume_until_disconnected(
+    options: &ConsumerOptions,
+    handler: &Arc<dyn JobHandler>,
+    shutdown: &Shutdown,
+) -> Result<(), BrokerError> {
+    let connection = connect(&options.amqp_url, options.queue.as_str()).await?;
+    let channel = connection.create_channel().await.map_err(BrokerError::Channel)?;
+    options.topology.declare(&channel).await.map_err(BrokerError::Channel)?;
+    channel
+        .basic_qos(options.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(BrokerError::Channel)?;
+    channel
+        .confirm_select(Default::default())
+        .await
+        .map_err(BrokerError::Channel)?;
+    let consumer_tag = format!("namaskah-{}-{}", options.queue, uuid::Uuid::new_v4().simple());
+    let mut deliveries = channel
+        .basic_consume(
+            options.topology.queue(options.queue).into(),
+            consumer_tag.clone().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(BrokerError::Channel)?;
+    tracing::info!(queue = %options.queue, prefetch = options.prefetch, "consuming");
+
+    let mut in_flight = JoinSet::new();
+    let outcome = loop {
+        tokio::select! {
+            _ = shutdown.wait() => {
+                let _ = channel
+                    .basic_cancel(consumer_tag.clone().into(), BasicCancelOptions::default())
+                    .await;
+                break Ok(());
+            }
+            // Reap finished tasks so the set does not grow without bound.
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            delivery = deliveries.next() => match delivery {
+                Some(Ok(delivery)) => {
+                    let task = Processor {
+                        channel: channel.clone(),
+                        options: options.clone(),
+                        handler: Arc::clone(handler),
+                    };
+                    in_flight.spawn(async move { task.process(delivery).await });
+                }
+                Some(Err(error)) => break Err(BrokerError::Channel(error)),
+                None => break Err(BrokerError::NotConfirmed("the broker cancelled the consumer".to_owned())),
+            },
+        }
+    };
+    // Finish what was started; their acks go out on this channel before it closes.
+    while in_flight.join_next().await.is_some() {}
+    close(&connection, &channel).await;
+    outcome
+}
+
+async fn close(connection: &Connection, channel: &Channel) {
+    let _ = channel.close(200, "bye".into()).await;
+    let _ = connection.close(200, "bye".into()).await;
+}
+
+/// Handles one delivery from decode to ack.
+struct Processor {
+    channel: Channel,
+    options: ConsumerOptions,
+    handler: Arc<dyn JobHandler>,
+}
+
+impl Processor {
+    async fn process(self, delivery: Delivery) {
+        let envelope = match Envelope::parse(&delivery.data) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(queue = %self.options.queue, %error, "parking a malformed message");
+                self.park(&delivery, "malformed", &error.to_string(), 1).await;
+                return;
+            }
+        };
+        let span = tracing::info_span!(
+            "job",
+            queue = %self.options.queue,
+            verification_id = %envelope.job.verification_id(),
+            attempt = envelope.attempt,
+            trace_id = %envelope.trace_id,
+        );
+        self.process_envelope(delivery, envelope).instrument(span).await;
+    }
+
+    async fn process_envelope(&self, delivery: Delivery, envelope: Envelope) {
+        let attempt = Attempt {
+            number: envelope.attempt,
+            max: self.options.retry.max_attempts,
+        };
+        // A panicking handler must not leave its message unacknowledged forever.
+        let result = AssertUnwindSafe(self.handler.handle(&envelope, attempt))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(JobError::Retryable("the handler panicked".to_owned())));
+        match result {
+            Ok(Handled::Done) => self.ack(&delivery).await,
+            Ok(Handled::Again { after, next }) => {
+                let headers = carried_headers(&delivery);
+                self.forward(&delivery, &next, after, headers).await;
+            }
+            Err(JobError::Retryable(reason)) if !attempt.is_last() => {
+                let delay = backoff_delay(&self.options.retry, attempt.number);
+                tracing::info!(%reason, retry_in = ?delay, "retrying later");
+                let headers = carried_headers(&delivery);
+                self.forward(&delivery, &envelope.next_attempt(), delay, headers).await;
+            }
+            Err(JobError::Retryable(reason)) => {
+                tracing::warn!(%reason, "retries exhausted; parking");
+                self.park(&delivery, "retries_exhausted", &reason, attempt.number).await;
+            }
+            Err(JobError::Permanent(reason)) => {
+                tracing::warn!(%reason, "permanent failure; parking");
+                self.park(&delivery, "permanent_error", &reason, attempt.number).await;
+            }
+        }
+    }
+
+    /// Publishes `next` to come back after `delay`, then acks the current delivery.
+    async fn forward(&self, delivery: &Delivery, next: &Envelope, delay: Duration, headers: FieldTable) {
+        let published = async {
+            let confirm = publish(
+                &self.channel,
+                &self.options.topology,
+                next.job.queue(),
+                &next.to_bytes(),
+                delay,
+                Some(headers),
+            )
+            .await?;
+            expect_ack(confirm.await.map_err(BrokerError::Channel)?)
+        }
+        .await;
+        match published {
+            Ok(()) => self.ack(delivery).await,
+            // Unacked, the message is redelivered when the channel closes and tried again.
+            Err(error) => tracing::warn!(%error, "cannot schedule the follow-up; leaving the message unacked"),
+        }
+    }
+
+    async fn park(&self, delivery: &Delivery, reason: &str, error: &str, attempts: u32) {
+        let mut headers = carried_headers(delivery);
+        headers.insert("x-park-reason".into(), long_string(reason));
+        headers.insert("x-error".into(), long_string(&truncate(error, 1000)));
+        headers.insert("x-attempts".into(), AMQPValue::LongLongInt(i64::from(attempts)));
+        headers.insert("x-original-queue".into(), long_string(self.options.queue.as_str()));
+        headers.insert("x-parked-at".into(), long_string(&Utc::now().to_rfc3339()));
+        let parking = self.options.topology.parking_queue(self.options.queue);
+        let published = async {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    "".into(),
+                    ShortString::from(parking),
+                    lapin::options::BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &delivery.data,
+                    lapin::BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_headers(headers),
+                )
+                .await
+                .map_err(BrokerError::Channel)?;
+            expect_ack(confirm.await.map_err(BrokerError::Channel)?)
+        }
+        .await;
+        match published {
+            Ok(()) => self.ack(delivery).await,
+            Err(error) => tracing::warn!(%error, "cannot park the message; leaving it unacked"),
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery) {
+        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+            // The broker will redeliver it; handlers are idempotent.
+            tracing::warn!(%error, "ack failed");
+        }
+    }
+}
+
+/// Headers that travel with a message across retries: when it was first seen.
+fn carried_headers(delivery: &Delivery) -> FieldTable {
+    let mut headers = FieldTable::default();
+    let first_seen = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-first-seen").cloned())
+        .unwrap_or_else(|| long_string(&Utc::now().to_rfc3339()));
+    headers.insert("x-first-seen".into(), first_seen);
+    headers
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}

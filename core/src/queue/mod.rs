@@ -1,0 +1,21 @@
+//! RabbitMQ: names and topology, messages, the outbox relay and the consumer plumbing.
+//!
+//! The database is the truth and a message only a nudge: it carries a verification id, an
+//! attempt number and a trace id, never state. Every handler therefore re-reads the row and
+//! moves it with a conditional update, which makes duplicate deliveries harmless.
+
+mod connection;
+mod consumer;
+mod delay;
+mod message;
+mod relay;
+mod retry;
+mod topology;
+
+pub use connection::{BrokerError, BrokerProbe, connect};
+pub use consumer::{Attempt, ConsumerOptions, Handled, JobError, JobHandler, run_consumer};
+pub use delay::DelayTier;
+pub use message::{Envelope, Job, MalformedMessage};
+pub use relay::{OutboxRelay, OutboxSignal};
+pub use retry::backoff_delay;
+pub use topology::{QueueName, Topology};

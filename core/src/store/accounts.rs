@@ -1,0 +1,69 @@
+//! Accounts and their balances.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::{StoreError, violated_constraint};
+use crate::domain::{AccountId, Cents, TenantId, Tier};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Account {
+    pub id: AccountId,
+    pub tenant_id: TenantId,
+    pub email: String,
+    #[sqlx(try_from = "String")]
+    pub tier: Tier,
+    pub balance_cents: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, tenant_id, email, tier, balance_cents, created_at";
+
+/// Creates an account; an opening balance is written to the ledger as a top-up so that the
+/// balance equals the ledger from the first moment.
+pub async fn create(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: TenantId,
+    email: &str,
+    tier: Tier,
+    opening_balance: Cents,
+) -> Result<Account, StoreError> {
+    let inserted = sqlx::query_as::<_, Account>(
+        "INSERT INTO accounts (id, tenant_id, email, tier, balance_cents)
+         VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, tenant_id, email, tier, balance_cents, created_at",
+    )
+    .bind(AccountId::new())
+    .bind(tenant)
+    .bind(email)
+    .bind(tier.as_str())
+    .bind(opening_balance.get())
+    .fetch_one(&mut **tx)
+    .await;
+    let account = match inserted {
+        Ok(account) => account,
+        Err(e) if violated_constraint(&e) == Some("accounts_tenant_id_email_key") => {
+            return Err(StoreError::AlreadyExists("an account with this e-mail"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if opening_balance > Cents::ZERO {
+        sqlx::query(
+            "INSERT INTO ledger_entries (account_id, kind, amount_cents, reference)
+             VALUES ($1, 'top_up', $2, 'opening balance')",
+        )
+        .bind(account.id)
+        .bind(opening_balance.get())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(account)
+}
+
+pub async fn find(pool: &PgPool, id: AccountId) -> Result<Option<Account>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = $1");
+    Ok(sqlx::query_as::<_, Account>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}

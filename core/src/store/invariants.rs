@@ -1,0 +1,102 @@
+//! The promises the whole system makes, checked against the database.
+//!
+//! `namaskah check` runs this; the load tests and the scheduler use it too. A verification
+//! without a number yet counts as overdue five minutes after its creation (ORDERING_HORIZON).
+
+use serde::Serialize;
+use sqlx::PgPool;
+use std::time::Duration;
+
+use super::StoreError;
+
+/// One broken promise, with a few examples.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub count: i64,
+    pub examples: Vec<String>,
+}
+
+/// The result of a check: empty `violations` means all is well.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub accounts: i64,
+    pub verifications: i64,
+    pub violations: Vec<Violation>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Runs every check. `grace` is how long past its deadline a verification may stay open.
+pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError> {
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts").fetch_one(pool).await?;
+    let verifications: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications")
+        .fetch_one(pool)
+        .await?;
+    // Each check lists the rows that break it, as short human-readable lines.
+    let checks: [(&'static str, &'static str); 5] = [
+        (
+            "balance_equals_ledger",
+            "SELECT a.id::text || ': balance ' || a.balance_cents || ', ledger ' || coalesce(l.total, 0)
+             FROM accounts a
+             LEFT JOIN (SELECT account_id, sum(amount_cents) AS total FROM ledger_entries GROUP BY account_id) l
+                    ON l.account_id = a.id
+             WHERE a.balance_cents <> coalesce(l.total, 0)",
+        ),
+        (
+            "exactly_one_charge",
+            "SELECT v.id::text || ': ' || count(l.id) || ' charges'
+             FROM verifications v
+             LEFT JOIN ledger_entries l ON l.verification_id = v.id AND l.kind = 'charge'
+             GROUP BY v.id HAVING count(l.id) <> 1",
+        ),
+        (
+            "charge_matches_price",
+            "SELECT v.id::text || ': price ' || v.price_cents || ', charged ' || -l.amount_cents
+             FROM verifications v JOIN ledger_entries l ON l.verification_id = v.id AND l.kind = 'charge'
+             WHERE -l.amount_cents <> v.price_cents",
+        ),
+        (
+            "refund_only_when_refunded",
+            "SELECT v.id::text || ': status ' || v.status || ', ' || count(l.id) || ' refunds'
+             FROM verifications v
+             LEFT JOIN ledger_entries l ON l.verification_id = v.id AND l.kind = 'refund'
+             GROUP BY v.id, v.status
+             HAVING count(l.id) > 1
+                 OR (v.status = 'refunded') <> (count(l.id) = 1)",
+        ),
+        (
+            // Before a number is assigned there is no deadline; ordering (with its retries)
+            // must then be over within ORDERING_HORIZON.
+            "overdue_verifications_are_final",
+            "SELECT id::text || ': ' || status || ' since ' || updated_at
+             FROM verifications
+             WHERE status NOT IN ('completed', 'refunded')
+               AND coalesce(deadline, created_at + interval '5 minutes') < now() - make_interval(secs => $1)",
+        ),
+    ];
+    let mut violations = Vec::new();
+    for (invariant, query) in checks {
+        let mut query = sqlx::query_scalar::<_, String>(query);
+        if invariant == "overdue_verifications_are_final" {
+            query = query.bind(grace.as_secs_f64());
+        }
+        let rows = query.fetch_all(pool).await?;
+        if !rows.is_empty() {
+            violations.push(Violation {
+                invariant,
+                count: i64::try_from(rows.len()).unwrap_or(i64::MAX),
+                examples: rows.into_iter().take(5).collect(),
+            });
+        }
+    }
+    Ok(Report {
+        accounts,
+        verifications,
+        violations,
+    })
+}

@@ -1,0 +1,143 @@
+//! PostgreSQL access, one module per table.
+//!
+//! Queries are plain SQL checked by the tests against the real schema (no compile-time
+//! database). State changes that cause messages write their outbox rows in the same
+//! statement or transaction.
+
+pub mod accounts;
+pub mod api_keys;
+pub mod idempotency;
+pub mod invariants;
+pub mod ledger;
+pub mod outbox;
+pub mod services;
+pub mod verifications;
+
+use sqlx::{
+    AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool,
+    migrate::{Migration, MigrationType, Migrator},
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use std::{str::FromStr, time::Duration};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("DATABASE_URL is not a PostgreSQL URL: {0}")]
+    BadUrl(String),
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+}
+
+impl StoreError {
+    /// Whether the error comes from the database being unreachable or overloaded rather
+    /// than from the query itself; such errors are worth retrying.
+    pub fn is_connection_problem(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_)
+            )
+        )
+    }
+}
+
+/// The embedded migrations, so a binary carries its schema with it.
+pub fn migrator() -> Migrator {
+    let migrations = [
+        (1, "accounts", include_str!("../../../migrations/0001_accounts.sql")),
+        (2, "services", include_str!("../../../migrations/0002_services.sql")),
+        (3, "verifications", include_str!("../../../migrations/0003_verifications.sql")),
+    ];
+    Migrator::with_migrations(
+        migrations
+            .into_iter()
+            .map(|(version, description, sql)| {
+                Migration::new(version, description.into(), MigrationType::Simple, sqlx::SqlSafeStr::into_sql_str(sql), false)
+            })
+            .collect(),
+    )
+}
+
+/// Creates the database named in `url` when it does not exist yet.
+pub async fn ensure_database_exists(url: &str) -> Result<(), StoreError> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+    let database = options
+        .get_database()
+        .map(str::to_owned)
+        .unwrap_or_else(|| options.get_username().to_owned());
+    let mut maintenance = options.database("postgres").connect().await?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&database)
+        .fetch_optional(&mut maintenance)
+        .await?;
+    if exists.is_none() {
+        let create = format!("CREATE DATABASE {}", quote_identifier(&database));
+        match sqlx::query(AssertSqlSafe(create)).execute(&mut maintenance).await {
+            Ok(_) => tracing::info!(%database, "created database"),
+            // Another process created it at the same moment.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    maintenance.close().await?;
+    Ok(())
+}
+
+/// Drops a database (tests use it to clean up after themselves).
+pub async fn drop_database(url: &str) -> Result<(), StoreError> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+    let Some(database) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut maintenance = options.database("postgres").connect().await?;
+    let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(&database));
+    sqlx::query(AssertSqlSafe(drop)).execute(&mut maintenance).await?;
+    maintenance.close().await?;
+    Ok(())
+}
+
+/// Creates the database if needed, opens a pool and applies pending migrations.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    ensure_database_exists(url).await?;
+    let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    migrator().run(&pool).await?;
+    Ok(pool)
+}
+
+/// Checks that PostgreSQL answers.
+pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+/// A single connection, for tools that do one thing and exit.
+pub async fn connect_one(url: &str) -> Result<PgConnection, StoreError> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+    Ok(options.connect().await?)
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The name of the unique constraint a database error violated, if that is what it is.
+pub(crate) fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(e) if e.code().as_deref() == Some("23505") => e.constraint(),
+        _ => None,
+    }
+}

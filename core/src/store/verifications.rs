@@ -1,0 +1,365 @@
+//! Verifications: every change of status is a conditional update built from a
+//! [`Transition`], and the message it causes is written to the outbox in the same statement
+//! or transaction.
+
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+use super::StoreError;
+use crate::{
+    domain::{AccountId, Status, Transition, VerificationId},
+    queue::{Envelope, Job},
+};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Verification {
+    pub id: VerificationId,
+    pub account_id: AccountId,
+    pub service: String,
+    pub country: String,
+    pub price_cents: i64,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
+    pub order_attempts: i32,
+    pub provider: Option<String>,
+    pub provider_order_id: Option<String>,
+    pub phone_number: Option<String>,
+    pub code: Option<String>,
+    pub sms_text: Option<String>,
+    pub failure_reason: Option<String>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub trace_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub number_assigned_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub refunded_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, account_id, service, country, price_cents, status, order_attempts, provider,
+    provider_order_id, phone_number, code, sms_text, failure_reason, deadline, cancel_requested_at,
+    trace_id, created_at, updated_at, number_assigned_at, completed_at, refunded_at";
+
+fn sql(template: &str) -> AssertSqlSafe<String> {
+    AssertSqlSafe(template.replace("{COLUMNS}", COLUMNS))
+}
+
+/// A verification about to be accepted.
+#[derive(Clone, Debug)]
+pub struct NewVerification {
+    pub id: VerificationId,
+    pub account_id: AccountId,
+    pub service: String,
+    pub country: String,
+    pub price_cents: i64,
+    pub trace_id: String,
+}
+
+/// Charges the account and inserts the verification, its charge and its ordering message,
+/// all in one statement. `None` when the balance does not cover the price.
+pub async fn insert_charged(
+    conn: &mut PgConnection,
+    new: &NewVerification,
+) -> Result<Option<Verification>, StoreError> {
+    let order = Envelope::first(
+        Job::OrderNumber {
+            verification_id: new.id,
+        },
+        new.trace_id.clone(),
+    );
+    // Data-modifying CTEs run as one statement: either all four writes happen or none.
+    // The conditional debit is what refuses an uncovered price; the CHECK on the balance
+    // is the backstop.
+    let inserted = sqlx::query_as::<_, Verification>(sql(
+        "WITH debit AS (
+             UPDATE accounts SET balance_cents = balance_cents - $5
+             WHERE id = $2 AND balance_cents >= $5
+             RETURNING id
+         ), inserted AS (
+             INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
+             SELECT $1, debit.id, $3, $4, $5, $6 FROM debit
+             RETURNING {COLUMNS}
+         ), charge AS (
+             INSERT INTO ledger_entries (account_id, verification_id, kind, amount_cents)
+             SELECT account_id, id, 'charge', -price_cents FROM inserted
+         ), message AS (
+             INSERT INTO outbox (queue, payload) SELECT $7, $8 FROM inserted
+         )
+         SELECT {COLUMNS} FROM inserted",
+    ))
+    .bind(new.id)
+    .bind(new.account_id)
+    .bind(&new.service)
+    .bind(&new.country)
+    .bind(new.price_cents)
+    .bind(&new.trace_id)
+    .bind(order.job.queue().as_str())
+    .bind(order.to_json())
+    .fetch_optional(conn)
+    .await?;
+    Ok(inserted)
+}
+
+pub async fn find(pool: &PgPool, id: VerificationId) -> Result<Option<Verification>, StoreError> {
+    Ok(sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// The verification, if it belongs to the account; another account's id is "not found".
+pub async fn find_for_account(
+    pool: &PgPool,
+    account: AccountId,
+    id: VerificationId,
+) -> Result<Option<Verification>, StoreError> {
+    Ok(sqlx::query_as::<_, Verification>(sql(
+        "SELECT {COLUMNS} FROM verifications WHERE id = $1 AND account_id = $2",
+    ))
+    .bind(id)
+    .bind(account)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A page of an account's verifications, newest first.
+pub async fn list_for_account(
+    pool: &PgPool,
+    account: AccountId,
+    status: Option<Status>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Verification>, StoreError> {
+    Ok(sqlx::query_as::<_, Verification>(sql(
+        "SELECT {COLUMNS} FROM verifications
+         WHERE account_id = $1 AND ($2::text IS NULL OR status = $2)
+         ORDER BY created_at DESC, id DESC
+         LIMIT $3 OFFSET $4",
+    ))
+    .bind(account)
+    .bind(status.map(Status::as_str))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Claims the verification for ordering attempt `attempt`. `None` when it is not ours to
+/// order: already past ordering, or claimed by this attempt or a newer one (a duplicate
+/// message).
+pub async fn claim_for_ordering(
+    pool: &PgPool,
+    id: VerificationId,
+    attempt: u32,
+) -> Result<Option<Verification>, StoreError> {
+    let transition = Transition::StartOrdering;
+    Ok(sqlx::query_as::<_, Verification>(sql(
+        "UPDATE verifications SET status = $3, order_attempts = $4, updated_at = now()
+         WHERE id = $1 AND status = ANY($2) AND order_attempts < $4
+         RETURNING {COLUMNS}",
+    ))
+    .bind(id)
+    .bind(transition.from_names())
+    .bind(transition.to().as_str())
+    .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The number a provider sold.
+#[derive(Clone, Debug)]
+pub struct AssignedNumber {
+    pub provider: String,
+    pub provider_order_id: String,
+    pub phone_number: String,
+    pub sms_timeout_secs: i32,
+}
+
+/// Records the number and schedules the first poll, or, when the customer asked to cancel
+/// while the number was being bought, the cancellation of the order.
+/// `None` when the attempt no longer owns the row.
+pub async fn assign_number(
+    pool: &PgPool,
+    id: VerificationId,
+    attempt: u32,
+    number: &AssignedNumber,
+    trace_id: &str,
+    first_poll_delay_ms: i32,
+) -> Result<Option<Verification>, StoreError> {
+    let transition = Transition::AssignNumber;
+    let poll = Envelope::first(Job::PollSms { verification_id: id }, trace_id);
+    let cancel = Envelope::first(Job::CancelOrder { verification_id: id }, trace_id);
+    Ok(sqlx::query_as::<_, Verification>(sql(
+        "WITH assigned AS (
+             UPDATE verifications SET
+                 status = $3, provider = $5, provider_order_id = $6, phone_number = $7,
+                 deadline = now() + make_interval(secs => $8), number_assigned_at = now(),
+                 updated_at = now()
+             WHERE id = $1 AND status = ANY($2) AND order_attempts = $4
+             RETURNING {COLUMNS}
+         ), message AS (
+             INSERT INTO outbox (queue, payload, delay_ms)
+             SELECT $9,
+                    CASE WHEN cancel_requested_at IS NULL THEN $10::jsonb ELSE $11::jsonb END,
+                    CASE WHEN cancel_requested_at IS NULL THEN $12 ELSE 0 END
+             FROM assigned
+         )
+         SELECT {COLUMNS} FROM assigned",
+    ))
+    .bind(id)
+    .bind(transition.from_names())
+    .bind(transition.to().as_str())
+    .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .bind(&number.provider)
+    .bind(&number.provider_order_id)
+    .bind(&number.phone_number)
+    .bind(f64::from(number.sms_timeout_secs))
+    .bind(poll.job.queue().as_str())
+    .bind(poll.to_json())
+    .bind(cancel.to_json())
+    .bind(first_poll_delay_ms)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Which row a settling update may touch.
+#[derive(Clone, Copy, Debug)]
+pub enum Guard {
+    /// Any row in one of the transition's `from` statuses.
+    Status,
+    /// Only while this ordering attempt owns the row, so a stale attempt cannot fail a
+    /// verification a newer attempt is working on.
+    OrderingAttempt(u32),
+}
+
+/// Moves the verification into a status that is owed a refund (timed out, cancelled,
+/// failed) and writes the refund message in the same statement. `None` when another worker
+/// moved it first.
+pub async fn settle_owing_refund(
+    pool: &PgPool,
+    id: VerificationId,
+    transition: Transition,
+    guard: Guard,
+    reason: Option<&str>,
+    trace_id: &str,
+) -> Result<Option<Verification>, StoreError> {
+    debug_assert!(transition.owes_refund(), "{transition:?} owes no refund");
+    let refund = Envelope::first(Job::Refund { verification_id: id }, trace_id);
+    let attempt = match guard {
+        Guard::Status => None,
+        Guard::OrderingAttempt(attempt) => Some(i32::try_from(attempt).unwrap_or(i32::MAX)),
+    };
+    Ok(sqlx::query_as::<_, Verification>(sql(
+        "WITH settled AS (
+             UPDATE verifications SET status = $3, failure_reason = coalesce($5, failure_reason),
+                                      updated_at = now()
+             WHERE id = $1 AND status = ANY($2) AND ($4::int IS NULL OR order_attempts = $4)
+             RETURNING {COLUMNS}
+         ), message AS (
+             INSERT INTO outbox (queue, payload) SELECT $6, $7 FROM settled
+         )
+         SELECT {COLUMNS} FROM settled",
+    ))
+    .bind(id)
+    .bind(transition.from_names())
+    .bind(transition.to().as_str())
+    .bind(attempt)
+    .bind(reason)
+    .bind(refund.job.queue().as_str())
+    .bind(refund.to_json())
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Stores the SMS and completes the verification. `None` when it is no longer waiting (it
+/// was cancelled or timed out first).
+pub async fn complete(
+    pool: &PgPool,
+    id: VerificationId,
+    code: &str,
+    sms_text: &str,
+) -> Result<Option<Verification>, StoreError> {
+    let transition = Transition::Complete;
+    Ok(sqlx::query_as::<_, Verification>(sql(
+        "UPDATE verifications SET status = $3, code = $4, sms_text = $5, completed_at = now(),
+                                  updated_at = now()
+         WHERE id = $1 AND status = ANY($2)
+         RETURNING {COLUMNS}",
+    ))
+    .bind(id)
+    .bind(transition.from_names())
+    .bind(transition.to().as_str())
+    .bind(code)
+    .bind(sms_text)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// What a customer's cancel request did.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// No number had been bought yet: cancelled at once, refund on its way.
+    Cancelled(Verification),
+    /// A number is being bought or is assigned: the workers cancel the provider order and
+    /// then the verification.
+    Requested(Verification),
+    /// Already completed, refunded or otherwise settled.
+    NotCancellable(Verification),
+    NotFound,
+}
+
+pub async fn cancel_by_customer(
+    pool: &PgPool,
+    account: AccountId,
+    id: VerificationId,
+) -> Result<CancelOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    // The row lock orders this against the ordering worker's assignment: whichever comes
+    // second sees the other's change.
+    let current = sqlx::query_as::<_, Verification>(sql(
+        "SELECT {COLUMNS} FROM verifications WHERE id = $1 AND account_id = $2 FOR UPDATE",
+    ))
+    .bind(id)
+    .bind(account)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(current) = current else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    let outcome = match current.status {
+        Status::Pending => {
+            let transition = Transition::CancelBeforeNumber;
+            let cancelled = sqlx::query_as::<_, Verification>(sql(
+                "UPDATE verifications SET status = $2, cancel_requested_at = now(), updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}",
+            ))
+            .bind(id)
+            .bind(transition.to().as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let refund = Envelope::first(Job::Refund { verification_id: id }, &current.trace_id);
+            super::outbox::insert(&mut tx, &refund, 0).await?;
+            CancelOutcome::Cancelled(cancelled)
+        }
+        Status::Ordering | Status::WaitingSms => {
+            let requested = sqlx::query_as::<_, Verification>(sql(
+                "UPDATE verifications SET cancel_requested_at = coalesce(cancel_requested_at, now()),
+                                          updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}",
+            ))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            // While ordering, the ordering worker sees the request when it assigns the number.
+            if current.status == Status::WaitingSms && current.cancel_requested_at.is_none() {
+                let cancel = Envelope::first(Job::CancelOrder { verification_id: id }, &current.trace_id);
+                super::outbox::insert(&mut tx, &cancel, 0).await?;
+            }
+            CancelOutcome::Requested(requested)
+        }
+        _ => CancelOutcome::NotCancellable(current),
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
