@@ -9,9 +9,12 @@ CREATE TABLE verifications (
     status              text NOT NULL DEFAULT 'pending' CHECK (status IN (
                             'pending', 'ordering', 'waiting_sms', 'completed',
                             'timed_out', 'cancelled', 'failed', 'refunded')),
-    -- Bumped by each ordering attempt that claims the row; a message whose attempt is not
-    -- newer than this is a duplicate and is dropped.
+    -- The ordering attempt that holds the row, and its claim: only the holder of the claim
+    -- may record the number, and a claim older than the ordering lease may be taken over
+    -- (its worker died mid-purchase).
     order_attempts      integer NOT NULL DEFAULT 0,
+    ordering_claim      uuid,
+    ordering_claimed_at timestamptz,
     provider            text,
     provider_order_id   text,
     phone_number        text,

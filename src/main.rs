@@ -1,1 +1,118 @@
-fn main(){}
+//! `namaskah`: every role of the pipeline in one binary.
+
+mod commands;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+use namaskah_core::{Config, telemetry};
+use namaskah_workers::WorkerKind;
+
+#[derive(Parser)]
+#[command(name = "namaskah", version, about = "SMS-verification number pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process: API, workers, outbox relay and the provider simulator.
+    Up,
+    /// Run the job submission API (with an outbox relay).
+    Api,
+    /// Run one worker (with an outbox relay).
+    Worker {
+        #[arg(value_enum)]
+        kind: WorkerArg,
+    },
+    /// Run the provider simulator (5SIM wire format) on SIMULATOR_ADDR.
+    Simulator,
+    /// Create the database if needed and apply pending migrations.
+    Migrate,
+    /// Check the system's invariants (money and states); exit 1 if any is broken.
+    Check,
+    /// Manage customer accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Create an account and its first API key; prints both as JSON (the key only this once).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value_t = 0)]
+        balance_cents: i64,
+        #[arg(long, default_value = "free")]
+        tier: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WorkerArg {
+    Ordering,
+    Polling,
+    Refund,
+}
+
+impl From<WorkerArg> for WorkerKind {
+    fn from(arg: WorkerArg) -> Self {
+        match arg {
+            WorkerArg::Ordering => WorkerKind::Ordering,
+            WorkerArg::Polling => WorkerKind::Polling,
+            WorkerArg::Refund => WorkerKind::Refund,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    telemetry::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Up => commands::roles::up(config).await,
+            Command::Api => commands::roles::api(config).await,
+            Command::Worker { kind } => commands::roles::worker(config, kind.into()).await,
+            Command::Simulator => commands::roles::simulator(config).await,
+            Command::Migrate => commands::migrate::run(config).await,
+            Command::Check => commands::check::run(config).await,
+            Command::Accounts {
+                command:
+                    AccountsCommand::Create {
+                        email,
+                        balance_cents,
+                        tier,
+                    },
+            } => commands::accounts::create(config, &email, balance_cents, &tier).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

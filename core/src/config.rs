@@ -37,6 +37,9 @@ pub struct Config {
     pub poll_cadence: Vec<Duration>,
     /// Extra time past a verification's deadline before it counts as overdue.
     pub deadline_grace: Duration,
+    /// How long an ordering attempt may hold a verification before another delivery may
+    /// take over (its worker is presumed dead). Longer than all provider calls of one attempt.
+    pub ordering_lease: Duration,
     pub log_format: LogFormat,
 }
 
@@ -161,6 +164,7 @@ impl Config {
             },
             poll_cadence: env.duration_list("POLL_CADENCE", "2s,3s,5s,10s")?,
             deadline_grace: env.duration("DEADLINE_GRACE", "30s")?,
+            ordering_lease: env.duration("ORDERING_LEASE", "60s")?,
             log_format: match env.raw("LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -205,15 +209,21 @@ impl Env<'_> {
         match scheme {
             Some(scheme) if schemes.contains(&scheme) => Ok(value),
             // The value may hold a password, so the message does not repeat it.
-            _ => Err(self.error(name, format!("a URL starting with {}://", schemes.join(":// or ")))),
+            _ => Err(self.error(
+                name,
+                format!("a URL starting with {}://", schemes.join(":// or ")),
+            )),
         }
     }
 
     fn socket_addr(&self, name: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
         let value = self.raw(name).unwrap_or_else(|| default.to_owned());
-        value
-            .parse()
-            .map_err(|_| self.error(name, format!("an address like 127.0.0.1:8080, got {value:?}")))
+        value.parse().map_err(|_| {
+            self.error(
+                name,
+                format!("an address like 127.0.0.1:8080, got {value:?}"),
+            )
+        })
     }
 
     fn number<T>(
@@ -231,7 +241,11 @@ impl Env<'_> {
         let expected = || {
             self.error(
                 name,
-                format!("a whole number from {} to {}, got {value:?}", range.start(), range.end()),
+                format!(
+                    "a whole number from {} to {}, got {value:?}",
+                    range.start(),
+                    range.end()
+                ),
             )
         };
         let number: T = value.trim().parse().map_err(|_| expected())?;
@@ -254,16 +268,27 @@ impl Env<'_> {
 
     fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
         let value = self.raw(name).unwrap_or_else(|| default.to_owned());
-        parse_duration(&value)
-            .ok_or_else(|| self.error(name, format!("a duration like 250ms, 2s or 5m, got {value:?}")))
+        parse_duration(&value).ok_or_else(|| {
+            self.error(
+                name,
+                format!("a duration like 250ms, 2s or 5m, got {value:?}"),
+            )
+        })
     }
 
-    fn duration_list(&self, name: &'static str, default: &str) -> Result<Vec<Duration>, ConfigError> {
+    fn duration_list(
+        &self,
+        name: &'static str,
+        default: &str,
+    ) -> Result<Vec<Duration>, ConfigError> {
         let value = self.raw(name).unwrap_or_else(|| default.to_owned());
         let durations: Option<Vec<Duration>> = value.split(',').map(parse_duration).collect();
         match durations {
             Some(list) if !list.is_empty() => Ok(list),
-            _ => Err(self.error(name, format!("a comma-separated list of durations like 2s,3s,5s, got {value:?}"))),
+            _ => Err(self.error(
+                name,
+                format!("a comma-separated list of durations like 2s,3s,5s, got {value:?}"),
+            )),
         }
     }
 
@@ -307,16 +332,24 @@ impl Env<'_> {
         if valid {
             Ok(value)
         } else {
-            Err(self.error(name, format!("up to 64 letters, digits, '.', '-' or '_', got {value:?}")))
+            Err(self.error(
+                name,
+                format!("up to 64 letters, digits, '.', '-' or '_', got {value:?}"),
+            ))
         }
     }
 
     fn providers(&self, simulator_addr: SocketAddr) -> Result<Vec<ProviderSettings>, ConfigError> {
-        let list = self.raw("PROVIDERS").unwrap_or_else(|| "simulator".to_owned());
+        let list = self
+            .raw("PROVIDERS")
+            .unwrap_or_else(|| "simulator".to_owned());
         let mut providers: Vec<ProviderSettings> = Vec::new();
         for name in list.split(',').map(str::trim) {
             if providers.iter().any(|p| p.name == name) {
-                return Err(self.error("PROVIDERS", format!("each provider once, got {name:?} twice")));
+                return Err(self.error(
+                    "PROVIDERS",
+                    format!("each provider once, got {name:?} twice"),
+                ));
             }
             let provider = match name {
                 "simulator" => ProviderSettings {
@@ -326,7 +359,8 @@ impl Env<'_> {
                         .raw("SIMULATOR_BASE_URL")
                         .unwrap_or_else(|| format!("http://{simulator_addr}/v1")),
                     api_key: Secret::new(
-                        self.raw("SIMULATOR_API_KEY").unwrap_or_else(|| DEFAULT_SIMULATOR_KEY.to_owned()),
+                        self.raw("SIMULATOR_API_KEY")
+                            .unwrap_or_else(|| DEFAULT_SIMULATOR_KEY.to_owned()),
                     ),
                     username: None,
                 },
@@ -345,20 +379,28 @@ impl Env<'_> {
                     base_url: self
                         .raw("TEXTVERIFIED_BASE_URL")
                         .unwrap_or_else(|| "https://www.textverified.com".to_owned()),
-                    api_key: Secret::new(self.required_secret("TEXTVERIFIED_API_KEY", "textverified")?),
-                    username: Some(self.required_secret("TEXTVERIFIED_API_USERNAME", "textverified")?),
+                    api_key: Secret::new(
+                        self.required_secret("TEXTVERIFIED_API_KEY", "textverified")?,
+                    ),
+                    username: Some(
+                        self.required_secret("TEXTVERIFIED_API_USERNAME", "textverified")?,
+                    ),
                 },
                 _ => {
                     return Err(self.error(
                         "PROVIDERS",
-                        format!("a comma-separated list of simulator, 5sim, textverified, got {name:?}"),
+                        format!(
+                            "a comma-separated list of simulator, 5sim, textverified, got {name:?}"
+                        ),
                     ));
                 }
             };
             providers.push(provider);
         }
         for provider in &providers {
-            if !provider.base_url.starts_with("http://") && !provider.base_url.starts_with("https://") {
+            if !provider.base_url.starts_with("http://")
+                && !provider.base_url.starts_with("https://")
+            {
                 let variable = match provider.name.as_str() {
                     "simulator" => "SIMULATOR_BASE_URL",
                     "5sim" => "FIVESIM_BASE_URL",
@@ -399,7 +441,10 @@ mod tests {
     #[test]
     fn defaults_describe_a_local_installation() {
         let config = config(&[]).expect("defaults are valid");
-        assert_eq!(config.database_url, "postgres://postgres@127.0.0.1:5432/namaskah");
+        assert_eq!(
+            config.database_url,
+            "postgres://postgres@127.0.0.1:5432/namaskah"
+        );
         assert_eq!(config.api_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.provider_names(), vec!["simulator"]);
         assert_eq!(config.providers[0].base_url, "http://127.0.0.1:8090/v1");
@@ -410,7 +455,11 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         let error = config(&[("API_ADDR", "localhost")]).unwrap_err();
         assert_eq!(error.variable, "API_ADDR");
-        assert!(error.to_string().starts_with("API_ADDR: expected an address"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("API_ADDR: expected an address")
+        );
 
         let error = config(&[("PROVIDERS", "simulator,nope")]).unwrap_err();
         assert_eq!(error.variable, "PROVIDERS");

@@ -49,11 +49,20 @@ pub fn price_list(offers: &[Offer], provider_order: &[String]) -> Vec<Quote> {
 }
 
 /// The quote for a request; `None` when no enabled provider sells the service there.
-pub fn quote(offers: &[Offer], provider_order: &[String], service: &str, country: Option<&str>) -> Option<Quote> {
+pub fn quote(
+    offers: &[Offer],
+    provider_order: &[String],
+    service: &str,
+    country: Option<&str>,
+) -> Option<Quote> {
     price_list(offers, provider_order)
         .into_iter()
         .filter(|q| q.service == service && country.is_none_or(|c| q.country == c))
-        .min_by(|a, b| a.price_cents.cmp(&b.price_cents).then_with(|| a.country.cmp(&b.country)))
+        .min_by(|a, b| {
+            a.price_cents
+                .cmp(&b.price_cents)
+                .then_with(|| a.country.cmp(&b.country))
+        })
 }
 
 /// The offers for one verification in the order the ordering worker should try them.
@@ -89,13 +98,20 @@ mod tests {
         let offers = [offer("us", "b", 50), offer("us", "a", 90)];
         let quote = quote(&offers, &order(), "telegram", Some("us")).expect("quoted");
         assert_eq!(quote.price_cents, 90);
-        let tries: Vec<&str> = failover_order(&offers, &order()).iter().map(|o| o.provider.as_str()).collect();
+        let tries: Vec<&str> = failover_order(&offers, &order())
+            .iter()
+            .map(|o| o.provider.as_str())
+            .collect();
         assert_eq!(tries, vec!["a", "b"]);
     }
 
     #[test]
     fn without_a_country_the_cheapest_is_chosen() {
-        let offers = [offer("us", "a", 90), offer("in", "a", 30), offer("id", "a", 30)];
+        let offers = [
+            offer("us", "a", 90),
+            offer("in", "a", 30),
+            offer("id", "a", 30),
+        ];
         let quote = quote(&offers, &order(), "telegram", None).expect("quoted");
         assert_eq!(quote.country, "id");
     }

@@ -1,1 +1,95 @@
-pub fn x(){}
+//! The workers, one per queue. Each file reads as the story of its queue:
+//!
+//! - [`ordering`]: buy a number (with failover), record it, schedule the first poll.
+//! - [`polling`]: ask for the SMS until it comes or the deadline passes; cancel on request.
+//! - [`refund`]: give the price back, exactly once.
+//!
+//! The plumbing (ack, retry, parking) is `namaskah_core::queue::consumer`.
+
+pub mod ordering;
+pub mod polling;
+pub mod refund;
+
+use sqlx::PgPool;
+use std::{fmt, sync::Arc};
+
+use namaskah_core::{
+    Config, Shutdown,
+    providers::Providers,
+    queue::{
+        ConsumerOptions, JobError, JobHandler, OutboxSignal, QueueName, Topology, run_consumer,
+    },
+    store::StoreError,
+};
+
+/// Which worker to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerKind {
+    Ordering,
+    Polling,
+    Refund,
+}
+
+impl WorkerKind {
+    pub const ALL: [WorkerKind; 3] = [
+        WorkerKind::Ordering,
+        WorkerKind::Polling,
+        WorkerKind::Refund,
+    ];
+
+    pub fn queue(self) -> QueueName {
+        match self {
+            WorkerKind::Ordering => QueueName::Ordering,
+            WorkerKind::Polling => QueueName::Polling,
+            WorkerKind::Refund => QueueName::Refund,
+        }
+    }
+}
+
+impl fmt::Display for WorkerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.queue().as_str())
+    }
+}
+
+/// What workers share.
+#[derive(Clone)]
+pub struct WorkerDeps {
+    pub pool: PgPool,
+    pub providers: Providers,
+    pub config: Arc<Config>,
+    /// Wakes this process's outbox relay after a commit that wrote outbox rows.
+    pub outbox: OutboxSignal,
+}
+
+/// Runs one worker until shutdown.
+pub async fn run_worker(kind: WorkerKind, deps: WorkerDeps, shutdown: Shutdown) {
+    let config = Arc::clone(&deps.config);
+    let (handler, retry): (Arc<dyn JobHandler>, _) = match kind {
+        WorkerKind::Ordering => (
+            Arc::new(ordering::OrderingWorker::new(deps)),
+            config.retry.ordering,
+        ),
+        WorkerKind::Polling => (
+            Arc::new(polling::PollingWorker::new(deps)),
+            config.retry.polling,
+        ),
+        WorkerKind::Refund => (
+            Arc::new(refund::RefundWorker::new(deps)),
+            config.retry.refund,
+        ),
+    };
+    let options = ConsumerOptions {
+        amqp_url: config.amqp_url.clone(),
+        topology: Topology::from_config(&config),
+        queue: kind.queue(),
+        prefetch: config.worker_prefetch,
+        retry,
+    };
+    run_consumer(options, handler, shutdown).await;
+}
+
+/// Database trouble is worth a retry: the row is still there when the database is back.
+pub(crate) fn retry_later(error: StoreError) -> JobError {
+    JobError::Retryable(error.to_string())
+}

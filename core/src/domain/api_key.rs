@@ -35,7 +35,9 @@ impl ApiKey {
     pub fn parse(text: &str) -> Option<Self> {
         let well_formed = text.len() == KEY_MARK.len() + RANDOM_LEN
             && text.starts_with(KEY_MARK)
-            && text[KEY_MARK.len()..].chars().all(|c| c.is_ascii_alphanumeric());
+            && text[KEY_MARK.len()..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric());
         well_formed.then(|| Self(text.to_owned()))
     }
 

@@ -94,7 +94,11 @@ impl Tier {
         Tier::ALL
             .into_iter()
             .find(|tier| tier.as_str() == text)
-            .ok_or_else(|| InvalidCode(format!("tier must be one of free, basic, pro, enterprise; got {text:?}")))
+            .ok_or_else(|| {
+                InvalidCode(format!(
+                    "tier must be one of free, basic, pro, enterprise; got {text:?}"
+                ))
+            })
     }
 }
 
@@ -122,7 +126,10 @@ mod tests {
 
     #[test]
     fn country_codes_are_lowercased() {
-        assert_eq!(CountryCode::parse("US").map(|c| c.to_string()), Ok("us".to_owned()));
+        assert_eq!(
+            CountryCode::parse("US").map(|c| c.to_string()),
+            Ok("us".to_owned())
+        );
         assert!(CountryCode::parse("usa").is_err());
         assert!(CountryCode::parse("1a").is_err());
     }

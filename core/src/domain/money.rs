@@ -25,7 +25,8 @@ impl TryFrom<i64> for Cents {
     type Error = String;
 
     fn try_from(cents: i64) -> Result<Self, Self::Error> {
-        Cents::new(cents).ok_or_else(|| format!("an amount in cents cannot be negative, got {cents}"))
+        Cents::new(cents)
+            .ok_or_else(|| format!("an amount in cents cannot be negative, got {cents}"))
     }
 }
 
@@ -48,7 +49,10 @@ mod tests {
     #[test]
     fn negative_amounts_cannot_be_built() {
         assert!(Cents::new(-1).is_none());
-        assert_eq!(Cents::new(1050).map(|c| c.to_string()), Some("10.50".to_owned()));
+        assert_eq!(
+            Cents::new(1050).map(|c| c.to_string()),
+            Some("10.50".to_owned())
+        );
         assert!(serde_json::from_str::<Cents>("-5").is_err());
     }
 }

@@ -40,7 +40,9 @@ pub enum Status {
 
 /// A status name that is not one of ours.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown status {0:?}; expected one of pending, ordering, waiting_sms, completed, timed_out, cancelled, failed, refunded")]
+#[error(
+    "unknown status {0:?}; expected one of pending, ordering, waiting_sms, completed, timed_out, cancelled, failed, refunded"
+)]
 pub struct UnknownStatus(pub String);
 
 impl Status {
@@ -83,7 +85,10 @@ impl Status {
     /// The customer's part is over: no code can arrive any more, though a refund may
     /// still be on its way. Cancelling such a verification is refused.
     pub fn is_settled(self) -> bool {
-        !matches!(self, Status::Pending | Status::Ordering | Status::WaitingSms)
+        !matches!(
+            self,
+            Status::Pending | Status::Ordering | Status::WaitingSms
+        )
     }
 }
 
@@ -161,7 +166,10 @@ impl Transition {
 
     /// Whether this move leaves the customer owed a refund.
     pub fn owes_refund(self) -> bool {
-        matches!(self.to(), Status::TimedOut | Status::Cancelled | Status::Failed)
+        matches!(
+            self.to(),
+            Status::TimedOut | Status::Cancelled | Status::Failed
+        )
     }
 }
 
@@ -193,7 +201,12 @@ mod tests {
     #[test]
     fn only_refund_reaches_refunded_and_only_from_an_owed_status() {
         assert_eq!(Transition::Refund.to(), Status::Refunded);
-        assert!(Transition::Refund.from().iter().all(|s| s.is_settled() && !s.is_final()));
+        assert!(
+            Transition::Refund
+                .from()
+                .iter()
+                .all(|s| s.is_settled() && !s.is_final())
+        );
         assert!(Transition::TimeOut.owes_refund());
         assert!(!Transition::Complete.owes_refund());
     }

@@ -67,17 +67,23 @@ impl FiveSim {
         }
         match status.as_u16() {
             200..=299 => Ok(body),
-            401 | 403 => Err(ProviderError::Rejected("the API key was refused".to_owned())),
+            401 | 403 => Err(ProviderError::Rejected(
+                "the API key was refused".to_owned(),
+            )),
             404 => Err(ProviderError::OrderNotFound),
             429 => Err(ProviderError::Unavailable("rate limited".to_owned())),
             500..=599 => Err(ProviderError::Unavailable(format!("HTTP {status}"))),
-            _ => Err(ProviderError::Rejected(format!("HTTP {status}: {}", excerpt(&body, 200)))),
+            _ => Err(ProviderError::Rejected(format!(
+                "HTTP {status}: {}",
+                excerpt(&body, 200)
+            ))),
         }
     }
 
     async fn get_order(&self, path: &str) -> Result<Order, ProviderError> {
         let body = self.get(path).await?;
-        serde_json::from_str(&body).map_err(|e| ProviderError::BadResponse(format!("{e}: {}", excerpt(&body, 200))))
+        serde_json::from_str(&body)
+            .map_err(|e| ProviderError::BadResponse(format!("{e}: {}", excerpt(&body, 200))))
     }
 }
 
@@ -92,7 +98,9 @@ fn classify_text_error(body: &str) -> Option<ProviderError> {
         "order not found" | "order expired" | "record not found" => ProviderError::OrderNotFound,
         "order has sms" => ProviderError::OrderHasSms,
         "server offline" | "you need to wait time" => ProviderError::Unavailable(text),
-        _ if text.contains("rate limit") || text.contains("api limit") => ProviderError::Unavailable(text),
+        _ if text.contains("rate limit") || text.contains("api limit") => {
+            ProviderError::Unavailable(text)
+        }
         // "not enough user balance", "not enough rating", "bad country", "bad operator",
         // "no product", "select country", …: this provider cannot serve the request.
         _ => ProviderError::Rejected(excerpt(body, 200)),
@@ -146,11 +154,15 @@ impl Provider for FiveSim {
     }
 
     async fn cancel(&self, order_id: &str) -> Result<(), ProviderError> {
-        self.get_order(&format!("/user/cancel/{order_id}")).await.map(|_| ())
+        self.get_order(&format!("/user/cancel/{order_id}"))
+            .await
+            .map(|_| ())
     }
 
     async fn finish(&self, order_id: &str) -> Result<(), ProviderError> {
-        self.get_order(&format!("/user/finish/{order_id}")).await.map(|_| ())
+        self.get_order(&format!("/user/finish/{order_id}"))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -176,17 +188,32 @@ mod tests {
 
     #[test]
     fn documented_text_errors_are_classified() {
-        assert_eq!(classify_text_error("no free phones"), Some(ProviderError::OutOfStock));
-        assert_eq!(classify_text_error("order not found"), Some(ProviderError::OrderNotFound));
-        assert!(matches!(classify_text_error("not enough user balance"), Some(ProviderError::Rejected(_))));
-        assert!(matches!(classify_text_error("server offline"), Some(ProviderError::Unavailable(_))));
+        assert_eq!(
+            classify_text_error("no free phones"),
+            Some(ProviderError::OutOfStock)
+        );
+        assert_eq!(
+            classify_text_error("order not found"),
+            Some(ProviderError::OrderNotFound)
+        );
+        assert!(matches!(
+            classify_text_error("not enough user balance"),
+            Some(ProviderError::Rejected(_))
+        ));
+        assert!(matches!(
+            classify_text_error("server offline"),
+            Some(ProviderError::Unavailable(_))
+        ));
         assert_eq!(classify_text_error("{\"id\":1}"), None);
     }
 
     #[test]
     fn order_statuses_map_to_states() {
         assert_eq!(order_state(&order("PENDING", None)), OrderState::Waiting);
-        assert_eq!(order_state(&order("RECEIVED", Some(vec![]))), OrderState::Waiting);
+        assert_eq!(
+            order_state(&order("RECEIVED", Some(vec![]))),
+            OrderState::Waiting
+        );
         assert_eq!(
             order_state(&order("RECEIVED", Some(vec![("Your code 5512", "5512")]))),
             OrderState::Received {

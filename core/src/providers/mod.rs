@@ -60,7 +60,10 @@ pub enum ProviderError {
 
 impl ProviderError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ProviderError::Unavailable(_) | ProviderError::BadResponse(_))
+        matches!(
+            self,
+            ProviderError::Unavailable(_) | ProviderError::BadResponse(_)
+        )
     }
 }
 
@@ -82,6 +85,11 @@ pub trait Provider: Send + Sync {
     async fn finish(&self, order_id: &str) -> Result<(), ProviderError>;
 }
 
+/// The HTTP client for the providers could not be built (no TLS roots, say).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the providers' HTTP client: {0}")]
+pub struct ClientSetupError(#[from] reqwest::Error);
+
 /// The configured providers, in failover order.
 #[derive(Clone)]
 pub struct Providers {
@@ -93,7 +101,7 @@ impl Providers {
         Self { ordered }
     }
 
-    pub fn from_config(config: &Config) -> Result<Self, reqwest::Error> {
+    pub fn from_config(config: &Config) -> Result<Self, ClientSetupError> {
         let ordered = config
             .providers
             .iter()
@@ -111,10 +119,15 @@ impl Providers {
     }
 }
 
-fn build(settings: &ProviderSettings, timeout: Duration) -> Result<Arc<dyn Provider>, reqwest::Error> {
+fn build(
+    settings: &ProviderSettings,
+    timeout: Duration,
+) -> Result<Arc<dyn Provider>, reqwest::Error> {
     Ok(match settings.protocol {
         ProviderProtocol::FiveSim => Arc::new(five_sim::FiveSim::new(settings, timeout)?),
-        ProviderProtocol::TextVerified => Arc::new(text_verified::TextVerified::new(settings, timeout)?),
+        ProviderProtocol::TextVerified => {
+            Arc::new(text_verified::TextVerified::new(settings, timeout)?)
+        }
     })
 }
 
@@ -187,8 +200,14 @@ mod tests {
 
     #[test]
     fn codes_are_found_in_sms_texts() {
-        assert_eq!(extract_code("Your Telegram code is 12345"), Some("12345".into()));
-        assert_eq!(extract_code("G-482913 is your Google verification code."), Some("482913".into()));
+        assert_eq!(
+            extract_code("Your Telegram code is 12345"),
+            Some("12345".into())
+        );
+        assert_eq!(
+            extract_code("G-482913 is your Google verification code."),
+            Some("482913".into())
+        );
         assert_eq!(extract_code("WhatsApp code 123-456"), Some("123456".into()));
         assert_eq!(extract_code("no code here, only 12"), None);
     }

@@ -101,10 +101,11 @@ impl TextVerified {
 
     async fn token(&self, force_new: bool) -> Result<String, ProviderError> {
         let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref() {
-            if !force_new && Instant::now() < token.renew_at {
-                return Ok(token.value.clone());
-            }
+        if let Some(token) = cached.as_ref()
+            && !force_new
+            && Instant::now() < token.renew_at
+        {
+            return Ok(token.value.clone());
         }
         let response = self
             .http
@@ -189,13 +190,13 @@ impl TextVerified {
         Ok(page
             .data
             .into_iter()
-            .filter(|sms| sms.sms_content.as_deref().is_some_and(|t| !t.is_empty()))
-            .next_back())
+            .rfind(|sms| sms.sms_content.as_deref().is_some_and(|t| !t.is_empty())))
     }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ProviderError> {
-    serde_json::from_str(body).map_err(|e| ProviderError::BadResponse(format!("{e}: {}", excerpt(body, 200))))
+    serde_json::from_str(body)
+        .map_err(|e| ProviderError::BadResponse(format!("{e}: {}", excerpt(body, 200))))
 }
 
 /// Order ids are opaque strings; keep them from reshaping the URL.
@@ -207,7 +208,10 @@ fn encode(text: &str) -> String {
 
 fn classify_error(status: u16, body: &str) -> ProviderError {
     let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
-    let code = parsed.as_ref().and_then(|e| e.error_code.clone()).unwrap_or_default();
+    let code = parsed
+        .as_ref()
+        .and_then(|e| e.error_code.clone())
+        .unwrap_or_default();
     let description = parsed
         .as_ref()
         .and_then(|e| e.error_description.clone())
@@ -249,7 +253,9 @@ impl Provider for TextVerified {
 
     async fn buy(&self, product: &str, country: &str) -> Result<PurchasedNumber, ProviderError> {
         if !country.eq_ignore_ascii_case("US") {
-            return Err(ProviderError::Rejected(format!("TextVerified sells US numbers only, not {country}")));
+            return Err(ProviderError::Rejected(format!(
+                "TextVerified sells US numbers only, not {country}"
+            )));
         }
         let request = serde_json::json!({ "serviceName": product, "capability": "sms" });
         let (status, body) = self
@@ -259,9 +265,9 @@ impl Provider for TextVerified {
             return Err(classify_error(status, &body));
         }
         let link: Link = parse(&body)?;
-        let href = link
-            .href
-            .ok_or_else(|| ProviderError::BadResponse("the created verification has no link".to_owned()))?;
+        let href = link.href.ok_or_else(|| {
+            ProviderError::BadResponse("the created verification has no link".to_owned())
+        })?;
         let verification = self.verification(&href).await?;
         Ok(PurchasedNumber {
             order_id: verification.id,
@@ -274,7 +280,9 @@ impl Provider for TextVerified {
             .verification(&format!("/api/pub/v2/verifications/{}", encode(order_id)))
             .await?;
         match verification.state.as_str() {
-            "verificationPending" | "verificationCompleted" | "verificationReused"
+            "verificationPending"
+            | "verificationCompleted"
+            | "verificationReused"
             | "verificationReactivated" => match self.latest_sms(&verification.id).await? {
                 Some(sms) => Ok(received(sms)),
                 None if verification.state == "verificationCompleted" => Ok(OrderState::Finished),
@@ -283,7 +291,9 @@ impl Provider for TextVerified {
             "verificationCanceled" | "verificationRefunded" => Ok(OrderState::Cancelled),
             "verificationTimedOut" => Ok(OrderState::TimedOut),
             "verificationReported" => Ok(OrderState::Banned),
-            other => Err(ProviderError::BadResponse(format!("unknown state {other:?}"))),
+            other => Err(ProviderError::BadResponse(format!(
+                "unknown state {other:?}"
+            ))),
         }
     }
 
@@ -312,10 +322,22 @@ mod tests {
     #[test]
     fn documented_errors_are_classified() {
         let body = |code: &str| format!(r#"{{"errorCode":"{code}","errorDescription":"d"}}"#);
-        assert_eq!(classify_error(400, &body("Unavailable")), ProviderError::OutOfStock);
-        assert!(matches!(classify_error(400, &body("InsufficientBalance")), ProviderError::Rejected(_)));
-        assert!(matches!(classify_error(400, &body("TooManyUnfinishedVerifications")), ProviderError::Unavailable(_)));
-        assert!(matches!(classify_error(503, "oops"), ProviderError::Unavailable(_)));
+        assert_eq!(
+            classify_error(400, &body("Unavailable")),
+            ProviderError::OutOfStock
+        );
+        assert!(matches!(
+            classify_error(400, &body("InsufficientBalance")),
+            ProviderError::Rejected(_)
+        ));
+        assert!(matches!(
+            classify_error(400, &body("TooManyUnfinishedVerifications")),
+            ProviderError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify_error(503, "oops"),
+            ProviderError::Unavailable(_)
+        ));
         assert_eq!(classify_error(404, ""), ProviderError::OrderNotFound);
     }
 

@@ -21,7 +21,8 @@ pub enum BrokerError {
 /// management UI.
 pub async fn connect(url: &str, role: &str) -> Result<Connection, BrokerError> {
     const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    let properties = ConnectionProperties::default().with_connection_name(format!("namaskah-{role}").into());
+    let properties =
+        ConnectionProperties::default().with_connection_name(format!("namaskah-{role}").into());
     match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(error)) => Err(BrokerError::Connect(error)),
@@ -46,10 +47,11 @@ impl BrokerProbe {
 
     pub async fn check(&self) -> Result<(), BrokerError> {
         let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            if connection.status().connected() {
-                return Ok(());
-            }
+        if slot
+            .as_ref()
+            .is_some_and(|connection| connection.status().connected())
+        {
+            return Ok(());
         }
         *slot = None;
         let connection = connect(&self.url, "probe").await?;

@@ -54,7 +54,10 @@ impl Attempt {
 pub enum Handled {
     Done,
     /// Not finished: run `next` again after `after` (a new attempt budget, not a retry).
-    Again { after: Duration, next: Envelope },
+    Again {
+        after: Duration,
+        next: Envelope,
+    },
 }
 
 /// Why a handler failed.
@@ -85,14 +88,18 @@ pub struct ConsumerOptions {
 
 /// Consumes `options.queue` until shutdown, reconnecting whenever the broker goes away.
 /// On shutdown it cancels its subscription, lets in-flight messages finish, and returns.
-pub async fn run_consumer(options: ConsumerOptions, handler: Arc<dyn JobHandler>, shutdown: Shutdown) {
+pub async fn run_consumer(
+    options: ConsumerOptions,
+    handler: Arc<dyn JobHandler>,
+    shutdown: Shutdown,
+) {
     let mut failures: u32 = 0;
     while !shutdown.is_triggered() {
         match consume_until_disconnected(&options, &handler, &shutdown).await {
             Ok(()) => failures = 0,
             Err(error) => {
                 failures += 1;
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     tracing::warn!(queue = %options.queue, %error, failures, "consumer lost RabbitMQ; reconnecting");
                 }
             }
@@ -116,8 +123,15 @@ async fn consume_until_disconnected(
     shutdown: &Shutdown,
 ) -> Result<(), BrokerError> {
     let connection = connect(&options.amqp_url, options.queue.as_str()).await?;
-    let channel = connection.create_channel().await.map_err(BrokerError::Channel)?;
-    options.topology.declare(&channel).await.map_err(BrokerError::Channel)?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(BrokerError::Channel)?;
+    options
+        .topology
+        .declare(&channel)
+        .await
+        .map_err(BrokerError::Channel)?;
     channel
         .basic_qos(options.prefetch, BasicQosOptions::default())
         .await
@@ -126,7 +140,11 @@ async fn consume_until_disconnected(
         .confirm_select(Default::default())
         .await
         .map_err(BrokerError::Channel)?;
-    let consumer_tag = format!("namaskah-{}-{}", options.queue, uuid::Uuid::new_v4().simple());
+    let consumer_tag = format!(
+        "namaskah-{}-{}",
+        options.queue,
+        uuid::Uuid::new_v4().simple()
+    );
     let mut deliveries = channel
         .basic_consume(
             options.topology.queue(options.queue).into(),
@@ -187,7 +205,8 @@ impl Processor {
             Ok(envelope) => envelope,
             Err(error) => {
                 tracing::warn!(queue = %self.options.queue, %error, "parking a malformed message");
-                self.park(&delivery, "malformed", &error.to_string(), 1).await;
+                self.park(&delivery, "malformed", &error.to_string(), 1)
+                    .await;
                 return;
             }
         };
@@ -198,7 +217,9 @@ impl Processor {
             attempt = envelope.attempt,
             trace_id = %envelope.trace_id,
         );
-        self.process_envelope(delivery, envelope).instrument(span).await;
+        self.process_envelope(delivery, envelope)
+            .instrument(span)
+            .await;
     }
 
     async fn process_envelope(&self, delivery: Delivery, envelope: Envelope) {
@@ -221,21 +242,30 @@ impl Processor {
                 let delay = backoff_delay(&self.options.retry, attempt.number);
                 tracing::info!(%reason, retry_in = ?delay, "retrying later");
                 let headers = carried_headers(&delivery);
-                self.forward(&delivery, &envelope.next_attempt(), delay, headers).await;
+                self.forward(&delivery, &envelope.next_attempt(), delay, headers)
+                    .await;
             }
             Err(JobError::Retryable(reason)) => {
                 tracing::warn!(%reason, "retries exhausted; parking");
-                self.park(&delivery, "retries_exhausted", &reason, attempt.number).await;
+                self.park(&delivery, "retries_exhausted", &reason, attempt.number)
+                    .await;
             }
             Err(JobError::Permanent(reason)) => {
                 tracing::warn!(%reason, "permanent failure; parking");
-                self.park(&delivery, "permanent_error", &reason, attempt.number).await;
+                self.park(&delivery, "permanent_error", &reason, attempt.number)
+                    .await;
             }
         }
     }
 
     /// Publishes `next` to come back after `delay`, then acks the current delivery.
-    async fn forward(&self, delivery: &Delivery, next: &Envelope, delay: Duration, headers: FieldTable) {
+    async fn forward(
+        &self,
+        delivery: &Delivery,
+        next: &Envelope,
+        delay: Duration,
+        headers: FieldTable,
+    ) {
         let published = async {
             let confirm = publish(
                 &self.channel,
@@ -252,7 +282,9 @@ impl Processor {
         match published {
             Ok(()) => self.ack(delivery).await,
             // Unacked, the message is redelivered when the channel closes and tried again.
-            Err(error) => tracing::warn!(%error, "cannot schedule the follow-up; leaving the message unacked"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot schedule the follow-up; leaving the message unacked")
+            }
         }
     }
 
@@ -260,8 +292,14 @@ impl Processor {
         let mut headers = carried_headers(delivery);
         headers.insert("x-park-reason".into(), long_string(reason));
         headers.insert("x-error".into(), long_string(&truncate(error, 1000)));
-        headers.insert("x-attempts".into(), AMQPValue::LongLongInt(i64::from(attempts)));
-        headers.insert("x-original-queue".into(), long_string(self.options.queue.as_str()));
+        headers.insert(
+            "x-attempts".into(),
+            AMQPValue::LongLongInt(i64::from(attempts)),
+        );
+        headers.insert(
+            "x-original-queue".into(),
+            long_string(self.options.queue.as_str()),
+        );
         headers.insert("x-parked-at".into(), long_string(&Utc::now().to_rfc3339()));
         let parking = self.options.topology.parking_queue(self.options.queue);
         let published = async {

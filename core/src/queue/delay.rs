@@ -17,8 +17,8 @@ pub struct DelayTier {
 /// not longer than it, so a message never waits longer than asked (except that any delay
 /// under the shortest tier waits the shortest tier).
 pub const TIERS_MS: [u64; 18] = [
-    100, 250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000,
-    1_800_000, 3_600_000, 7_200_000, 18_000_000, 36_000_000, 86_400_000,
+    100, 250, 500, 1_000, 2_000, 3_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000,
+    3_600_000, 7_200_000, 18_000_000, 36_000_000, 86_400_000,
 ];
 
 impl DelayTier {
@@ -42,7 +42,7 @@ impl DelayTier {
 
     /// The tier's short name, used in its exchange and queue names: `delay.2s`, `delay.250ms`.
     pub fn label(self) -> String {
-        if self.millis % 1000 == 0 {
+        if self.millis.is_multiple_of(1000) {
             format!("{}s", self.millis / 1000)
         } else {
             format!("{}ms", self.millis)

@@ -97,7 +97,9 @@ impl Envelope {
             return Err(MalformedMessage("attempt must be 1 or more".to_owned()));
         }
         if envelope.trace_id.is_empty() || envelope.trace_id.len() > 128 {
-            return Err(MalformedMessage("trace_id must be 1 to 128 characters".to_owned()));
+            return Err(MalformedMessage(
+                "trace_id must be 1 to 128 characters".to_owned(),
+            ));
         }
         Ok(envelope)
     }

@@ -9,7 +9,7 @@
 //! Writers in the same process wake the relay through [`OutboxSignal`] right after their
 //! commit; rows written by other processes are found by polling.
 
-use lapin::{BasicProperties, Channel, Connection, Confirmation, options::BasicPublishOptions};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, options::BasicPublishOptions};
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
@@ -104,7 +104,7 @@ impl OutboxRelay {
                 Err(error) => {
                     failures += 1;
                     publisher = None;
-                    if failures == 1 || failures % 30 == 0 {
+                    if failures == 1 || failures.is_multiple_of(30) {
                         tracing::warn!(%error, failures, "outbox relay cannot publish; will retry");
                     }
                     Duration::from_millis(200 * u64::from(failures.min(10)))
@@ -121,7 +121,10 @@ impl OutboxRelay {
     }
 
     /// Publishes one batch; returns how many rows were published.
-    async fn relay_batch(&self, publisher: &mut Option<ConfirmingChannel>) -> Result<usize, RelayError> {
+    async fn relay_batch(
+        &self,
+        publisher: &mut Option<ConfirmingChannel>,
+    ) -> Result<usize, RelayError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let rows = outbox::lock_unsent(&mut tx, self.batch_size).await?;
         if rows.is_empty() {
@@ -143,8 +146,14 @@ impl OutboxRelay {
 
     async fn open_channel(&self) -> Result<ConfirmingChannel, BrokerError> {
         let connection = connect(&self.amqp_url, "outbox-relay").await?;
-        let channel = connection.create_channel().await.map_err(BrokerError::Channel)?;
-        self.topology.declare(&channel).await.map_err(BrokerError::Channel)?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)?;
+        self.topology
+            .declare(&channel)
+            .await
+            .map_err(BrokerError::Channel)?;
         channel
             .confirm_select(Default::default())
             .await
@@ -157,7 +166,11 @@ impl OutboxRelay {
 }
 
 /// Publishes every row, then waits for all their confirms.
-async fn publish_all(channel: &Channel, topology: &Topology, rows: &[OutboxRow]) -> Result<(), BrokerError> {
+async fn publish_all(
+    channel: &Channel,
+    topology: &Topology,
+    rows: &[OutboxRow],
+) -> Result<(), BrokerError> {
     let mut confirms = Vec::with_capacity(rows.len());
     for row in rows {
         let Some(queue) = QueueName::parse(&row.queue) else {
@@ -168,7 +181,15 @@ async fn publish_all(channel: &Channel, topology: &Topology, rows: &[OutboxRow])
         };
         let body = serde_json::to_vec(&row.payload).unwrap_or_default();
         let delay = u64::try_from(row.delay_ms).unwrap_or(0);
-        let confirm = publish(channel, topology, queue, &body, Duration::from_millis(delay), None).await?;
+        let confirm = publish(
+            channel,
+            topology,
+            queue,
+            &body,
+            Duration::from_millis(delay),
+            None,
+        )
+        .await?;
         confirms.push(confirm);
     }
     for confirm in confirms {

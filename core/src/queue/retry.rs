@@ -34,7 +34,9 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_the_cap() {
-        let delays: Vec<u64> = (1..=7).map(|a| backoff_delay(&policy(0.0), a).as_secs()).collect();
+        let delays: Vec<u64> = (1..=7)
+            .map(|a| backoff_delay(&policy(0.0), a).as_secs())
+            .collect();
         assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30]);
     }
 

@@ -139,7 +139,11 @@ impl Topology {
                 long_string(&self.parking_queue(queue)),
             );
             channel
-                .queue_declare(self.queue(queue).into(), QueueDeclareOptions::durable(), work)
+                .queue_declare(
+                    self.queue(queue).into(),
+                    QueueDeclareOptions::durable(),
+                    work,
+                )
                 .await?;
             channel
                 .queue_bind(
@@ -168,7 +172,10 @@ impl Topology {
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(i64::try_from(tier.millis).unwrap_or(i64::MAX)),
             );
-            args.insert("x-dead-letter-exchange".into(), long_string(&self.exchange()));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                long_string(&self.exchange()),
+            );
             channel
                 .queue_declare(name.clone().into(), QueueDeclareOptions::durable(), args)
                 .await?;

@@ -52,7 +52,10 @@ pub async fn insert(
     Ok(id)
 }
 
-pub async fn find_by_hash(pool: &PgPool, hash: &ApiKeyHash) -> Result<Option<KeyOwner>, StoreError> {
+pub async fn find_by_hash(
+    pool: &PgPool,
+    hash: &ApiKeyHash,
+) -> Result<Option<KeyOwner>, StoreError> {
     Ok(sqlx::query_as::<_, KeyOwner>(
         "SELECT k.id AS key_id, k.account_id, a.tenant_id, k.scopes, k.revoked_at
          FROM api_keys k JOIN accounts a ON a.id = k.account_id

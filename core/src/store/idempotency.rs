@@ -26,6 +26,9 @@ pub enum Claim {
     InProgress,
 }
 
+/// A stored key: request hash, state, response status and body.
+type StoredKey = (Vec<u8>, String, Option<i16>, Option<Vec<u8>>);
+
 pub async fn claim(
     pool: &PgPool,
     account: AccountId,
@@ -55,7 +58,7 @@ pub async fn claim(
     if taken.is_some() {
         return Ok(Claim::Fresh);
     }
-    let existing: Option<(Vec<u8>, String, Option<i16>, Option<Vec<u8>>)> = sqlx::query_as(
+    let existing: Option<StoredKey> = sqlx::query_as(
         "SELECT request_hash, state, response_status, response_body
          FROM idempotency_keys WHERE account_id = $1 AND key = $2",
     )
@@ -98,18 +101,22 @@ pub async fn complete(
 
 /// Gives a claim up after a failure that had no effect.
 pub async fn release(pool: &PgPool, account: AccountId, key: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND state = 'in_progress'")
-        .bind(account)
-        .bind(key)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND state = 'in_progress'",
+    )
+    .bind(account)
+    .bind(key)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// Deletes expired keys; returns how many.
 pub async fn purge_expired(pool: &PgPool) -> Result<u64, StoreError> {
-    Ok(sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < now()")
-        .execute(pool)
-        .await?
-        .rows_affected())
+    Ok(
+        sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < now()")
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
 }

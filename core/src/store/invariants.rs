@@ -33,7 +33,9 @@ impl Report {
 
 /// Runs every check. `grace` is how long past its deadline a verification may stay open.
 pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError> {
-    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts").fetch_one(pool).await?;
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts")
+        .fetch_one(pool)
+        .await?;
     let verifications: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications")
         .fetch_one(pool)
         .await?;

@@ -41,7 +41,11 @@ pub async fn refund(pool: &PgPool, id: VerificationId) -> Result<Option<Refund>,
         Ok(refund) => Ok(refund),
         // The status guard already makes a second refund impossible; should a row ever have
         // been moved back by hand, the unique constraint still refuses to pay twice.
-        Err(e) if violated_constraint(&e) == Some("ledger_entries_one_per_kind_and_verification") => Ok(None),
+        Err(e)
+            if violated_constraint(&e) == Some("ledger_entries_one_per_kind_and_verification") =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }

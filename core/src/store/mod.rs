@@ -53,15 +53,33 @@ impl StoreError {
 /// The embedded migrations, so a binary carries its schema with it.
 pub fn migrator() -> Migrator {
     let migrations = [
-        (1, "accounts", include_str!("../../../migrations/0001_accounts.sql")),
-        (2, "services", include_str!("../../../migrations/0002_services.sql")),
-        (3, "verifications", include_str!("../../../migrations/0003_verifications.sql")),
+        (
+            1,
+            "accounts",
+            include_str!("../../../migrations/0001_accounts.sql"),
+        ),
+        (
+            2,
+            "services",
+            include_str!("../../../migrations/0002_services.sql"),
+        ),
+        (
+            3,
+            "verifications",
+            include_str!("../../../migrations/0003_verifications.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
             .into_iter()
             .map(|(version, description, sql)| {
-                Migration::new(version, description.into(), MigrationType::Simple, sqlx::SqlSafeStr::into_sql_str(sql), false)
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
             })
             .collect(),
     )
@@ -81,7 +99,10 @@ pub async fn ensure_database_exists(url: &str) -> Result<(), StoreError> {
         .await?;
     if exists.is_none() {
         let create = format!("CREATE DATABASE {}", quote_identifier(&database));
-        match sqlx::query(AssertSqlSafe(create)).execute(&mut maintenance).await {
+        match sqlx::query(AssertSqlSafe(create))
+            .execute(&mut maintenance)
+            .await
+        {
             Ok(_) => tracing::info!(%database, "created database"),
             // Another process created it at the same moment.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
@@ -99,8 +120,13 @@ pub async fn drop_database(url: &str) -> Result<(), StoreError> {
         return Ok(());
     };
     let mut maintenance = options.database("postgres").connect().await?;
-    let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(&database));
-    sqlx::query(AssertSqlSafe(drop)).execute(&mut maintenance).await?;
+    let drop = format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_identifier(&database)
+    );
+    sqlx::query(AssertSqlSafe(drop))
+        .execute(&mut maintenance)
+        .await?;
     maintenance.close().await?;
     Ok(())
 }

@@ -16,7 +16,11 @@ pub struct OutboxRow {
 }
 
 /// Writes a message into the outbox as part of the caller's transaction.
-pub async fn insert(conn: &mut PgConnection, envelope: &Envelope, delay_ms: i32) -> Result<(), StoreError> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    envelope: &Envelope,
+    delay_ms: i32,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO outbox (queue, payload, delay_ms) VALUES ($1, $2, $3)")
         .bind(envelope.job.queue().as_str())
         .bind(envelope.to_json())

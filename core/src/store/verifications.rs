@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use std::time::Duration;
+use uuid::Uuid;
 
 use super::StoreError;
 use crate::{
@@ -21,6 +23,8 @@ pub struct Verification {
     #[sqlx(try_from = "String")]
     pub status: Status,
     pub order_attempts: i32,
+    pub ordering_claim: Option<Uuid>,
+    pub ordering_claimed_at: Option<DateTime<Utc>>,
     pub provider: Option<String>,
     pub provider_order_id: Option<String>,
     pub phone_number: Option<String>,
@@ -37,7 +41,8 @@ pub struct Verification {
     pub refunded_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, account_id, service, country, price_cents, status, order_attempts, provider,
+const COLUMNS: &str = "id, account_id, service, country, price_cents, status, order_attempts,
+    ordering_claim, ordering_claimed_at, provider,
     provider_order_id, phone_number, code, sms_text, failure_reason, deadline, cancel_requested_at,
     trace_id, created_at, updated_at, number_assigned_at, completed_at, refunded_at";
 
@@ -71,8 +76,7 @@ pub async fn insert_charged(
     // Data-modifying CTEs run as one statement: either all four writes happen or none.
     // The conditional debit is what refuses an uncovered price; the CHECK on the balance
     // is the backstop.
-    let inserted = sqlx::query_as::<_, Verification>(sql(
-        "WITH debit AS (
+    let inserted = sqlx::query_as::<_, Verification>(sql("WITH debit AS (
              UPDATE accounts SET balance_cents = balance_cents - $5
              WHERE id = $2 AND balance_cents >= $5
              RETURNING id
@@ -86,8 +90,7 @@ pub async fn insert_charged(
          ), message AS (
              INSERT INTO outbox (queue, payload) SELECT $7, $8 FROM inserted
          )
-         SELECT {COLUMNS} FROM inserted",
-    ))
+         SELECT {COLUMNS} FROM inserted"))
     .bind(new.id)
     .bind(new.account_id)
     .bind(&new.service)
@@ -102,10 +105,12 @@ pub async fn insert_charged(
 }
 
 pub async fn find(pool: &PgPool, id: VerificationId) -> Result<Option<Verification>, StoreError> {
-    Ok(sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// The verification, if it belongs to the account; another account's id is "not found".
@@ -131,40 +136,85 @@ pub async fn list_for_account(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Verification>, StoreError> {
-    Ok(sqlx::query_as::<_, Verification>(sql(
-        "SELECT {COLUMNS} FROM verifications
+    Ok(
+        sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications
          WHERE account_id = $1 AND ($2::text IS NULL OR status = $2)
          ORDER BY created_at DESC, id DESC
-         LIMIT $3 OFFSET $4",
-    ))
-    .bind(account)
-    .bind(status.map(Status::as_str))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?)
+         LIMIT $3 OFFSET $4"))
+        .bind(account)
+        .bind(status.map(Status::as_str))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?,
+    )
 }
 
-/// Claims the verification for ordering attempt `attempt`. `None` when it is not ours to
-/// order: already past ordering, or claimed by this attempt or a newer one (a duplicate
-/// message).
+/// The outcome of trying to claim a verification for ordering.
+#[derive(Debug)]
+pub enum OrderingClaim {
+    /// This attempt holds the row; only the holder of `claim` may record the result.
+    Claimed {
+        verification: Box<Verification>,
+        claim: Uuid,
+    },
+    /// Another delivery holds a live claim (a duplicate message, or a worker that may have
+    /// died mid-purchase): look again once the claim has had time to finish or expire.
+    Busy { retry_after: Duration },
+    /// Nothing to order: the verification is past ordering, or gone.
+    NotNeeded,
+}
+
+/// Claims the verification for ordering attempt `attempt`. A newer attempt (a retry) takes
+/// over from an older one; the same attempt (a duplicate, or a redelivery after a crash)
+/// only once the previous claim is older than `lease`.
 pub async fn claim_for_ordering(
     pool: &PgPool,
     id: VerificationId,
     attempt: u32,
-) -> Result<Option<Verification>, StoreError> {
+    lease: Duration,
+) -> Result<OrderingClaim, StoreError> {
     let transition = Transition::StartOrdering;
-    Ok(sqlx::query_as::<_, Verification>(sql(
-        "UPDATE verifications SET status = $3, order_attempts = $4, updated_at = now()
-         WHERE id = $1 AND status = ANY($2) AND order_attempts < $4
+    let claim = Uuid::new_v4();
+    let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+    let claimed = sqlx::query_as::<_, Verification>(sql(
+        "UPDATE verifications SET status = $3, order_attempts = $4, ordering_claim = $5,
+                                  ordering_claimed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = ANY($2)
+           AND (order_attempts < $4
+                OR ordering_claimed_at IS NULL
+                OR ordering_claimed_at < now() - make_interval(secs => $6))
          RETURNING {COLUMNS}",
     ))
     .bind(id)
     .bind(transition.from_names())
     .bind(transition.to().as_str())
-    .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .bind(attempt)
+    .bind(claim)
+    .bind(lease.as_secs_f64())
     .fetch_optional(pool)
-    .await?)
+    .await?;
+    if let Some(verification) = claimed {
+        return Ok(OrderingClaim::Claimed {
+            verification: Box::new(verification),
+            claim,
+        });
+    }
+    let held: Option<(String, Option<f64>)> = sqlx::query_as(
+        "SELECT status, extract(epoch FROM ordering_claimed_at + make_interval(secs => $2) - now())::float8
+         FROM verifications WHERE id = $1",
+    )
+    .bind(id)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    Ok(match held {
+        Some((status, remaining)) if status == Status::Ordering.as_str() => OrderingClaim::Busy {
+            retry_after: Duration::from_secs_f64(remaining.unwrap_or(0.0).max(0.0))
+                + Duration::from_secs(1),
+        },
+        _ => OrderingClaim::NotNeeded,
+    })
 }
 
 /// The number a provider sold.
@@ -182,21 +232,30 @@ pub struct AssignedNumber {
 pub async fn assign_number(
     pool: &PgPool,
     id: VerificationId,
-    attempt: u32,
+    claim: Uuid,
     number: &AssignedNumber,
     trace_id: &str,
     first_poll_delay_ms: i32,
 ) -> Result<Option<Verification>, StoreError> {
     let transition = Transition::AssignNumber;
-    let poll = Envelope::first(Job::PollSms { verification_id: id }, trace_id);
-    let cancel = Envelope::first(Job::CancelOrder { verification_id: id }, trace_id);
-    Ok(sqlx::query_as::<_, Verification>(sql(
-        "WITH assigned AS (
+    let poll = Envelope::first(
+        Job::PollSms {
+            verification_id: id,
+        },
+        trace_id,
+    );
+    let cancel = Envelope::first(
+        Job::CancelOrder {
+            verification_id: id,
+        },
+        trace_id,
+    );
+    Ok(sqlx::query_as::<_, Verification>(sql("WITH assigned AS (
              UPDATE verifications SET
                  status = $3, provider = $5, provider_order_id = $6, phone_number = $7,
                  deadline = now() + make_interval(secs => $8), number_assigned_at = now(),
                  updated_at = now()
-             WHERE id = $1 AND status = ANY($2) AND order_attempts = $4
+             WHERE id = $1 AND status = ANY($2) AND ordering_claim = $4
              RETURNING {COLUMNS}
          ), message AS (
              INSERT INTO outbox (queue, payload, delay_ms)
@@ -205,12 +264,11 @@ pub async fn assign_number(
                     CASE WHEN cancel_requested_at IS NULL THEN $12 ELSE 0 END
              FROM assigned
          )
-         SELECT {COLUMNS} FROM assigned",
-    ))
+         SELECT {COLUMNS} FROM assigned"))
     .bind(id)
     .bind(transition.from_names())
     .bind(transition.to().as_str())
-    .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .bind(claim)
     .bind(&number.provider)
     .bind(&number.provider_order_id)
     .bind(&number.phone_number)
@@ -228,9 +286,9 @@ pub async fn assign_number(
 pub enum Guard {
     /// Any row in one of the transition's `from` statuses.
     Status,
-    /// Only while this ordering attempt owns the row, so a stale attempt cannot fail a
+    /// Only while this ordering claim holds the row, so a stale attempt cannot fail a
     /// verification a newer attempt is working on.
-    OrderingAttempt(u32),
+    OrderingClaim(Uuid),
 }
 
 /// Moves the verification into a status that is owed a refund (timed out, cancelled,
@@ -245,26 +303,29 @@ pub async fn settle_owing_refund(
     trace_id: &str,
 ) -> Result<Option<Verification>, StoreError> {
     debug_assert!(transition.owes_refund(), "{transition:?} owes no refund");
-    let refund = Envelope::first(Job::Refund { verification_id: id }, trace_id);
-    let attempt = match guard {
+    let refund = Envelope::first(
+        Job::Refund {
+            verification_id: id,
+        },
+        trace_id,
+    );
+    let claim = match guard {
         Guard::Status => None,
-        Guard::OrderingAttempt(attempt) => Some(i32::try_from(attempt).unwrap_or(i32::MAX)),
+        Guard::OrderingClaim(claim) => Some(claim),
     };
-    Ok(sqlx::query_as::<_, Verification>(sql(
-        "WITH settled AS (
+    Ok(sqlx::query_as::<_, Verification>(sql("WITH settled AS (
              UPDATE verifications SET status = $3, failure_reason = coalesce($5, failure_reason),
                                       updated_at = now()
-             WHERE id = $1 AND status = ANY($2) AND ($4::int IS NULL OR order_attempts = $4)
+             WHERE id = $1 AND status = ANY($2) AND ($4::uuid IS NULL OR ordering_claim = $4)
              RETURNING {COLUMNS}
          ), message AS (
              INSERT INTO outbox (queue, payload) SELECT $6, $7 FROM settled
          )
-         SELECT {COLUMNS} FROM settled",
-    ))
+         SELECT {COLUMNS} FROM settled"))
     .bind(id)
     .bind(transition.from_names())
     .bind(transition.to().as_str())
-    .bind(attempt)
+    .bind(claim)
     .bind(reason)
     .bind(refund.job.queue().as_str())
     .bind(refund.to_json())
@@ -338,7 +399,12 @@ pub async fn cancel_by_customer(
             .bind(transition.to().as_str())
             .fetch_one(&mut *tx)
             .await?;
-            let refund = Envelope::first(Job::Refund { verification_id: id }, &current.trace_id);
+            let refund = Envelope::first(
+                Job::Refund {
+                    verification_id: id,
+                },
+                &current.trace_id,
+            );
             super::outbox::insert(&mut tx, &refund, 0).await?;
             CancelOutcome::Cancelled(cancelled)
         }
@@ -353,7 +419,12 @@ pub async fn cancel_by_customer(
             .await?;
             // While ordering, the ordering worker sees the request when it assigns the number.
             if current.status == Status::WaitingSms && current.cancel_requested_at.is_none() {
-                let cancel = Envelope::first(Job::CancelOrder { verification_id: id }, &current.trace_id);
+                let cancel = Envelope::first(
+                    Job::CancelOrder {
+                        verification_id: id,
+                    },
+                    &current.trace_id,
+                );
                 super::outbox::insert(&mut tx, &cancel, 0).await?;
             }
             CancelOutcome::Requested(requested)

@@ -1,0 +1,72 @@
+//! Request bodies: size-limited, parsed with errors that say what is wrong.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use warp::Filter;
+
+use crate::ApiError;
+
+/// Bodies larger than this are refused with `413`.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The raw body, read up to [`BODY_LIMIT`]. Chunked bodies without a length are fine.
+pub fn limited()
+-> impl Filter<Extract = (Result<Bytes, ApiError>,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(|length: Option<u64>, stream| async move {
+            if length.is_some_and(|length| length > BODY_LIMIT as u64) {
+                return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT });
+            }
+            read_up_to(stream, BODY_LIMIT).await
+        })
+}
+
+async fn read_up_to<S, B>(stream: S, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk =
+            chunk.map_err(|e| ApiError::InvalidRequest(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.remaining() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// Parses a JSON body into `T`; syntax errors are `invalid_json`, wrong or unknown fields
+/// `invalid_request`.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::InvalidJson(
+            "the body is empty; send a JSON object".to_owned(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(error.to_string()),
+        _ => ApiError::InvalidJson(error.to_string()),
+    })
+}
+
+/// The query string, or an empty one.
+pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(query)
+        .map_err(|e| ApiError::InvalidQuery(format!("invalid query string: {e}")))
+}

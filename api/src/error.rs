@@ -1,0 +1,122 @@
+//! Every error the API returns, each with one status and one machine-readable code.
+//!
+//! Bodies are `{"error": {"code": "snake_case_code", "message": "human text"}}`.
+
+use serde_json::json;
+use warp::http::StatusCode;
+
+use namaskah_core::{domain::Scope, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("send your API key as `Authorization: Bearer <key>`")]
+    MissingApiKey,
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    #[error("the API key has been revoked")]
+    RevokedApiKey,
+    #[error("the API key lacks the `{}` scope", .0.as_str())]
+    InsufficientScope(Scope),
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("no {0} with this id")]
+    NotFound(&'static str),
+    #[error("no route matches {0}")]
+    NoRoute(String),
+    #[error("this path does not accept that method")]
+    MethodNotAllowed,
+    #[error("the balance ({balance_cents} cents) does not cover the price ({price_cents} cents)")]
+    InsufficientBalance {
+        price_cents: i64,
+        balance_cents: i64,
+    },
+    #[error("{0}")]
+    UnknownService(String),
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyKeyInUse,
+    #[error("the verification is already {0} and can no longer be cancelled")]
+    NotCancellable(String),
+    #[error("a dependency is unavailable; retry shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            MissingApiKey | InvalidApiKey | RevokedApiKey => StatusCode::UNAUTHORIZED,
+            InsufficientScope(_) => StatusCode::FORBIDDEN,
+            InvalidJson(_) | InvalidRequest(_) | InvalidQuery(_) | InvalidIdempotencyKey(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            NotFound(_) | NoRoute(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            InsufficientBalance { .. } => StatusCode::PAYMENT_REQUIRED,
+            UnknownService(_) | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            IdempotencyKeyInUse | NotCancellable(_) => StatusCode::CONFLICT,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            MissingApiKey => "missing_api_key",
+            InvalidApiKey => "invalid_api_key",
+            RevokedApiKey => "revoked_api_key",
+            InsufficientScope(_) => "insufficient_scope",
+            InvalidJson(_) => "invalid_json",
+            InvalidRequest(_) => "invalid_request",
+            InvalidQuery(_) => "invalid_query",
+            PayloadTooLarge { .. } => "payload_too_large",
+            InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            NotFound(_) => "not_found",
+            NoRoute(_) => "no_route",
+            MethodNotAllowed => "method_not_allowed",
+            InsufficientBalance { .. } => "insufficient_balance",
+            UnknownService(_) => "unknown_service",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            IdempotencyKeyInUse => "idempotency_key_in_use",
+            NotCancellable(_) => "not_cancellable",
+            Unavailable => "service_unavailable",
+            Internal => "internal_error",
+        }
+    }
+
+    /// Client errors describe the request and are safe to store under an idempotency key;
+    /// server errors are not: the client should be able to retry them.
+    pub fn is_client_error(&self) -> bool {
+        self.status().is_client_error()
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        if error.is_connection_problem() {
+            tracing::warn!(%error, "database unavailable");
+            ApiError::Unavailable
+        } else {
+            tracing::error!(%error, "store error");
+            ApiError::Internal
+        }
+    }
+}

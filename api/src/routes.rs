@@ -1,0 +1,119 @@
+//! The route table.
+//!
+//! | method | path                               | handler                        |
+//! |--------|------------------------------------|--------------------------------|
+//! | GET    | /healthz, /readyz                  | [`health`]                     |
+//! | POST   | /v1/verifications                  | [`v1::verifications::create`]  |
+//! | GET    | /v1/verifications                  | [`v1::verifications::list`]    |
+//! | GET    | /v1/verifications/{id}             | [`v1::verifications::get`]     |
+//! | POST   | /v1/verifications/{id}/cancel      | [`v1::verifications::cancel`]  |
+//! | GET    | /v1/account                        | [`v1::account::get`]           |
+//! | GET    | /v1/services                       | [`v1::services::list`]         |
+//!
+//! Handlers never reject: their errors become JSON responses in [`respond`]. Only routing
+//! misses reach [`recover`].
+
+use std::{convert::Infallible, sync::Arc};
+use warp::{Filter, Rejection, reply::Response};
+
+use crate::{
+    ApiError, AppState, body, health,
+    respond::{error_response, respond},
+    v1,
+};
+
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let with_state = {
+        let state = Arc::clone(&state);
+        warp::any().map(move || Arc::clone(&state))
+    };
+    let authorization = warp::header::optional::<String>("authorization");
+    let idempotency_key = warp::header::optional::<String>("idempotency-key");
+
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and_then(health::healthz);
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and_then(health::readyz);
+
+    let create = warp::path!("v1" / "verifications")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(idempotency_key)
+        .and(body::limited())
+        .and_then(|state, auth, key, body| {
+            respond(v1::verifications::create(state, auth, key, body))
+        });
+    let list = warp::path!("v1" / "verifications")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(body::raw_query())
+        .and_then(|state, auth, query| respond(v1::verifications::list(state, auth, query)));
+    let get = warp::path!("v1" / "verifications" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|id, state, auth| respond(v1::verifications::get(state, id, auth)));
+    let cancel = warp::path!("v1" / "verifications" / String / "cancel")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(idempotency_key)
+        .and(body::limited())
+        .and_then(|id, state, auth, key, body| {
+            respond(v1::verifications::cancel(state, id, auth, key, body))
+        });
+    let account = warp::path!("v1" / "account")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(v1::account::get(state, auth)));
+    let services = warp::path!("v1" / "services")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(body::raw_query())
+        .and_then(|state, query| respond(v1::services::list(state, query)));
+
+    healthz
+        .or(readyz)
+        .unify()
+        .or(create)
+        .unify()
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(cancel)
+        .unify()
+        .or(account)
+        .unify()
+        .or(services)
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+/// Routing misses as JSON errors.
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let error = if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::PayloadTooLarge {
+            limit: body::BODY_LIMIT,
+        }
+    } else if let Some(header) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::InvalidRequest(format!("the `{}` header is malformed", header.name()))
+    } else if rejection.is_not_found() {
+        ApiError::NoRoute("this method and path".to_owned())
+    } else {
+        tracing::warn!(?rejection, "unhandled rejection");
+        ApiError::Internal
+    };
+    Ok(error_response(&error))
+}

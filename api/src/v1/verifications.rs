@@ -1,0 +1,253 @@
+//! `/v1/verifications`: rent a number, read it back, list, cancel.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use warp::http::StatusCode;
+
+use namaskah_core::{
+    domain::{CountryCode, Scope, ServiceCode, Status, VerificationId, new_trace_id},
+    pricing,
+    store::{
+        accounts, services,
+        verifications::{self, CancelOutcome, NewVerification},
+    },
+};
+
+use super::view::VerificationView;
+use crate::{
+    ApiError, AppState,
+    auth::authenticate,
+    body::{parse_json, parse_query},
+    idempotency::{self, Begin},
+    respond::{Reply, reply_response},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    service: String,
+    #[serde(default)]
+    country: Option<String>,
+}
+
+/// `POST /v1/verifications`: charge the price and queue the order, in one transaction.
+pub async fn create(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+    idempotency_key: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
+    let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
+    let body = body?;
+    let request: CreateRequest = parse_json(&body)?;
+    let service = ServiceCode::parse(&request.service)
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let country = request
+        .country
+        .as_deref()
+        .map(CountryCode::parse)
+        .transpose()
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+
+    let fingerprint = idempotency::fingerprint("POST", "/v1/verifications", &body);
+    let guard = match idempotency::begin(
+        &state,
+        owner.account_id,
+        idempotency_key.as_deref(),
+        &fingerprint,
+    )
+    .await?
+    {
+        Begin::Replay(response) => return Ok(response),
+        Begin::Proceed(guard) => guard,
+    };
+    let result = async {
+        let offers = services::enabled_offers(
+            &state.pool,
+            &state.provider_order,
+            Some(service.as_str()),
+            country.as_ref().map(CountryCode::as_str),
+        )
+        .await?;
+        let quote = pricing::quote(
+            &offers,
+            &state.provider_order,
+            service.as_str(),
+            country.as_ref().map(CountryCode::as_str),
+        )
+        .ok_or_else(|| {
+            ApiError::UnknownService(match &country {
+                Some(country) => {
+                    format!("no provider sells `{service}` in `{country}`; see GET /v1/services")
+                }
+                None => format!("no provider sells `{service}`; see GET /v1/services"),
+            })
+        })?;
+
+        let new = NewVerification {
+            id: VerificationId::new(),
+            account_id: owner.account_id,
+            service: quote.service,
+            country: quote.country,
+            price_cents: quote.price_cents,
+            trace_id: new_trace_id(),
+        };
+        let mut tx = state
+            .pool
+            .begin()
+            .await
+            .map_err(namaskah_core::store::StoreError::from)?;
+        let Some(verification) = verifications::insert_charged(&mut tx, &new).await? else {
+            drop(tx);
+            let balance = accounts::find(&state.pool, owner.account_id)
+                .await?
+                .map_or(0, |account| account.balance_cents);
+            return Err(ApiError::InsufficientBalance {
+                price_cents: new.price_cents,
+                balance_cents: balance,
+            });
+        };
+        let reply = Reply::json(StatusCode::CREATED, &VerificationView::from(&verification))
+            .with_location(format!("/v1/verifications/{}", verification.id));
+        if let Some(guard) = &guard {
+            guard.store(&mut tx, &reply).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(namaskah_core::store::StoreError::from)?;
+        state.outbox.notify();
+        tracing::info!(
+            verification_id = %verification.id,
+            trace_id = %verification.trace_id,
+            service = %verification.service,
+            country = %verification.country,
+            price_cents = verification.price_cents,
+            "verification accepted"
+        );
+        Ok(reply)
+    }
+    .await;
+    Ok(idempotency::finish(&state, guard, result).await)
+}
+
+/// `GET /v1/verifications/{id}`. Another account's id is "not found", never "forbidden":
+/// the answer must not reveal that the id exists.
+pub async fn get(
+    state: Arc<AppState>,
+    id: String,
+    authorization: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
+    let id = VerificationId::parse(&id).ok_or(ApiError::NotFound("verification"))?;
+    let verification = verifications::find_for_account(&state.pool, owner.account_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("verification"))?;
+    Ok(reply_response(Reply::json(
+        StatusCode::OK,
+        &VerificationView::from(&verification),
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+const DEFAULT_PAGE: i64 = 20;
+const MAX_PAGE: i64 = 100;
+
+/// `GET /v1/verifications?status=&limit=&offset=`: newest first.
+pub async fn list(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+    query: String,
+) -> Result<warp::reply::Response, ApiError> {
+    let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
+    let query: ListQuery = parse_query(&query)?;
+    let status = query
+        .status
+        .as_deref()
+        .map(Status::parse)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!(
+            "`limit` must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if !(0..=1_000_000).contains(&offset) {
+        return Err(ApiError::InvalidQuery(
+            "`offset` must be from 0 to 1000000".to_owned(),
+        ));
+    }
+    // One row more than asked tells whether another page exists.
+    let mut rows =
+        verifications::list_for_account(&state.pool, owner.account_id, status, limit + 1, offset)
+            .await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let data: Vec<VerificationView> = rows.iter().map(VerificationView::from).collect();
+    let body = json!({ "data": data, "limit": limit, "offset": offset, "has_more": has_more });
+    Ok(reply_response(Reply::json(StatusCode::OK, &body)))
+}
+
+/// `POST /v1/verifications/{id}/cancel`: before a number is bought the verification is
+/// cancelled at once (`200`); afterwards the workers cancel the provider order first
+/// (`202`, the verification shows `cancel_requested`). Settled verifications: `409`.
+pub async fn cancel(
+    state: Arc<AppState>,
+    id: String,
+    authorization: Option<String>,
+    idempotency_key: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
+    let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
+    let body = body?;
+    let path = format!("/v1/verifications/{id}/cancel");
+    let fingerprint = idempotency::fingerprint("POST", &path, &body);
+    let guard = match idempotency::begin(
+        &state,
+        owner.account_id,
+        idempotency_key.as_deref(),
+        &fingerprint,
+    )
+    .await?
+    {
+        Begin::Replay(response) => return Ok(response),
+        Begin::Proceed(guard) => guard,
+    };
+    let result = async {
+        let id = VerificationId::parse(&id).ok_or(ApiError::NotFound("verification"))?;
+        let reply = match verifications::cancel_by_customer(&state.pool, owner.account_id, id)
+            .await?
+        {
+            CancelOutcome::Cancelled(v) => Reply::json(StatusCode::OK, &VerificationView::from(&v)),
+            CancelOutcome::Requested(v) => {
+                Reply::json(StatusCode::ACCEPTED, &VerificationView::from(&v))
+            }
+            CancelOutcome::NotCancellable(v) => {
+                return Err(ApiError::NotCancellable(v.status.to_string()));
+            }
+            CancelOutcome::NotFound => return Err(ApiError::NotFound("verification")),
+        };
+        state.outbox.notify();
+        if let Some(guard) = &guard {
+            let mut conn = state
+                .pool
+                .acquire()
+                .await
+                .map_err(namaskah_core::store::StoreError::from)?;
+            guard.store(&mut conn, &reply).await?;
+        }
+        Ok(reply)
+    }
+    .await;
+    Ok(idempotency::finish(&state, guard, result).await)
+}

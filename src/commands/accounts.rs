@@ -1,0 +1,71 @@
+//! `namaskah accounts create`.
+
+use anyhow::Result;
+use serde_json::json;
+use std::process::ExitCode;
+
+use namaskah::prerequisites;
+use namaskah_core::{
+    Config,
+    domain::{ApiKey, Cents, Scope, TenantId, Tier},
+    store::{self, StoreError, accounts, api_keys},
+};
+
+pub async fn create(
+    config: Config,
+    email: &str,
+    balance_cents: i64,
+    tier: &str,
+) -> Result<ExitCode> {
+    let email = email.trim();
+    if !(3..=254).contains(&email.len()) || !email.contains('@') {
+        eprintln!("--email must be an e-mail address, got {email:?}");
+        return Ok(ExitCode::from(2));
+    }
+    let Some(balance) = Cents::new(balance_cents) else {
+        eprintln!("--balance-cents cannot be negative, got {balance_cents}");
+        return Ok(ExitCode::from(2));
+    };
+    let tier = match Tier::parse(tier) {
+        Ok(tier) => tier,
+        Err(error) => {
+            eprintln!("--tier: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Err(missing) = prerequisites::check_postgres(&config).await {
+        eprintln!("missing prerequisite: {missing}");
+        return Ok(ExitCode::from(3));
+    }
+    let pool = store::connect(&config.database_url, 1).await?;
+    let key = ApiKey::generate();
+    let mut tx = pool.begin().await?;
+    let account = match accounts::create(&mut tx, TenantId::DEFAULT, email, tier, balance).await {
+        Ok(account) => account,
+        Err(StoreError::AlreadyExists(what)) => {
+            eprintln!("{what} already exists: {email}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    api_keys::insert(
+        &mut tx,
+        account.id,
+        &key,
+        &[Scope::Read, Scope::Write],
+        "created by `namaskah accounts create`",
+    )
+    .await?;
+    tx.commit().await?;
+    let output = json!({
+        "account_id": account.id,
+        "email": account.email,
+        "tier": account.tier,
+        "balance_cents": account.balance_cents,
+        "api_key": key.expose(),
+        "api_key_prefix": key.prefix(),
+    });
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}

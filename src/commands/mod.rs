@@ -1,0 +1,6 @@
+//! One module per subcommand family.
+
+pub mod accounts;
+pub mod check;
+pub mod migrate;
+pub mod roles;

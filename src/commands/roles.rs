@@ -1,0 +1,86 @@
+//! `up`, `api`, `worker`, `simulator`: long-running roles.
+
+use anyhow::Result;
+use std::{process::ExitCode, sync::Arc};
+
+use namaskah::{
+    pipeline::{self, Roles},
+    prerequisites,
+};
+use namaskah_core::{Config, Shutdown};
+use namaskah_workers::WorkerKind;
+
+pub async fn up(config: Config) -> Result<ExitCode> {
+    let roles = Roles {
+        simulator: config.provider("simulator").is_some(),
+        ..Roles::everything()
+    };
+    run(config, roles, true).await
+}
+
+pub async fn api(config: Config) -> Result<ExitCode> {
+    let roles = Roles {
+        api: true,
+        relay: true,
+        ..Roles::default()
+    };
+    run(config, roles, false).await
+}
+
+pub async fn worker(config: Config, kind: WorkerKind) -> Result<ExitCode> {
+    let roles = Roles {
+        relay: true,
+        workers: vec![kind],
+        ..Roles::default()
+    };
+    run(config, roles, false).await
+}
+
+pub async fn simulator(config: Config) -> Result<ExitCode> {
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let listener = namaskah_api::bind(config.simulator_addr).await?;
+    let api_key = config
+        .provider("simulator")
+        .map(|p| p.api_key.expose().to_owned())
+        .unwrap_or_else(|| namaskah_core::config::DEFAULT_SIMULATOR_KEY.to_owned());
+    println!(
+        "provider simulator on http://{}  (5SIM API under /v1, control under /_sim)",
+        config.simulator_addr
+    );
+    let sim = namaskah_load_tests::simulator::Simulator::new(api_key, Default::default());
+    namaskah_load_tests::simulator::serve(sim, listener, shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
+    if let Err(missing) = prerequisites::check_all(&config).await {
+        for problem in missing {
+            eprintln!("missing prerequisite: {problem}");
+        }
+        return Ok(ExitCode::from(3));
+    }
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let workers = roles.workers.clone();
+    let running = pipeline::start(Arc::new(config), roles.clone(), shutdown).await?;
+    if announce {
+        println!("Namaskah is up:");
+        if let Some(address) = running.api_addr {
+            println!("  API              http://{address}   (try: curl http://{address}/healthz)");
+        }
+        if let Some(address) = running.simulator_addr {
+            println!(
+                "  provider sim     http://{address}   (5SIM API under /v1, control under /_sim)"
+            );
+        }
+        let names: Vec<String> = workers.iter().map(ToString::to_string).collect();
+        println!("  workers          {}", names.join(", "));
+        if roles.relay {
+            println!("  outbox relay     running");
+        }
+        println!("Press Ctrl-C to stop.");
+    }
+    running.wait().await;
+    Ok(ExitCode::SUCCESS)
+}

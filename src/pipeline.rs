@@ -1,0 +1,143 @@
+//! Starting any set of roles in one process: all of them for `namaskah up`, one for
+//! `namaskah api` or `namaskah worker …`, and whatever a test needs.
+
+use sqlx::PgPool;
+use std::{net::SocketAddr, sync::Arc};
+use tokio::task::JoinSet;
+
+use namaskah_api::AppState;
+use namaskah_core::{
+    Config, Shutdown,
+    providers::Providers,
+    queue::{BrokerProbe, OutboxRelay, OutboxSignal, Topology},
+    store,
+};
+use namaskah_load_tests::simulator::{self, Behaviour, Simulator};
+use namaskah_workers::{WorkerDeps, WorkerKind, run_worker};
+
+/// Which roles to run.
+#[derive(Clone, Debug, Default)]
+pub struct Roles {
+    pub api: bool,
+    /// The provider simulator, on `SIMULATOR_ADDR`.
+    pub simulator: bool,
+    /// The outbox relay; every role that writes outbox rows should run one.
+    pub relay: bool,
+    pub workers: Vec<WorkerKind>,
+}
+
+impl Roles {
+    pub fn everything() -> Self {
+        Self {
+            api: true,
+            simulator: true,
+            relay: true,
+            workers: WorkerKind::ALL.to_vec(),
+        }
+    }
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Providers(#[from] namaskah_core::providers::ClientSetupError),
+    #[error("{0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A running set of roles.
+pub struct Running {
+    pub pool: PgPool,
+    pub api_addr: Option<SocketAddr>,
+    pub simulator_addr: Option<SocketAddr>,
+    pub simulator: Option<Arc<Simulator>>,
+    shutdown: Shutdown,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops every role and waits until each has finished its in-flight work.
+    pub async fn stop(mut self) {
+        self.shutdown.trigger();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until every role has stopped (after a shutdown signal).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Starts `roles`: opens the database (creating and migrating it as needed), binds the
+/// listeners, then spawns each role. Returns once everything is listening.
+pub async fn start(
+    config: Arc<Config>,
+    roles: Roles,
+    shutdown: Shutdown,
+) -> Result<Running, StartError> {
+    let pool = store::connect(&config.database_url, config.database_max_connections).await?;
+    let providers = Providers::from_config(&config)?;
+    let outbox = OutboxSignal::new();
+    let mut tasks = JoinSet::new();
+
+    let mut simulator_addr = None;
+    let mut simulator_handle = None;
+    if roles.simulator {
+        let listener = namaskah_api::bind(config.simulator_addr).await?;
+        simulator_addr = listener.local_addr().ok();
+        let api_key = config
+            .provider("simulator")
+            .map(|p| p.api_key.expose().to_owned())
+            .unwrap_or_else(|| namaskah_core::config::DEFAULT_SIMULATOR_KEY.to_owned());
+        let sim = Simulator::new(api_key, Behaviour::default());
+        simulator_handle = Some(Arc::clone(&sim));
+        tasks.spawn(simulator::serve(sim, listener, shutdown.clone()));
+    }
+
+    let mut api_addr = None;
+    if roles.api {
+        let listener = namaskah_api::bind(config.api_addr).await?;
+        api_addr = listener.local_addr().ok();
+        let state = Arc::new(AppState::new(
+            pool.clone(),
+            providers.names(),
+            outbox.clone(),
+            BrokerProbe::new(config.amqp_url.clone()),
+        ));
+        tasks.spawn(namaskah_api::serve(state, listener, shutdown.clone()));
+    }
+
+    if roles.relay {
+        let relay = OutboxRelay::new(
+            pool.clone(),
+            config.amqp_url.clone(),
+            Topology::from_config(&config),
+            config.outbox_batch_size,
+            config.outbox_poll_interval,
+            outbox.clone(),
+        );
+        tasks.spawn(relay.run(shutdown.clone()));
+    }
+
+    for kind in roles.workers {
+        let deps = WorkerDeps {
+            pool: pool.clone(),
+            providers: providers.clone(),
+            config: Arc::clone(&config),
+            outbox: outbox.clone(),
+        };
+        tasks.spawn(run_worker(kind, deps, shutdown.clone()));
+    }
+
+    Ok(Running {
+        pool,
+        api_addr,
+        simulator_addr,
+        simulator: simulator_handle,
+        shutdown,
+        tasks,
+    })
+}

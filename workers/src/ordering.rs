@@ -1,0 +1,247 @@
+//! The ordering worker: buys a number for a pending verification.
+//!
+//! 1. Claim the verification (`pending` → `ordering`). A duplicate message finds it claimed
+//!    and looks again after the claim's lease; a redelivery after a crash takes the claim
+//!    over once the lease has expired.
+//! 2. If the customer cancelled meanwhile: `cancelled`, refund queued. Done.
+//! 3. Try the providers that sell the service there, in `PROVIDERS` order. Out of stock or
+//!    down → the next one.
+//! 4. A number: record it (`waiting_sms`, deadline = now + the service's SMS timeout) and
+//!    queue the first poll, in one statement.
+//! 5. No number: if a provider was only unreachable and retries remain, retry later through
+//!    the delay tiers; otherwise `failed`, refund queued.
+
+use async_trait::async_trait;
+use std::time::Duration;
+use uuid::Uuid;
+
+use namaskah_core::{
+    domain::Transition,
+    pricing,
+    providers::PurchasedNumber,
+    queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
+    store::{
+        services::{self, Offer},
+        verifications::{self, AssignedNumber, Guard, OrderingClaim, Verification},
+    },
+};
+
+use crate::{WorkerDeps, retry_later};
+
+pub struct OrderingWorker {
+    deps: WorkerDeps,
+}
+
+impl OrderingWorker {
+    pub fn new(deps: WorkerDeps) -> Self {
+        Self { deps }
+    }
+
+    fn first_poll_delay_ms(&self) -> i32 {
+        let first = self
+            .deps
+            .config
+            .poll_cadence
+            .first()
+            .copied()
+            .unwrap_or(Duration::from_secs(2));
+        i32::try_from(first.as_millis()).unwrap_or(i32::MAX)
+    }
+
+    /// Step 3: the first provider that sells a number wins.
+    async fn buy_from_first_with_stock(
+        &self,
+        verification: &Verification,
+    ) -> Result<Result<(Offer, PurchasedNumber), Failures>, JobError> {
+        let provider_order = self.deps.providers.names();
+        let offers = services::enabled_offers(
+            &self.deps.pool,
+            &provider_order,
+            Some(&verification.service),
+            Some(&verification.country),
+        )
+        .await
+        .map_err(retry_later)?;
+        let mut failures = Failures::default();
+        for offer in pricing::failover_order(&offers, &provider_order) {
+            let Some(provider) = self.deps.providers.get(&offer.provider) else {
+                continue;
+            };
+            match provider
+                .buy(&offer.provider_product, &offer.provider_country)
+                .await
+            {
+                Ok(number) => return Ok(Ok((offer.clone(), number))),
+                Err(error) => {
+                    tracing::info!(provider = %offer.provider, %error, "provider could not sell a number; trying the next");
+                    failures.retryable |= error.is_retryable();
+                    failures
+                        .reasons
+                        .push(format!("{}: {error}", offer.provider));
+                }
+            }
+        }
+        Ok(Err(failures))
+    }
+
+    /// Step 4.
+    async fn record_number(
+        &self,
+        verification: &Verification,
+        claim: Uuid,
+        offer: &Offer,
+        number: PurchasedNumber,
+    ) -> Result<Handled, JobError> {
+        let assigned = AssignedNumber {
+            provider: offer.provider.clone(),
+            provider_order_id: number.order_id.clone(),
+            phone_number: number.phone_number.clone(),
+            sms_timeout_secs: offer.sms_timeout_secs,
+        };
+        let recorded = verifications::assign_number(
+            &self.deps.pool,
+            verification.id,
+            claim,
+            &assigned,
+            &verification.trace_id,
+            self.first_poll_delay_ms(),
+        )
+        .await;
+        match recorded {
+            Ok(Some(verification)) => {
+                self.deps.outbox.notify();
+                tracing::info!(provider = %offer.provider, deadline = ?verification.deadline, "number assigned");
+                Ok(Handled::Done)
+            }
+            Ok(None) => {
+                // Our claim was taken over (we were presumed dead): the number is not needed.
+                tracing::warn!(provider = %offer.provider, "claim lost while buying; giving the number back");
+                self.give_back(&offer.provider, &number.order_id).await;
+                Ok(Handled::Done)
+            }
+            Err(error) => {
+                // We cannot tell whether the row was updated; giving the number back would
+                // risk cancelling the one the customer got. The provider's own timer frees
+                // it if it stays unused.
+                Err(retry_later(error))
+            }
+        }
+    }
+
+    async fn give_back(&self, provider: &str, order_id: &str) {
+        let Some(provider) = self.deps.providers.get(provider) else {
+            return;
+        };
+        if let Err(error) = provider.cancel(order_id).await {
+            tracing::warn!(provider = provider.name(), %error, "could not give an unneeded number back");
+        }
+    }
+
+    async fn settle(
+        &self,
+        verification: &Verification,
+        claim: Uuid,
+        transition: Transition,
+        reason: Option<&str>,
+    ) -> Result<Handled, JobError> {
+        let settled = verifications::settle_owing_refund(
+            &self.deps.pool,
+            verification.id,
+            transition,
+            Guard::OrderingClaim(claim),
+            reason,
+            &verification.trace_id,
+        )
+        .await
+        .map_err(retry_later)?;
+        if settled.is_some() {
+            self.deps.outbox.notify();
+            tracing::info!(to = %transition.to(), reason, "verification settled; refund queued");
+        }
+        Ok(Handled::Done)
+    }
+}
+
+/// Why no provider sold a number.
+#[derive(Default)]
+struct Failures {
+    /// At least one provider was only unreachable: a later attempt may succeed.
+    retryable: bool,
+    reasons: Vec<String>,
+}
+
+#[async_trait]
+impl JobHandler for OrderingWorker {
+    async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
+        let Job::OrderNumber { verification_id } = envelope.job else {
+            return Err(JobError::Permanent(format!(
+                "the ordering queue does not take {:?}",
+                envelope.job
+            )));
+        };
+
+        // 1. Claim.
+        let claimed = verifications::claim_for_ordering(
+            &self.deps.pool,
+            verification_id,
+            attempt.number,
+            self.deps.config.ordering_lease,
+        )
+        .await
+        .map_err(retry_later)?;
+        let (verification, claim) = match claimed {
+            OrderingClaim::Claimed {
+                verification,
+                claim,
+            } => (verification, claim),
+            OrderingClaim::Busy { retry_after } => {
+                tracing::debug!(
+                    ?retry_after,
+                    "another delivery holds the verification; looking again later"
+                );
+                return Ok(Handled::Again {
+                    after: retry_after,
+                    next: envelope.clone(),
+                });
+            }
+            OrderingClaim::NotNeeded => {
+                tracing::debug!("nothing to order (duplicate message)");
+                return Ok(Handled::Done);
+            }
+        };
+
+        // 2. Cancelled while waiting in the queue.
+        if verification.cancel_requested_at.is_some() {
+            return self
+                .settle(&verification, claim, Transition::CancelBeforeNumber, None)
+                .await;
+        }
+
+        // 3 and 4.
+        let failures = match self.buy_from_first_with_stock(&verification).await? {
+            Ok((offer, number)) => {
+                return self
+                    .record_number(&verification, claim, &offer, number)
+                    .await;
+            }
+            Err(failures) => failures,
+        };
+
+        // 5.
+        let reason = if failures.reasons.is_empty() {
+            "no configured provider sells this service in this country".to_owned()
+        } else {
+            failures.reasons.join("; ")
+        };
+        if failures.retryable && !attempt.is_last() {
+            return Err(JobError::Retryable(reason));
+        }
+        self.settle(
+            &verification,
+            claim,
+            Transition::FailOrdering,
+            Some(&reason),
+        )
+        .await
+    }
+}

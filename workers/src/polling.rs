@@ -1,0 +1,321 @@
+//! The polling worker: waits for the SMS of a verification that has a number.
+//!
+//! A `poll_sms` message asks the provider about the order:
+//! - the SMS is there → store code and text, `completed`, tell the provider we are done;
+//! - not yet → look again later, on the poll cadence (fast at first, then slower), never
+//!   past the deadline;
+//! - the deadline has passed → cancel the order at the provider, `timed_out`, refund queued;
+//! - the provider ended the order itself → `failed` (or `timed_out`), refund queued.
+//!
+//! A `cancel_order` message (the customer cancelled) cancels the order at the provider, then
+//! `cancelled`, refund queued. If the SMS beat the cancellation, the provider refuses to
+//! cancel and the verification completes instead. Every ending is one conditional update
+//! from `waiting_sms`, so a cancel racing an SMS ends in exactly one of the two.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use std::{sync::Arc, time::Duration};
+
+use namaskah_core::{
+    domain::{Status, Transition},
+    providers::{OrderState, Provider, ProviderError},
+    queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
+    store::verifications::{self, Guard, Verification},
+};
+
+use crate::{WorkerDeps, retry_later};
+
+/// The shortest wait between two polls, so a deadline a few milliseconds away does not
+/// cause a burst of polls.
+const MIN_POLL_DELAY: Duration = Duration::from_millis(250);
+
+pub struct PollingWorker {
+    deps: WorkerDeps,
+}
+
+impl PollingWorker {
+    pub fn new(deps: WorkerDeps) -> Self {
+        Self { deps }
+    }
+
+    async fn poll(
+        &self,
+        envelope: &Envelope,
+        verification: Verification,
+    ) -> Result<Handled, JobError> {
+        let Some((provider, order_id)) = self.provider_of(&verification) else {
+            // The provider was removed from the configuration: nobody can answer, so the
+            // verification waits out its deadline and is refunded.
+            return self.wait_or_expire(envelope, &verification, None).await;
+        };
+        match provider.check(&order_id).await {
+            Ok(OrderState::Received { code, text }) => {
+                self.complete(&verification, provider, &order_id, &code, &text)
+                    .await
+            }
+            Ok(OrderState::Waiting) => {
+                self.wait_or_expire(envelope, &verification, Some(provider))
+                    .await
+            }
+            Ok(OrderState::TimedOut) => {
+                self.settle(
+                    &verification,
+                    Transition::TimeOut,
+                    Some("the provider's order timed out"),
+                )
+                .await
+            }
+            Ok(OrderState::Cancelled) if verification.cancel_requested_at.is_some() => {
+                self.settle(&verification, Transition::CancelWaiting, None)
+                    .await
+            }
+            Ok(OrderState::Cancelled) => {
+                self.settle(
+                    &verification,
+                    Transition::FailWaiting,
+                    Some("the provider cancelled the order"),
+                )
+                .await
+            }
+            Ok(OrderState::Banned) => {
+                self.settle(
+                    &verification,
+                    Transition::FailWaiting,
+                    Some("the number was banned"),
+                )
+                .await
+            }
+            Ok(OrderState::Finished) => {
+                self.settle(
+                    &verification,
+                    Transition::FailWaiting,
+                    Some("the provider finished the order without an SMS"),
+                )
+                .await
+            }
+            Err(ProviderError::OrderNotFound) => {
+                self.settle(
+                    &verification,
+                    Transition::FailWaiting,
+                    Some("the provider no longer knows the order"),
+                )
+                .await
+            }
+            Err(error) => {
+                // Until the deadline, a provider that cannot answer is simply asked again.
+                tracing::info!(%error, "could not check the order; polling again later");
+                self.wait_or_expire(envelope, &verification, Some(provider))
+                    .await
+            }
+        }
+    }
+
+    /// Not yet: poll again, or time out if the deadline has passed.
+    async fn wait_or_expire(
+        &self,
+        envelope: &Envelope,
+        verification: &Verification,
+        provider: Option<&Arc<dyn Provider>>,
+    ) -> Result<Handled, JobError> {
+        let now = Utc::now();
+        let deadline = verification.deadline.unwrap_or(now);
+        if now >= deadline {
+            return self.expire(verification, provider).await;
+        }
+        let elapsed = (now - verification.number_assigned_at.unwrap_or(now))
+            .to_std()
+            .unwrap_or_default();
+        let until_deadline = (deadline - now).to_std().unwrap_or_default();
+        let after = next_poll_delay(elapsed, &self.deps.config.poll_cadence)
+            .min(until_deadline)
+            .max(MIN_POLL_DELAY);
+        Ok(Handled::Again {
+            after,
+            next: envelope.follow_up(Job::PollSms {
+                verification_id: verification.id,
+            }),
+        })
+    }
+
+    /// The deadline passed: give the number back and time out. If the SMS slipped in at the
+    /// last moment, the provider refuses the cancel and the customer gets the code.
+    async fn expire(
+        &self,
+        verification: &Verification,
+        provider: Option<&Arc<dyn Provider>>,
+    ) -> Result<Handled, JobError> {
+        if let (Some(provider), Some(order_id)) =
+            (provider, verification.provider_order_id.as_deref())
+        {
+            match provider.cancel(order_id).await {
+                Ok(()) | Err(ProviderError::OrderNotFound) => {}
+                Err(ProviderError::OrderHasSms) => {
+                    if let Ok(OrderState::Received { code, text }) = provider.check(order_id).await
+                    {
+                        return self
+                            .complete(verification, provider, order_id, &code, &text)
+                            .await;
+                    }
+                }
+                // The provider's own timer frees the number; the customer's refund must not
+                // wait for it.
+                Err(error) => {
+                    tracing::warn!(%error, "could not cancel the expired order at the provider")
+                }
+            }
+        }
+        self.settle(
+            verification,
+            Transition::TimeOut,
+            Some("no SMS arrived before the deadline"),
+        )
+        .await
+    }
+
+    async fn complete(
+        &self,
+        verification: &Verification,
+        provider: &Arc<dyn Provider>,
+        order_id: &str,
+        code: &str,
+        text: &str,
+    ) -> Result<Handled, JobError> {
+        let completed = verifications::complete(&self.deps.pool, verification.id, code, text)
+            .await
+            .map_err(retry_later)?;
+        if completed.is_some() {
+            tracing::info!("SMS received; verification completed");
+            if let Err(error) = provider.finish(order_id).await {
+                tracing::warn!(%error, "could not finish the order at the provider");
+            }
+        }
+        Ok(Handled::Done)
+    }
+
+    async fn settle(
+        &self,
+        verification: &Verification,
+        transition: Transition,
+        reason: Option<&str>,
+    ) -> Result<Handled, JobError> {
+        let settled = verifications::settle_owing_refund(
+            &self.deps.pool,
+            verification.id,
+            transition,
+            Guard::Status,
+            reason,
+            &verification.trace_id,
+        )
+        .await
+        .map_err(retry_later)?;
+        if settled.is_some() {
+            self.deps.outbox.notify();
+            tracing::info!(to = %transition.to(), reason, "verification settled; refund queued");
+        }
+        Ok(Handled::Done)
+    }
+
+    /// The customer cancelled: cancel at the provider first, then the verification.
+    async fn cancel(&self, verification: Verification) -> Result<Handled, JobError> {
+        let Some((provider, order_id)) = self.provider_of(&verification) else {
+            return self
+                .settle(&verification, Transition::CancelWaiting, None)
+                .await;
+        };
+        match provider.cancel(&order_id).await {
+            Ok(()) | Err(ProviderError::OrderNotFound) => {
+                self.settle(&verification, Transition::CancelWaiting, None)
+                    .await
+            }
+            Err(ProviderError::OrderHasSms) => match provider.check(&order_id).await {
+                Ok(OrderState::Received { code, text }) => {
+                    self.complete(&verification, provider, &order_id, &code, &text)
+                        .await
+                }
+                Ok(_) => Err(JobError::Retryable(
+                    "the provider says the order has an SMS, but shows none".to_owned(),
+                )),
+                Err(error) => Err(JobError::Retryable(error.to_string())),
+            },
+            Err(error) if error.is_retryable() => Err(JobError::Retryable(error.to_string())),
+            // Polling goes on meanwhile; at the deadline the verification times out and is
+            // refunded, so the customer's money is safe either way.
+            Err(error) => Err(JobError::Permanent(format!(
+                "the provider refused to cancel: {error}"
+            ))),
+        }
+    }
+
+    fn provider_of<'a>(
+        &'a self,
+        verification: &Verification,
+    ) -> Option<(&'a Arc<dyn Provider>, String)> {
+        let provider = self.deps.providers.get(verification.provider.as_deref()?)?;
+        Some((provider, verification.provider_order_id.clone()?))
+    }
+}
+
+#[async_trait]
+impl JobHandler for PollingWorker {
+    async fn handle(&self, envelope: &Envelope, _attempt: Attempt) -> Result<Handled, JobError> {
+        let verification_id = match envelope.job {
+            Job::PollSms { verification_id } | Job::CancelOrder { verification_id } => {
+                verification_id
+            }
+            _ => {
+                return Err(JobError::Permanent(format!(
+                    "the polling queue does not take {:?}",
+                    envelope.job
+                )));
+            }
+        };
+        let Some(verification) = verifications::find(&self.deps.pool, verification_id)
+            .await
+            .map_err(retry_later)?
+        else {
+            return Err(JobError::Permanent("no such verification".to_owned()));
+        };
+        if verification.status != Status::WaitingSms {
+            tracing::debug!(status = %verification.status, "not waiting for an SMS any more");
+            return Ok(Handled::Done);
+        }
+        match envelope.job {
+            Job::CancelOrder { .. } => self.cancel(verification).await,
+            _ => self.poll(envelope, verification).await,
+        }
+    }
+}
+
+/// The wait before the next poll, given how long the number has been assigned: the
+/// cadence's delays in turn, then its last delay over and over.
+pub fn next_poll_delay(elapsed: Duration, cadence: &[Duration]) -> Duration {
+    let mut polls_due_by_now = 0;
+    let mut at = Duration::ZERO;
+    for delay in cadence {
+        at += *delay;
+        if at <= elapsed {
+            polls_due_by_now += 1;
+        }
+    }
+    cadence
+        .get(polls_due_by_now)
+        .or(cadence.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_start_fast_and_back_off() {
+        let cadence: Vec<Duration> = [2, 3, 5, 10].map(Duration::from_secs).to_vec();
+        let at = |secs: u64| next_poll_delay(Duration::from_secs(secs), &cadence).as_secs();
+        assert_eq!(at(0), 2);
+        assert_eq!(at(2), 3);
+        assert_eq!(at(5), 5);
+        assert_eq!(at(10), 10);
+        assert_eq!(at(200), 10);
+    }
+}
