@@ -65,6 +65,13 @@ impl Running {
         while self.tasks.join_next().await.is_some() {}
     }
 
+    /// Stops every role at once, in-flight work or not, as SIGKILL would: unacknowledged
+    /// messages go back to their queues when the connections drop.
+    pub fn abort(&mut self) {
+        self.shutdown.trigger();
+        self.tasks.abort_all();
+    }
+
     /// Waits until every role has stopped (after a shutdown signal).
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}

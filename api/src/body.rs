@@ -47,18 +47,22 @@ where
     Ok(body.freeze())
 }
 
-/// Parses a JSON body into `T`; syntax errors are `invalid_json`, wrong or unknown fields
-/// `invalid_request`.
+/// Parses a JSON object body into `T`; syntax errors are `invalid_json`, anything but an
+/// object, and wrong or unknown fields, `invalid_request`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::InvalidJson(
             "the body is empty; send a JSON object".to_owned(),
         ));
     }
-    serde_json::from_slice(body).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(error.to_string()),
-        _ => ApiError::InvalidJson(error.to_string()),
-    })
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| ApiError::InvalidJson(error.to_string()))?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidRequest(
+            "the body must be a JSON object".to_owned(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|error| ApiError::InvalidRequest(error.to_string()))
 }
 
 /// The query string, or an empty one.

@@ -41,6 +41,8 @@ pub struct Stats {
     pub checks: AtomicU64,
     pub cancels: AtomicU64,
     pub finishes: AtomicU64,
+    /// 5SIM requests being answered right now.
+    pub in_flight: AtomicU64,
 }
 
 impl Simulator {
@@ -66,6 +68,11 @@ impl Simulator {
     /// Successful purchases so far.
     pub fn purchases(&self) -> u64 {
         self.stats.buys.load(Ordering::Relaxed)
+    }
+
+    /// 5SIM requests being answered right now (tests use it to act mid-request).
+    pub fn in_flight(&self) -> u64 {
+        self.stats.in_flight.load(Ordering::Relaxed)
     }
 
     pub fn order(&self, id: i64) -> Option<SimOrder> {

@@ -102,9 +102,26 @@ fn text(status: StatusCode, body: &'static str) -> Response {
     reply::with_status(body, status).into_response()
 }
 
+/// Counts a 5SIM request as in flight until it is answered or abandoned.
+struct InFlight<'a>(&'a Simulator);
+
+impl<'a> InFlight<'a> {
+    fn enter(sim: &'a Simulator) -> Self {
+        sim.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(sim)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What every 5SIM call goes through: the bearer key, the configured latency and errors.
 /// `Some(response)` short-circuits the call.
 async fn gate(sim: &Simulator, authorization: Option<&str>) -> Option<Response> {
+    let _in_flight = InFlight::enter(sim);
     let behaviour = sim.behaviour();
     if behaviour.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(behaviour.latency_ms)).await;

@@ -1,0 +1,13 @@
+//! Integration tests against real PostgreSQL and RabbitMQ. One test binary (one link); each
+//! test gets a fresh database created from the migrations and its own queue prefix, so
+//! tests run in parallel without seeing each other.
+
+mod support;
+
+mod api;
+mod lifecycle;
+mod money;
+mod ordering;
+mod outbox;
+mod parking;
+mod text_verified;

@@ -1,0 +1,171 @@
+//! The ordering worker: one purchase per verification, failover, retries.
+
+use std::time::Duration;
+
+use crate::support::TestEnv;
+use namaskah::pipeline::Roles;
+use namaskah_core::{
+    domain::VerificationId,
+    queue::{Envelope, Job, QueueName},
+};
+use namaskah_load_tests::simulator::Behaviour;
+use namaskah_workers::WorkerKind;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn a_submitted_verification_gets_a_number_within_two_seconds() {
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            no_sms_ratio: 1.0,
+            ..Behaviour::default()
+        })
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    let started = std::time::Instant::now();
+    let id = env.create_verification(&account, "telegram", "us").await;
+    let waiting = env
+        .wait_for_status(&account, &id, "waiting_sms", Duration::from_secs(2))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        waiting["phone_number"]
+            .as_str()
+            .is_some_and(|p| p.starts_with('+'))
+    );
+    assert!(waiting["expires_at"].is_string());
+    assert_eq!(env.sim.purchases(), 1);
+}
+
+#[tokio::test]
+async fn the_same_order_message_delivered_twice_buys_one_number() {
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            no_sms_ratio: 1.0,
+            ..Behaviour::default()
+        })
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    let id = env.create_verification(&account, "telegram", "us").await;
+    env.wait_for_status(&account, &id, "waiting_sms", WAIT)
+        .await;
+    let trace: String =
+        sqlx::query_scalar("SELECT trace_id FROM verifications WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&env.pool)
+            .await
+            .expect("trace");
+    let duplicate = Envelope::first(
+        Job::OrderNumber {
+            verification_id: VerificationId::parse(&id).expect("id"),
+        },
+        trace,
+    );
+    env.publish_raw(QueueName::Ordering, &duplicate.to_bytes())
+        .await;
+    env.publish_raw(QueueName::Ordering, &duplicate.to_bytes())
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(env.sim.purchases(), 1);
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT order_attempts FROM verifications WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&env.pool)
+            .await
+            .expect("attempts");
+    assert_eq!(attempts, 1, "one transition into ordering");
+    env.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn duplicates_delivered_at_the_same_moment_buy_one_number() {
+    // No worker yet: both copies wait in the queue and arrive together.
+    let env = TestEnv::builder()
+        .roles(Roles {
+            api: true,
+            ..Roles::default()
+        })
+        .behaviour(Behaviour {
+            no_sms_ratio: 1.0,
+            latency_ms: 200,
+            ..Behaviour::default()
+        })
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    let id = env.create_verification(&account, "telegram", "us").await;
+    let duplicate = Envelope::first(
+        Job::OrderNumber {
+            verification_id: VerificationId::parse(&id).expect("id"),
+        },
+        "dup",
+    );
+    for _ in 0..3 {
+        env.publish_raw(QueueName::Ordering, &duplicate.to_bytes())
+            .await;
+    }
+    let _workers = env
+        .start_roles(Roles {
+            workers: vec![WorkerKind::Ordering],
+            ..Roles::default()
+        })
+        .await;
+    env.wait_for_status(&account, &id, "waiting_sms", WAIT)
+        .await;
+    // Let the held-back duplicates come back from their delay tier and be dropped.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(env.sim.purchases(), 1);
+}
+
+#[tokio::test]
+async fn when_the_first_provider_is_out_of_stock_the_second_sells() {
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            out_of_stock_ratio: 1.0,
+            ..Behaviour::default()
+        })
+        .with_backup_provider()
+        .start()
+        .await;
+    let backup = env.backup.clone().expect("backup");
+    backup.set_behaviour(Behaviour {
+        no_sms_ratio: 1.0,
+        ..Behaviour::default()
+    });
+    let account = env.account(1_000).await;
+    let id = env.create_verification(&account, "telegram", "us").await;
+    env.wait_for_status(&account, &id, "waiting_sms", WAIT)
+        .await;
+    let provider: String =
+        sqlx::query_scalar("SELECT provider FROM verifications WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&env.pool)
+            .await
+            .expect("provider");
+    assert_eq!(provider, "backup");
+    assert_eq!((env.sim.purchases(), backup.purchases()), (0, 1));
+    let order = env.provider_order_id(&id).await;
+    assert!(
+        backup.order(order).is_some(),
+        "the backup's number is the one recorded"
+    );
+}
+
+#[tokio::test]
+async fn when_the_first_provider_is_down_the_second_sells() {
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            error_ratio: 1.0,
+            ..Behaviour::default()
+        })
+        .with_backup_provider()
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    let id = env.create_verification(&account, "telegram", "us").await;
+    env.wait_for_status(&account, &id, "waiting_sms", WAIT)
+        .await;
+    assert_eq!(env.backup.as_ref().map(|b| b.purchases()), Some(1));
+}

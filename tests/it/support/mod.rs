@@ -1,0 +1,27 @@
+//! Shared test helpers: a fresh environment per test, HTTP and broker shortcuts.
+
+mod env;
+mod proxy;
+
+pub use env::{Account, TestEnv};
+pub use proxy::TcpProxy;
+
+use std::{future::Future, time::Duration};
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
