@@ -21,7 +21,9 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::{
     Channel, Connection,
     message::Delivery,
-    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions},
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    },
     types::{AMQPValue, FieldTable, ShortString},
 };
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
@@ -34,6 +36,9 @@ use super::{
     topology::long_string,
 };
 use crate::{Shutdown, config::RetryPolicy};
+
+/// How long a message whose follow-up could not be published waits before it is requeued.
+const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
 /// Which delivery of a message this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,9 +286,9 @@ impl Processor {
         .await;
         match published {
             Ok(()) => self.ack(delivery).await,
-            // Unacked, the message is redelivered when the channel closes and tried again.
             Err(error) => {
-                tracing::warn!(%error, "cannot schedule the follow-up; leaving the message unacked")
+                tracing::warn!(%error, "cannot schedule the follow-up; returning the message to its queue");
+                self.requeue(delivery).await;
             }
         }
     }
@@ -324,7 +329,25 @@ impl Processor {
         .await;
         match published {
             Ok(()) => self.ack(delivery).await,
-            Err(error) => tracing::warn!(%error, "cannot park the message; leaving it unacked"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot park the message; returning it to its queue");
+                self.requeue(delivery).await;
+            }
+        }
+    }
+
+    /// Gives a message back to the broker for another delivery, after a pause so a broker
+    /// that refuses our publishes is not hammered. The quorum queue's delivery limit parks
+    /// a message that comes back too often.
+    async fn requeue(&self, delivery: &Delivery) {
+        tokio::time::sleep(REQUEUE_PAUSE).await;
+        let options = BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        };
+        if let Err(error) = delivery.acker.nack(options).await {
+            // The channel is gone; the broker requeues unacknowledged messages itself.
+            tracing::warn!(%error, "nack failed");
         }
     }
 
