@@ -49,6 +49,18 @@ impl Guard {
     }
 }
 
+/// Claims the key for `method path` with `body`: the usual first step of a POST handler.
+pub async fn start(
+    state: &Arc<AppState>,
+    account: AccountId,
+    header: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Begin, ApiError> {
+    begin(state, account, header, &fingerprint(method, path, body)).await
+}
+
 /// Claims the key, if the request has one. `fingerprint` identifies the request: method,
 /// path and canonical body.
 pub async fn begin(

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-use crate::support::{Account, TestEnv, eventually};
+use crate::support::{Account, TestEnv, eventually, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_core::{
     domain::VerificationId,
@@ -16,13 +16,6 @@ use namaskah_load_tests::simulator::{Behaviour, OrderStatus};
 use namaskah_workers::WorkerKind;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn never_sms() -> Behaviour {
-    Behaviour {
-        no_sms_ratio: 1.0,
-        ..Behaviour::default()
-    }
-}
 
 /// A service whose SMS timeout is the shortest the catalogue allows (10 s).
 async fn add_short_lived_service(env: &TestEnv, provider: &str) {
@@ -176,12 +169,7 @@ async fn provider_errors_are_retried_until_the_provider_answers() {
     let account = env.account(1_000).await;
     let id = env.create_verification(&account, "telegram", "us").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let attempts_while_down: i32 =
-        sqlx::query_scalar("SELECT order_attempts FROM verifications WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&env.pool)
-            .await
-            .expect("attempts");
+    let attempts_while_down: i32 = env.column(&id, "order_attempts").await;
     assert!(attempts_while_down >= 1);
     env.sim.set_behaviour(Behaviour {
         sms_delay_ms: 300,
@@ -209,12 +197,7 @@ async fn a_provider_that_stays_down_fails_the_verification_after_the_last_retry(
             .as_str()
             .is_some_and(|r| r.contains("unavailable"))
     );
-    let attempts: i32 =
-        sqlx::query_scalar("SELECT order_attempts FROM verifications WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&env.pool)
-            .await
-            .expect("attempts");
+    let attempts: i32 = env.column(&id, "order_attempts").await;
     assert_eq!(attempts, 3, "ORDERING_RETRY allows three attempts");
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::TestEnv;
+use crate::support::{TestEnv, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_core::{
     domain::VerificationId,
@@ -15,13 +15,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn a_submitted_verification_gets_a_number_within_two_seconds() {
-    let env = TestEnv::builder()
-        .behaviour(Behaviour {
-            no_sms_ratio: 1.0,
-            ..Behaviour::default()
-        })
-        .start()
-        .await;
+    let env = TestEnv::builder().behaviour(never_sms()).start().await;
     let account = env.account(1_000).await;
     let started = std::time::Instant::now();
     let id = env.create_verification(&account, "telegram", "us").await;
@@ -40,23 +34,12 @@ async fn a_submitted_verification_gets_a_number_within_two_seconds() {
 
 #[tokio::test]
 async fn the_same_order_message_delivered_twice_buys_one_number() {
-    let env = TestEnv::builder()
-        .behaviour(Behaviour {
-            no_sms_ratio: 1.0,
-            ..Behaviour::default()
-        })
-        .start()
-        .await;
+    let env = TestEnv::builder().behaviour(never_sms()).start().await;
     let account = env.account(1_000).await;
     let id = env.create_verification(&account, "telegram", "us").await;
     env.wait_for_status(&account, &id, "waiting_sms", WAIT)
         .await;
-    let trace: String =
-        sqlx::query_scalar("SELECT trace_id FROM verifications WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&env.pool)
-            .await
-            .expect("trace");
+    let trace: String = env.column(&id, "trace_id").await;
     let duplicate = Envelope::first(
         Job::OrderNumber {
             verification_id: VerificationId::parse(&id).expect("id"),
@@ -69,12 +52,7 @@ async fn the_same_order_message_delivered_twice_buys_one_number() {
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(env.sim.purchases(), 1);
-    let attempts: i32 =
-        sqlx::query_scalar("SELECT order_attempts FROM verifications WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&env.pool)
-            .await
-            .expect("attempts");
+    let attempts: i32 = env.column(&id, "order_attempts").await;
     assert_eq!(attempts, 1, "one transition into ordering");
     env.assert_invariants().await;
 }
@@ -130,20 +108,12 @@ async fn when_the_first_provider_is_out_of_stock_the_second_sells() {
         .start()
         .await;
     let backup = env.backup.clone().expect("backup");
-    backup.set_behaviour(Behaviour {
-        no_sms_ratio: 1.0,
-        ..Behaviour::default()
-    });
+    backup.set_behaviour(never_sms());
     let account = env.account(1_000).await;
     let id = env.create_verification(&account, "telegram", "us").await;
     env.wait_for_status(&account, &id, "waiting_sms", WAIT)
         .await;
-    let provider: String =
-        sqlx::query_scalar("SELECT provider FROM verifications WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&env.pool)
-            .await
-            .expect("provider");
+    let provider: String = env.column(&id, "provider").await;
     assert_eq!(provider, "backup");
     assert_eq!((env.sim.purchases(), backup.purchases()), (0, 1));
     let order = env.provider_order_id(&id).await;

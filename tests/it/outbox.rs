@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{TcpProxy, TestEnv, eventually};
+use crate::support::{TcpProxy, TestEnv, eventually, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_load_tests::simulator::Behaviour;
 use namaskah_workers::WorkerKind;
@@ -17,10 +17,7 @@ async fn a_change_committed_while_rabbitmq_is_unreachable_is_published_when_it_r
             ..Roles::default()
         })
         .amqp_url(format!("amqp://guest:guest@{}/%2f", proxy.address))
-        .behaviour(Behaviour {
-            no_sms_ratio: 1.0,
-            ..Behaviour::default()
-        })
+        .behaviour(never_sms())
         .start()
         .await;
     let account = env.account(1_000).await;

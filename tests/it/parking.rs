@@ -5,7 +5,7 @@ use lapin::{options::BasicGetOptions, types::AMQPValue};
 use serde_json::json;
 use std::{collections::HashMap, time::Duration};
 
-use crate::support::{TestEnv, eventually};
+use crate::support::{TestEnv, eventually, never_sms};
 use namaskah_core::queue::{self, QueueName};
 use namaskah_load_tests::simulator::Behaviour;
 
@@ -103,13 +103,7 @@ async fn malformed_messages_are_parked_at_once_with_the_reason() {
 
 #[tokio::test]
 async fn a_message_that_keeps_failing_is_parked_after_its_last_attempt() {
-    let env = TestEnv::builder()
-        .behaviour(Behaviour {
-            no_sms_ratio: 1.0,
-            ..Behaviour::default()
-        })
-        .start()
-        .await;
+    let env = TestEnv::builder().behaviour(never_sms()).start().await;
     let account = env.account(1_000).await;
     let id = env.create_verification(&account, "telegram", "us").await;
     env.wait_for_status(&account, &id, "waiting_sms", Duration::from_secs(15))

@@ -327,12 +327,7 @@ async fn a_textverified_verification_completes_end_to_end() {
         .wait_for_status(&account, &id, "waiting_sms", Duration::from_secs(15))
         .await;
     assert_eq!(waiting["phone_number"], "+12025550123");
-    let order: String =
-        sqlx::query_scalar("SELECT provider_order_id FROM verifications WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&env.pool)
-            .await
-            .expect("order");
+    let order: String = env.column(&id, "provider_order_id").await;
     deliver(&shared, &order, "Telegram code 112233");
     let done = env
         .wait_for_status(&account, &id, "completed", Duration::from_secs(15))
@@ -349,12 +344,7 @@ async fn textverified_out_of_stock_fails_over_to_5sim() {
     let id = env.create_verification(&account, "telegram", "us").await;
     env.wait_for_status(&account, &id, "waiting_sms", Duration::from_secs(15))
         .await;
-    let provider: String =
-        sqlx::query_scalar("SELECT provider FROM verifications WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&env.pool)
-            .await
-            .expect("provider");
+    let provider: String = env.column(&id, "provider").await;
     assert_eq!(provider, "5sim");
     assert_eq!(env.sim.purchases(), 1);
 }

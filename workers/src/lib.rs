@@ -15,11 +15,16 @@ use std::{fmt, sync::Arc};
 
 use namaskah_core::{
     Config, Shutdown,
+    domain::Transition,
     providers::Providers,
     queue::{
-        ConsumerOptions, JobError, JobHandler, OutboxSignal, QueueName, Topology, run_consumer,
+        ConsumerOptions, Handled, JobError, JobHandler, OutboxSignal, QueueName, Topology,
+        run_consumer,
     },
-    store::StoreError,
+    store::{
+        StoreError,
+        verifications::{self, Guard, Verification},
+    },
 };
 
 /// Which worker to run.
@@ -87,6 +92,32 @@ pub async fn run_worker(kind: WorkerKind, deps: WorkerDeps, shutdown: Shutdown) 
         retry,
     };
     run_consumer(options, handler, shutdown).await;
+}
+
+/// Moves a verification into a status owed a refund (the refund message goes with it) and
+/// wakes the relay. Finding the row already moved by someone else is not an error.
+pub(crate) async fn settle_owing_refund(
+    deps: &WorkerDeps,
+    verification: &Verification,
+    transition: Transition,
+    guard: Guard,
+    reason: Option<&str>,
+) -> Result<Handled, JobError> {
+    let settled = verifications::settle_owing_refund(
+        &deps.pool,
+        verification.id,
+        transition,
+        guard,
+        reason,
+        &verification.trace_id,
+    )
+    .await
+    .map_err(retry_later)?;
+    if settled.is_some() {
+        deps.outbox.notify();
+        tracing::info!(to = %transition.to(), reason, "verification settled; refund queued");
+    }
+    Ok(Handled::Done)
 }
 
 /// Database trouble is worth a retry: the row is still there when the database is back.

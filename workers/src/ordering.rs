@@ -26,7 +26,7 @@ use namaskah_core::{
     },
 };
 
-use crate::{WorkerDeps, retry_later};
+use crate::{WorkerDeps, retry_later, settle_owing_refund};
 
 pub struct OrderingWorker {
     deps: WorkerDeps,
@@ -144,21 +144,14 @@ impl OrderingWorker {
         transition: Transition,
         reason: Option<&str>,
     ) -> Result<Handled, JobError> {
-        let settled = verifications::settle_owing_refund(
-            &self.deps.pool,
-            verification.id,
+        settle_owing_refund(
+            &self.deps,
+            verification,
             transition,
             Guard::OrderingClaim(claim),
             reason,
-            &verification.trace_id,
         )
         .await
-        .map_err(retry_later)?;
-        if settled.is_some() {
-            self.deps.outbox.notify();
-            tracing::info!(to = %transition.to(), reason, "verification settled; refund queued");
-        }
-        Ok(Handled::Done)
     }
 }
 

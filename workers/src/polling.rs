@@ -23,7 +23,7 @@ use namaskah_core::{
     store::verifications::{self, Guard, Verification},
 };
 
-use crate::{WorkerDeps, retry_later};
+use crate::{WorkerDeps, retry_later, settle_owing_refund};
 
 /// The shortest wait between two polls, so a deadline a few milliseconds away does not
 /// cause a burst of polls.
@@ -198,21 +198,7 @@ impl PollingWorker {
         transition: Transition,
         reason: Option<&str>,
     ) -> Result<Handled, JobError> {
-        let settled = verifications::settle_owing_refund(
-            &self.deps.pool,
-            verification.id,
-            transition,
-            Guard::Status,
-            reason,
-            &verification.trace_id,
-        )
-        .await
-        .map_err(retry_later)?;
-        if settled.is_some() {
-            self.deps.outbox.notify();
-            tracing::info!(to = %transition.to(), reason, "verification settled; refund queued");
-        }
-        Ok(Handled::Done)
+        settle_owing_refund(&self.deps, verification, transition, Guard::Status, reason).await
     }
 
     /// The customer cancelled: cancel at the provider first, then the verification.

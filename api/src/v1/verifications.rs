@@ -51,14 +51,9 @@ pub async fn create(
         .transpose()
         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
 
-    let fingerprint = idempotency::fingerprint("POST", "/v1/verifications", &body);
-    let guard = match idempotency::begin(
-        &state,
-        owner.account_id,
-        idempotency_key.as_deref(),
-        &fingerprint,
-    )
-    .await?
+    let key = idempotency_key.as_deref();
+    let path = "/v1/verifications";
+    let guard = match idempotency::start(&state, owner.account_id, key, "POST", path, &body).await?
     {
         Begin::Replay(response) => return Ok(response),
         Begin::Proceed(guard) => guard,
@@ -210,19 +205,13 @@ pub async fn cancel(
 ) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
     let body = body?;
+    let key = idempotency_key.as_deref();
     let path = format!("/v1/verifications/{id}/cancel");
-    let fingerprint = idempotency::fingerprint("POST", &path, &body);
-    let guard = match idempotency::begin(
-        &state,
-        owner.account_id,
-        idempotency_key.as_deref(),
-        &fingerprint,
-    )
-    .await?
-    {
-        Begin::Replay(response) => return Ok(response),
-        Begin::Proceed(guard) => guard,
-    };
+    let guard =
+        match idempotency::start(&state, owner.account_id, key, "POST", &path, &body).await? {
+            Begin::Replay(response) => return Ok(response),
+            Begin::Proceed(guard) => guard,
+        };
     let result = async {
         let id = VerificationId::parse(&id).ok_or(ApiError::NotFound("verification"))?;
         let reply = match verifications::cancel_by_customer(&state.pool, owner.account_id, id)

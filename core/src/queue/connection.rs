@@ -30,6 +30,28 @@ pub async fn connect(url: &str, role: &str) -> Result<Connection, BrokerError> {
     }
 }
 
+/// A connection with one channel in publisher-confirm mode, the topology declared on it.
+pub async fn open_confirming(
+    url: &str,
+    role: &str,
+    topology: &super::Topology,
+) -> Result<(Connection, lapin::Channel), BrokerError> {
+    let connection = connect(url, role).await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(BrokerError::Channel)?;
+    topology
+        .declare(&channel)
+        .await
+        .map_err(BrokerError::Channel)?;
+    channel
+        .confirm_select(Default::default())
+        .await
+        .map_err(BrokerError::Channel)?;
+    Ok((connection, channel))
+}
+
 /// Answers "is RabbitMQ reachable?" for readiness checks, reusing one connection while it
 /// stays up instead of opening one per check.
 pub struct BrokerProbe {

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{
-    BrokerError, Envelope, QueueName, Topology, backoff_delay, connect,
+    BrokerError, Envelope, QueueName, Topology, backoff_delay, open_confirming,
     relay::{expect_ack, publish},
     topology::long_string,
 };
@@ -127,22 +127,10 @@ async fn consume_until_disconnected(
     handler: &Arc<dyn JobHandler>,
     shutdown: &Shutdown,
 ) -> Result<(), BrokerError> {
-    let connection = connect(&options.amqp_url, options.queue.as_str()).await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(BrokerError::Channel)?;
-    options
-        .topology
-        .declare(&channel)
-        .await
-        .map_err(BrokerError::Channel)?;
+    let (connection, channel) =
+        open_confirming(&options.amqp_url, options.queue.as_str(), &options.topology).await?;
     channel
         .basic_qos(options.prefetch, BasicQosOptions::default())
-        .await
-        .map_err(BrokerError::Channel)?;
-    channel
-        .confirm_select(Default::default())
         .await
         .map_err(BrokerError::Channel)?;
     let consumer_tag = format!(

@@ -12,7 +12,7 @@ mod relay;
 mod retry;
 mod topology;
 
-pub use connection::{BrokerError, BrokerProbe, connect};
+pub use connection::{BrokerError, BrokerProbe, connect, open_confirming};
 pub use consumer::{Attempt, ConsumerOptions, Handled, JobError, JobHandler, run_consumer};
 pub use delay::DelayTier;
 pub use message::{Envelope, Job, MalformedMessage};

@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
 
-use super::{BrokerError, DelayTier, QueueName, Topology, connect};
+use super::{BrokerError, DelayTier, QueueName, Topology, open_confirming};
 use crate::{
     Shutdown,
     store::{
@@ -145,19 +145,8 @@ impl OutboxRelay {
     }
 
     async fn open_channel(&self) -> Result<ConfirmingChannel, BrokerError> {
-        let connection = connect(&self.amqp_url, "outbox-relay").await?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(BrokerError::Channel)?;
-        self.topology
-            .declare(&channel)
-            .await
-            .map_err(BrokerError::Channel)?;
-        channel
-            .confirm_select(Default::default())
-            .await
-            .map_err(BrokerError::Channel)?;
+        let (connection, channel) =
+            open_confirming(&self.amqp_url, "outbox-relay", &self.topology).await?;
         Ok(ConfirmingChannel {
             _connection: connection,
             channel,

@@ -348,14 +348,22 @@ impl TestEnv {
         .await
     }
 
+    /// One column of a verification row, straight from the database.
+    pub async fn column<T>(&self, id: &str, column: &str) -> T
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    {
+        let query = format!("SELECT {column} FROM verifications WHERE id = $1::uuid");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("column {column} of {id}: {e}"))
+    }
+
     /// The simulator's order id of a verification with a number.
     pub async fn provider_order_id(&self, id: &str) -> i64 {
-        let order: Option<String> =
-            sqlx::query_scalar("SELECT provider_order_id FROM verifications WHERE id = $1::uuid")
-                .bind(id)
-                .fetch_one(&self.pool)
-                .await
-                .expect("provider order id");
+        let order: Option<String> = self.column(id, "provider_order_id").await;
         order
             .and_then(|o| o.parse().ok())
             .expect("numeric order id")

@@ -8,6 +8,16 @@ pub use proxy::TcpProxy;
 
 use std::{future::Future, time::Duration};
 
+use namaskah_load_tests::simulator::Behaviour;
+
+/// A provider that never sends an SMS on its own: tests deliver it, or wait for the deadline.
+pub fn never_sms() -> Behaviour {
+    Behaviour {
+        no_sms_ratio: 1.0,
+        ..Behaviour::default()
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
