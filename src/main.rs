@@ -57,6 +57,7 @@ enum WorkerArg {
     Ordering,
     Polling,
     Refund,
+    Webhooks,
 }
 
 impl From<WorkerArg> for WorkerKind {
@@ -65,6 +66,7 @@ impl From<WorkerArg> for WorkerKind {
             WorkerArg::Ordering => WorkerKind::Ordering,
             WorkerArg::Polling => WorkerKind::Polling,
             WorkerArg::Refund => WorkerKind::Refund,
+            WorkerArg::Webhooks => WorkerKind::Webhooks,
         }
     }
 }

@@ -9,11 +9,11 @@ use namaskah_api::AppState;
 use namaskah_core::{
     Config, Shutdown,
     providers::Providers,
-    queue::{BrokerProbe, OutboxRelay, OutboxSignal, Topology},
+    queue::{OutboxRelay, OutboxSignal, Topology},
     store,
 };
 use namaskah_load_tests::simulator::{self, Behaviour, Simulator};
-use namaskah_workers::{WorkerDeps, WorkerKind, run_worker};
+use namaskah_workers::{Worker, WorkerDeps, WorkerKind, WorkerSetupError};
 
 /// Which roles to run.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +44,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Providers(#[from] namaskah_core::providers::ClientSetupError),
+    #[error(transparent)]
+    Worker(#[from] WorkerSetupError),
     #[error("{0}")]
     Bind(#[from] std::io::Error),
 }
@@ -110,9 +112,9 @@ pub async fn start(
         api_addr = listener.local_addr().ok();
         let state = Arc::new(AppState::new(
             pool.clone(),
+            &config,
             providers.names(),
             outbox.clone(),
-            BrokerProbe::new(config.amqp_url.clone()),
         ));
         tasks.spawn(namaskah_api::serve(state, listener, shutdown.clone()));
     }
@@ -136,7 +138,8 @@ pub async fn start(
             config: Arc::clone(&config),
             outbox: outbox.clone(),
         };
-        tasks.spawn(run_worker(kind, deps, shutdown.clone()));
+        let worker = Worker::new(kind, deps)?;
+        tasks.spawn(worker.run(shutdown.clone()));
     }
 
     Ok(Running {

@@ -40,6 +40,8 @@ pub enum ApiError {
     },
     #[error("{0}")]
     UnknownService(String),
+    #[error("the webhook URL is not accepted: {0}")]
+    InvalidWebhookUrl(String),
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
@@ -65,7 +67,9 @@ impl ApiError {
             NotFound(_) | NoRoute(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             InsufficientBalance { .. } => StatusCode::PAYMENT_REQUIRED,
-            UnknownService(_) | IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            UnknownService(_) | InvalidWebhookUrl(_) | IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             IdempotencyKeyInUse | NotCancellable(_) => StatusCode::CONFLICT,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,6 +93,7 @@ impl ApiError {
             MethodNotAllowed => "method_not_allowed",
             InsufficientBalance { .. } => "insufficient_balance",
             UnknownService(_) => "unknown_service",
+            InvalidWebhookUrl(_) => "invalid_webhook_url",
             IdempotencyKeyReused => "idempotency_key_reused",
             IdempotencyKeyInUse => "idempotency_key_in_use",
             NotCancellable(_) => "not_cancellable",

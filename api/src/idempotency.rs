@@ -12,7 +12,10 @@ use warp::http::{HeaderValue, StatusCode};
 
 use namaskah_core::{
     domain::AccountId,
-    store::idempotency::{self, Claim},
+    store::{
+        StoreError,
+        idempotency::{self, Claim},
+    },
 };
 
 use crate::{
@@ -152,4 +155,38 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
     let mut fingerprint = format!("{method} {path}\n").into_bytes();
     fingerprint.extend_from_slice(&canonical);
     fingerprint
+}
+
+/// Runs a POST handler's work under its `Idempotency-Key`, storing the answer afterwards.
+/// For operations whose effect is not money: the answer is stored in its own statement, so a
+/// crash between the effect and the store lets a retry do the work again.
+pub async fn around<F, Fut>(
+    state: &Arc<AppState>,
+    account: AccountId,
+    header: Option<&str>,
+    method_and_path: (&str, &str),
+    body: &[u8],
+    work: F,
+) -> Result<warp::reply::Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Reply, ApiError>>,
+{
+    let (method, path) = method_and_path;
+    let guard = match start(state, account, header, method, path, body).await? {
+        Begin::Replay(response) => return Ok(response),
+        Begin::Proceed(guard) => guard,
+    };
+    let mut result = work().await;
+    if let (Ok(reply), Some(guard)) = (&result, &guard) {
+        let stored = async {
+            let mut conn = state.pool.acquire().await.map_err(StoreError::from)?;
+            guard.store(&mut conn, reply).await
+        }
+        .await;
+        if let Err(error) = stored {
+            result = Err(error);
+        }
+    }
+    Ok(finish(state, guard, result).await)
 }

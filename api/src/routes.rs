@@ -9,6 +9,13 @@
 //! | POST   | /v1/verifications/{id}/cancel      | [`v1::verifications::cancel`]  |
 //! | GET    | /v1/account                        | [`v1::account::get`]           |
 //! | GET    | /v1/services                       | [`v1::services::list`]         |
+//! | POST   | /v1/webhook-endpoints              | [`v1::webhook_endpoints::create`] |
+//! | GET    | /v1/webhook-endpoints              | [`v1::webhook_endpoints::list`] |
+//! | GET, PATCH, DELETE | /v1/webhook-endpoints/{id} | [`v1::webhook_endpoints`]   |
+//! | POST   | /v1/webhook-endpoints/{id}/rotate-secret, /test, /recover | [`v1::webhook_endpoints`] |
+//! | GET    | /v1/webhook-messages               | [`v1::webhook_messages::list`] |
+//! | GET    | /v1/webhook-messages/{id}/attempts | [`v1::webhook_messages::attempts`] |
+//! | POST   | /v1/webhook-messages/{id}/replay   | [`v1::webhook_messages::replay`] |
 //!
 //! Handlers never reject: their errors become JSON responses in [`respond`]. Only routing
 //! misses reach [`recover`].
@@ -80,7 +87,7 @@ pub fn routes(
         .and(body::raw_query())
         .and_then(|state, query| respond(v1::services::list(state, query)));
 
-    healthz
+    let core = healthz
         .or(readyz)
         .unify()
         .or(create)
@@ -95,8 +102,112 @@ pub fn routes(
         .unify()
         .or(services)
         .unify()
+        .boxed();
+
+    core.or(webhook_routes(with_state.clone()))
+        .unify()
         .recover(recover)
         .unify()
+}
+
+/// `/v1/webhook-endpoints` and `/v1/webhook-messages`.
+fn webhook_routes(
+    with_state: impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> warp::filters::BoxedFilter<(Response,)> {
+    use v1::{webhook_endpoints as endpoints, webhook_messages as messages};
+    let authorization = warp::header::optional::<String>("authorization");
+    let idempotency_key = warp::header::optional::<String>("idempotency-key");
+
+    let create = warp::path!("v1" / "webhook-endpoints")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(idempotency_key)
+        .and(body::limited())
+        .and_then(|state, auth, key, body| respond(endpoints::create(state, auth, key, body)));
+    let list = warp::path!("v1" / "webhook-endpoints")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(endpoints::list(state, auth)));
+    let get = warp::path!("v1" / "webhook-endpoints" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|id, state, auth| respond(endpoints::get(state, id, auth)));
+    let update = warp::path!("v1" / "webhook-endpoints" / String)
+        .and(warp::patch())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(body::limited())
+        .and_then(|id, state, auth, body| respond(endpoints::update(state, id, auth, body)));
+    let delete = warp::path!("v1" / "webhook-endpoints" / String)
+        .and(warp::delete())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|id, state, auth| respond(endpoints::delete(state, id, auth)));
+    let rotate = warp::path!("v1" / "webhook-endpoints" / String / "rotate-secret")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(idempotency_key)
+        .and(body::limited())
+        .and_then(|id, state, auth, key, body| respond(endpoints::rotate_secret(state, id, auth, key, body)));
+    let test = warp::path!("v1" / "webhook-endpoints" / String / "test")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(idempotency_key)
+        .and(body::limited())
+        .and_then(|id, state, auth, key, body| respond(endpoints::send_test(state, id, auth, key, body)));
+    let recover = warp::path!("v1" / "webhook-endpoints" / String / "recover")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(idempotency_key)
+        .and(body::limited())
+        .and_then(|id, state, auth, key, body| respond(endpoints::recover(state, id, auth, key, body)));
+    let list_messages = warp::path!("v1" / "webhook-messages")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(body::raw_query())
+        .and_then(|state, auth, query| respond(messages::list(state, auth, query)));
+    let attempts = warp::path!("v1" / "webhook-messages" / String / "attempts")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|id, state, auth| respond(messages::attempts(state, id, auth)));
+    let replay = warp::path!("v1" / "webhook-messages" / String / "replay")
+        .and(warp::post())
+        .and(with_state)
+        .and(authorization)
+        .and(idempotency_key)
+        .and(body::limited())
+        .and_then(|id, state, auth, key, body| respond(messages::replay(state, id, auth, key, body)));
+
+    create
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(update)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(rotate)
+        .unify()
+        .or(test)
+        .unify()
+        .or(recover)
+        .unify()
+        .or(list_messages)
+        .unify()
+        .or(attempts)
+        .unify()
+        .or(replay)
+        .unify()
+        .boxed()
 }
 
 /// Routing misses as JSON errors.

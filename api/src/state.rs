@@ -8,7 +8,11 @@ use std::{
 };
 use uuid::Uuid;
 
-use namaskah_core::queue::{BrokerProbe, OutboxSignal};
+use namaskah_core::{
+    Config,
+    queue::{BrokerProbe, OutboxSignal},
+    webhooks::ssrf::UrlPolicy,
+};
 
 /// `last_used_at` is bookkeeping; writing it once a minute per key is plenty.
 const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -20,21 +24,25 @@ pub struct AppState {
     /// Wakes this process's outbox relay after a commit that wrote outbox rows.
     pub outbox: OutboxSignal,
     pub broker: BrokerProbe,
+    /// Which webhook endpoint URLs are accepted.
+    pub webhook_urls: UrlPolicy,
+    /// How long a rotated-out webhook secret keeps signing.
+    pub webhook_rotation_overlap: Duration,
     key_touches: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl AppState {
-    pub fn new(
-        pool: PgPool,
-        provider_order: Vec<String>,
-        outbox: OutboxSignal,
-        broker: BrokerProbe,
-    ) -> Self {
+    pub fn new(pool: PgPool, config: &Config, provider_order: Vec<String>, outbox: OutboxSignal) -> Self {
         Self {
             pool,
             provider_order,
             outbox,
-            broker,
+            broker: BrokerProbe::new(config.amqp_url.clone()),
+            webhook_urls: UrlPolicy {
+                allow_http: config.webhooks.allow_http,
+                allow_private_networks: config.webhooks.allow_private_networks,
+            },
+            webhook_rotation_overlap: config.webhooks.rotation_overlap,
             key_touches: Mutex::new(HashMap::new()),
         }
     }

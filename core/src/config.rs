@@ -41,9 +41,27 @@ pub struct Config {
     /// take over (its worker is presumed dead). Longer than all provider calls of one attempt.
     pub ordering_lease: Duration,
     pub log_format: LogFormat,
+    pub webhooks: WebhookSettings,
 }
 
-/// One provider in the failover list.
+/// How webhooks are delivered.
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// Limit for one delivery attempt, connection included.
+    pub timeout: Duration,
+    /// The delays between attempts: the first attempt is immediate, then one more attempt
+    /// after each delay in turn. After the last, the message has failed for that endpoint.
+    pub retry_delays: Vec<Duration>,
+    /// An endpoint whose every attempt has failed for this long is disabled.
+    pub disable_after: Duration,
+    /// Deliveries one worker makes to one endpoint at the same time, so a slow endpoint does
+    /// not hold up the others.
+    pub endpoint_concurrency: usize,
+    /// How long the old secret keeps signing after a rotation.
+    pub rotation_overlap: Duration,
+    pub allow_http: bool,
+    pub allow_private_networks: bool,
+}
 #[derive(Clone, Debug)]
 pub struct ProviderSettings {
     /// The name used in `PROVIDERS` and in the catalogue's `provider` column.
@@ -165,6 +183,15 @@ impl Config {
             poll_cadence: env.duration_list("POLL_CADENCE", "2s,3s,5s,10s")?,
             deadline_grace: env.duration("DEADLINE_GRACE", "30s")?,
             ordering_lease: env.duration("ORDERING_LEASE", "60s")?,
+            webhooks: WebhookSettings {
+                timeout: env.duration("WEBHOOK_TIMEOUT", "15s")?,
+                retry_delays: env.duration_list("WEBHOOK_RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h")?,
+                disable_after: env.duration("WEBHOOK_DISABLE_AFTER", "5days")?,
+                endpoint_concurrency: env.number("WEBHOOK_ENDPOINT_CONCURRENCY", 4, 1..=1000)?,
+                rotation_overlap: env.duration("WEBHOOK_ROTATION_OVERLAP", "24h")?,
+                allow_http: env.flag("WEBHOOK_ALLOW_HTTP", false)?,
+                allow_private_networks: env.flag("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
+            },
             log_format: match env.raw("LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -253,6 +280,15 @@ impl Env<'_> {
             Ok(number)
         } else {
             Err(expected())
+        }
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(self.error(name, format!("true or false, got {other:?}"))),
         }
     }
 

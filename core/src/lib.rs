@@ -9,6 +9,8 @@
 //! - [`queue`]: RabbitMQ topology, the outbox relay, and the consumer plumbing every worker
 //!   shares (ack, retry through delay tiers, parking).
 //! - [`providers`]: the `Provider` trait and the clients for real SMS providers.
+//! - [`webhooks`]: Standard Webhooks signing, endpoint secrets, the SSRF guard.
+//! - [`views`]: the JSON shapes customers see.
 
 pub mod config;
 pub mod domain;
@@ -18,6 +20,8 @@ pub mod queue;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod views;
+pub mod webhooks;
 
 pub use config::Config;
 pub use shutdown::Shutdown;

@@ -9,6 +9,7 @@
 pub mod ordering;
 pub mod polling;
 pub mod refund;
+pub mod webhook_delivery;
 
 use sqlx::PgPool;
 use std::{fmt, sync::Arc};
@@ -33,13 +34,15 @@ pub enum WorkerKind {
     Ordering,
     Polling,
     Refund,
+    Webhooks,
 }
 
 impl WorkerKind {
-    pub const ALL: [WorkerKind; 3] = [
+    pub const ALL: [WorkerKind; 4] = [
         WorkerKind::Ordering,
         WorkerKind::Polling,
         WorkerKind::Refund,
+        WorkerKind::Webhooks,
     ];
 
     pub fn queue(self) -> QueueName {
@@ -47,6 +50,7 @@ impl WorkerKind {
             WorkerKind::Ordering => QueueName::Ordering,
             WorkerKind::Polling => QueueName::Polling,
             WorkerKind::Refund => QueueName::Refund,
+            WorkerKind::Webhooks => QueueName::Webhooks,
         }
     }
 }
@@ -67,31 +71,43 @@ pub struct WorkerDeps {
     pub outbox: OutboxSignal,
 }
 
-/// Runs one worker until shutdown.
-pub async fn run_worker(kind: WorkerKind, deps: WorkerDeps, shutdown: Shutdown) {
-    let config = Arc::clone(&deps.config);
-    let (handler, retry): (Arc<dyn JobHandler>, _) = match kind {
-        WorkerKind::Ordering => (
-            Arc::new(ordering::OrderingWorker::new(deps)),
-            config.retry.ordering,
-        ),
-        WorkerKind::Polling => (
-            Arc::new(polling::PollingWorker::new(deps)),
-            config.retry.polling,
-        ),
-        WorkerKind::Refund => (
-            Arc::new(refund::RefundWorker::new(deps)),
-            config.retry.refund,
-        ),
-    };
-    let options = ConsumerOptions {
-        amqp_url: config.amqp_url.clone(),
-        topology: Topology::from_config(&config),
-        queue: kind.queue(),
-        prefetch: config.worker_prefetch,
-        retry,
-    };
-    run_consumer(options, handler, shutdown).await;
+/// A worker could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the webhook HTTP client: {0}")]
+pub struct WorkerSetupError(#[from] reqwest::Error);
+
+/// A worker ready to consume its queue.
+pub struct Worker {
+    options: ConsumerOptions,
+    handler: Arc<dyn JobHandler>,
+}
+
+impl Worker {
+    pub fn new(kind: WorkerKind, deps: WorkerDeps) -> Result<Self, WorkerSetupError> {
+        let config = Arc::clone(&deps.config);
+        let (handler, retry): (Arc<dyn JobHandler>, _) = match kind {
+            WorkerKind::Ordering => (Arc::new(ordering::OrderingWorker::new(deps)), config.retry.ordering),
+            WorkerKind::Polling => (Arc::new(polling::PollingWorker::new(deps)), config.retry.polling),
+            WorkerKind::Refund => (Arc::new(refund::RefundWorker::new(deps)), config.retry.refund),
+            WorkerKind::Webhooks => (
+                Arc::new(webhook_delivery::WebhookWorker::new(deps)?),
+                config.retry.webhooks,
+            ),
+        };
+        let options = ConsumerOptions {
+            amqp_url: config.amqp_url.clone(),
+            topology: Topology::from_config(&config),
+            queue: kind.queue(),
+            prefetch: config.worker_prefetch,
+            retry,
+        };
+        Ok(Self { options, handler })
+    }
+
+    /// Consumes until shutdown.
+    pub async fn run(self, shutdown: Shutdown) {
+        run_consumer(self.options, self.handler, shutdown).await;
+    }
 }
 
 /// Moves a verification into a status owed a refund (the refund message goes with it) and

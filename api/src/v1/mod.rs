@@ -3,4 +3,6 @@
 pub mod account;
 pub mod services;
 pub mod verifications;
-mod view;
+pub mod webhook_endpoints;
+pub mod webhook_messages;
+

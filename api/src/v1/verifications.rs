@@ -15,7 +15,7 @@ use namaskah_core::{
     },
 };
 
-use super::view::VerificationView;
+use namaskah_core::views::VerificationView;
 use crate::{
     ApiError, AppState,
     auth::authenticate,

@@ -206,7 +206,7 @@ impl Processor {
         let span = tracing::info_span!(
             "job",
             queue = %self.options.queue,
-            verification_id = %envelope.job.verification_id(),
+            subject = %envelope.job.subject_id(),
             attempt = envelope.attempt,
             trace_id = %envelope.trace_id,
         );

@@ -5,6 +5,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::QueueName;
 use crate::domain::VerificationId;
@@ -21,6 +22,8 @@ pub enum Job {
     CancelOrder { verification_id: VerificationId },
     /// Give the price of a timed-out, cancelled or failed verification back.
     Refund { verification_id: VerificationId },
+    /// Make the next attempt of one webhook delivery (one message to one endpoint).
+    DeliverWebhook { delivery_id: Uuid },
 }
 
 impl Job {
@@ -30,15 +33,18 @@ impl Job {
             Job::OrderNumber { .. } => QueueName::Ordering,
             Job::PollSms { .. } | Job::CancelOrder { .. } => QueueName::Polling,
             Job::Refund { .. } => QueueName::Refund,
+            Job::DeliverWebhook { .. } => QueueName::Webhooks,
         }
     }
 
-    pub fn verification_id(&self) -> VerificationId {
+    /// The id of the row the job is about: a verification, or a webhook delivery.
+    pub fn subject_id(&self) -> Uuid {
         match self {
             Job::OrderNumber { verification_id }
             | Job::PollSms { verification_id }
             | Job::CancelOrder { verification_id }
-            | Job::Refund { verification_id } => *verification_id,
+            | Job::Refund { verification_id } => verification_id.0,
+            Job::DeliverWebhook { delivery_id } => *delivery_id,
         }
     }
 }

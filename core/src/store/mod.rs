@@ -12,6 +12,9 @@ pub mod ledger;
 pub mod outbox;
 pub mod services;
 pub mod verifications;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;
+pub mod webhook_messages;
 
 use sqlx::{
     AssertSqlSafe, ConnectOptions, Connection, PgConnection, PgPool,
@@ -67,6 +70,11 @@ pub fn migrator() -> Migrator {
             3,
             "verifications",
             include_str!("../../../migrations/0003_verifications.sql"),
+        ),
+        (
+            4,
+            "webhooks",
+            include_str!("../../../migrations/0004_webhooks.sql"),
         ),
     ];
     Migrator::with_migrations(

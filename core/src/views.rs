@@ -1,9 +1,12 @@
-//! The JSON shape of a verification, as customers see it.
+//! The JSON shapes customers see, in API responses and in webhook payloads alike.
+//!
+//! The database function `verification_json` (migration 0004) builds the same object for the
+//! events it records; `tests/it/webhooks.rs` keeps the two identical.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use namaskah_core::store::verifications::Verification;
+use crate::store::verifications::Verification;
 
 #[derive(Debug, Serialize)]
 pub struct VerificationView {
@@ -16,12 +19,17 @@ pub struct VerificationView {
     pub code: Option<String>,
     pub sms_text: Option<String>,
     /// When the SMS must have arrived, once a number is assigned.
+    #[serde(serialize_with = "timestamp_opt")]
     pub expires_at: Option<DateTime<Utc>>,
     pub cancel_requested: bool,
     pub failure_reason: Option<String>,
+    #[serde(serialize_with = "timestamp")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp")]
     pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamp_opt")]
     pub completed_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "timestamp_opt")]
     pub refunded_at: Option<DateTime<Utc>>,
 }
 
@@ -44,5 +52,21 @@ impl From<&Verification> for VerificationView {
             completed_at: v.completed_at,
             refunded_at: v.refunded_at,
         }
+    }
+}
+
+/// Every timestamp we publish: UTC, exactly six fractional digits, `Z`.
+pub fn format_timestamp(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub fn timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_timestamp(at))
+}
+
+pub fn timestamp_opt<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => timestamp(at, serializer),
+        None => serializer.serialize_none(),
     }
 }

@@ -1,0 +1,267 @@
+//! The webhook delivery worker: one attempt per message, per endpoint.
+//!
+//! 1. Load the delivery with its message and endpoint. Delivered or given up → done. A
+//!    disabled or deleted endpoint → given up (`recover` re-sends later).
+//! 2. At most `WEBHOOK_ENDPOINT_CONCURRENCY` attempts run against one endpoint at a time; a
+//!    message for a busy endpoint steps aside for a second instead of holding a worker slot,
+//!    so a slow endpoint does not hold up the others.
+//! 3. Claim the attempt (a duplicate message finds it claimed).
+//! 4. POST the payload, signed (Standard Webhooks headers), with a timeout and no redirects;
+//!    the SSRF guard refuses private addresses when the connection is made.
+//! 5. 2xx → delivered. Anything else, a timeout or a connection error → record the failure
+//!    and come back after the next delay of the schedule, or give up after the last. An
+//!    endpoint whose attempts have all failed for `WEBHOOK_DISABLE_AFTER` is disabled and its
+//!    owner's other endpoints get an `endpoint.disabled` event.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use namaskah_core::{
+    config::RetryPolicy,
+    queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler, backoff_delay},
+    store::{
+        webhook_deliveries::{self, AfterFailure, AttemptClaim, AttemptOutcome, DeliveryJob},
+        webhook_messages::attempt_lease,
+    },
+    webhooks::{
+        signing::signature_header,
+        ssrf::{GuardedResolver, UrlPolicy, check_url},
+    },
+};
+
+use crate::{WorkerDeps, retry_later};
+
+/// How much of a response body is kept in the attempt log.
+const EXCERPT_BYTES: usize = 1024;
+/// How long a message for a busy endpoint steps aside.
+const BUSY_ENDPOINT_PAUSE: Duration = Duration::from_secs(1);
+
+pub struct WebhookWorker {
+    deps: WorkerDeps,
+    http: reqwest::Client,
+    policy: UrlPolicy,
+    endpoint_slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+}
+
+impl WebhookWorker {
+    pub fn new(deps: WorkerDeps) -> Result<Self, reqwest::Error> {
+        let settings = &deps.config.webhooks;
+        let policy = UrlPolicy {
+            allow_http: settings.allow_http,
+            allow_private_networks: settings.allow_private_networks,
+        };
+        namaskah_core::telemetry::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Namaskah-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(settings.endpoint_concurrency);
+        if !policy.allow_private_networks {
+            builder = builder.dns_resolver(GuardedResolver);
+        }
+        Ok(Self {
+            http: builder.build()?,
+            policy,
+            endpoint_slots: Mutex::new(HashMap::new()),
+            deps,
+        })
+    }
+
+    /// A slot for one more concurrent attempt against the endpoint, if one is free.
+    fn endpoint_slot(&self, endpoint: Uuid) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut slots = self.endpoint_slots.lock().ok()?;
+            let concurrency = self.deps.config.webhooks.endpoint_concurrency;
+            Arc::clone(slots.entry(endpoint).or_insert_with(|| Arc::new(Semaphore::new(concurrency))))
+        };
+        semaphore.try_acquire_owned().ok()
+    }
+
+    /// Step 4: one signed POST.
+    async fn attempt(&self, job: &DeliveryJob, attempt: u32) -> AttemptOutcome {
+        let started = Instant::now();
+        let failed = |error: String, status_code: Option<u16>, excerpt: Option<String>| AttemptOutcome {
+            attempt,
+            succeeded: false,
+            status_code,
+            latency: started.elapsed(),
+            response_excerpt: excerpt,
+            error: Some(error),
+        };
+        let url = match check_url(&job.endpoint.url, self.policy) {
+            Ok(url) => url,
+            Err(refused) => return failed(format!("refused: {refused}"), None, None),
+        };
+        let body = serde_json::to_vec(&job.payload).unwrap_or_default();
+        let now = Utc::now();
+        let secrets = job.endpoint.signing_secrets(now);
+        let secret_refs: Vec<_> = secrets.iter().collect();
+        let timestamp = now.timestamp();
+        let signature = signature_header(&secret_refs, &job.message_id, timestamp, &body);
+        let sent = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &job.message_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .header("namaskah-trace-id", &job.trace_id)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(mut response) => {
+                let status = response.status();
+                let excerpt = read_excerpt(&mut response).await;
+                if status.is_success() {
+                    AttemptOutcome {
+                        attempt,
+                        succeeded: true,
+                        status_code: Some(status.as_u16()),
+                        latency: started.elapsed(),
+                        response_excerpt: excerpt,
+                        error: None,
+                    }
+                } else {
+                    failed(format!("HTTP {status}"), Some(status.as_u16()), excerpt)
+                }
+            }
+            Err(error) => failed(describe(&error), None, None),
+        }
+    }
+
+    /// The delay before the next attempt after attempt `n` failed; `None` after the last.
+    fn next_delay(&self, attempt: u32) -> Option<Duration> {
+        let delays = &self.deps.config.webhooks.retry_delays;
+        let delay = *delays.get(usize::try_from(attempt).ok()?.checked_sub(1)?)?;
+        // The schedule's delay, spread by the configured jitter.
+        let jittered = RetryPolicy {
+            max_attempts: 1,
+            base_delay: delay,
+            max_delay: delay,
+            jitter: self.deps.config.retry.webhooks.jitter,
+        };
+        Some(backoff_delay(&jittered, 1))
+    }
+}
+
+/// The first bytes of a response, without reading a large body to its end.
+async fn read_excerpt(response: &mut reqwest::Response) -> Option<String> {
+    let mut excerpt = Vec::new();
+    while excerpt.len() < EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    excerpt.truncate(EXCERPT_BYTES);
+    (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned())
+}
+
+/// A transport error with its causes (the SSRF guard's refusal is one), without the URL.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    if causes.is_empty() { kind.to_owned() } else { format!("{kind}: {}", causes.join(": ")) }
+}
+
+#[async_trait]
+impl JobHandler for WebhookWorker {
+    async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
+        let Job::DeliverWebhook { delivery_id } = envelope.job else {
+            return Err(JobError::Permanent(format!("the webhooks queue does not take {:?}", envelope.job)));
+        };
+
+        // 1. Load.
+        let Some(job) = webhook_deliveries::load(&self.deps.pool, delivery_id).await.map_err(retry_later)? else {
+            return Err(JobError::Permanent("no such delivery".to_owned()));
+        };
+        if job.status != "pending" {
+            return Ok(Handled::Done);
+        }
+        if !job.endpoint.enabled || job.endpoint_deleted {
+            webhook_deliveries::give_up(&self.deps.pool, delivery_id).await.map_err(retry_later)?;
+            return Ok(Handled::Done);
+        }
+
+        // 2. A slot at the endpoint.
+        let Some(_slot) = self.endpoint_slot(job.endpoint.id) else {
+            return Ok(Handled::Again {
+                after: BUSY_ENDPOINT_PAUSE,
+                next: envelope.clone(),
+            });
+        };
+
+        // 3. Claim.
+        let lease = attempt_lease(self.deps.config.webhooks.timeout);
+        match webhook_deliveries::claim_attempt(&self.deps.pool, delivery_id, attempt.number, lease)
+            .await
+            .map_err(retry_later)?
+        {
+            AttemptClaim::Claimed => {}
+            AttemptClaim::Busy { retry_after } => {
+                return Ok(Handled::Again {
+                    after: retry_after,
+                    next: envelope.clone(),
+                });
+            }
+            AttemptClaim::NotNeeded => return Ok(Handled::Done),
+        }
+
+        // 4. Send.
+        let outcome = self.attempt(&job, attempt.number).await;
+
+        // 5. Record, and decide what comes next.
+        let next_delay = self.next_delay(attempt.number);
+        let after_failure = next_delay.map_or(AfterFailure::GiveUp, AfterFailure::RetryIn);
+        let recorded = webhook_deliveries::record_attempt(
+            &self.deps.pool,
+            &job,
+            &outcome,
+            after_failure,
+            self.deps.config.webhooks.disable_after,
+        )
+        .await
+        .map_err(retry_later)?;
+        if recorded.endpoint_disabled {
+            self.deps.outbox.notify();
+            tracing::warn!(endpoint = %job.endpoint.id, "endpoint disabled after failing too long");
+        }
+        if outcome.succeeded {
+            tracing::debug!(endpoint = %job.endpoint.id, latency = ?outcome.latency, "webhook delivered");
+            return Ok(Handled::Done);
+        }
+        tracing::info!(
+            endpoint = %job.endpoint.id,
+            error = outcome.error.as_deref().unwrap_or_default(),
+            retry_in = ?next_delay,
+            "webhook attempt failed"
+        );
+        Ok(match next_delay {
+            Some(after) if !recorded.endpoint_disabled => Handled::Again {
+                after,
+                next: envelope.next_attempt(),
+            },
+            _ => Handled::Done,
+        })
+    }
+}
