@@ -112,7 +112,11 @@ pub fn routes(
 
 /// `/v1/webhook-endpoints` and `/v1/webhook-messages`.
 fn webhook_routes(
-    with_state: impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    with_state: impl Filter<Extract = (Arc<AppState>,), Error = Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
 ) -> warp::filters::BoxedFilter<(Response,)> {
     use v1::{webhook_endpoints as endpoints, webhook_messages as messages};
     let authorization = warp::header::optional::<String>("authorization");
@@ -152,21 +156,27 @@ fn webhook_routes(
         .and(authorization)
         .and(idempotency_key)
         .and(body::limited())
-        .and_then(|id, state, auth, key, body| respond(endpoints::rotate_secret(state, id, auth, key, body)));
+        .and_then(|id, state, auth, key, body| {
+            respond(endpoints::rotate_secret(state, id, auth, key, body))
+        });
     let test = warp::path!("v1" / "webhook-endpoints" / String / "test")
         .and(warp::post())
         .and(with_state.clone())
         .and(authorization)
         .and(idempotency_key)
         .and(body::limited())
-        .and_then(|id, state, auth, key, body| respond(endpoints::send_test(state, id, auth, key, body)));
+        .and_then(|id, state, auth, key, body| {
+            respond(endpoints::send_test(state, id, auth, key, body))
+        });
     let recover = warp::path!("v1" / "webhook-endpoints" / String / "recover")
         .and(warp::post())
         .and(with_state.clone())
         .and(authorization)
         .and(idempotency_key)
         .and(body::limited())
-        .and_then(|id, state, auth, key, body| respond(endpoints::recover(state, id, auth, key, body)));
+        .and_then(|id, state, auth, key, body| {
+            respond(endpoints::recover(state, id, auth, key, body))
+        });
     let list_messages = warp::path!("v1" / "webhook-messages")
         .and(warp::get())
         .and(with_state.clone())
@@ -184,7 +194,9 @@ fn webhook_routes(
         .and(authorization)
         .and(idempotency_key)
         .and(body::limited())
-        .and_then(|id, state, auth, key, body| respond(messages::replay(state, id, auth, key, body)));
+        .and_then(|id, state, auth, key, body| {
+            respond(messages::replay(state, id, auth, key, body))
+        });
 
     create
         .or(list)

@@ -32,7 +32,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, config: &Config, provider_order: Vec<String>, outbox: OutboxSignal) -> Self {
+    pub fn new(
+        pool: PgPool,
+        config: &Config,
+        provider_order: Vec<String>,
+        outbox: OutboxSignal,
+    ) -> Self {
         Self {
             pool,
             provider_order,

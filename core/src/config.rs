@@ -185,7 +185,8 @@ impl Config {
             ordering_lease: env.duration("ORDERING_LEASE", "60s")?,
             webhooks: WebhookSettings {
                 timeout: env.duration("WEBHOOK_TIMEOUT", "15s")?,
-                retry_delays: env.duration_list("WEBHOOK_RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h")?,
+                retry_delays: env
+                    .duration_list("WEBHOOK_RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h")?,
                 disable_after: env.duration("WEBHOOK_DISABLE_AFTER", "5days")?,
                 endpoint_concurrency: env.number("WEBHOOK_ENDPOINT_CONCURRENCY", 4, 1..=1000)?,
                 rotation_overlap: env.duration("WEBHOOK_ROTATION_OVERLAP", "24h")?,
@@ -284,7 +285,11 @@ impl Env<'_> {
     }
 
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.raw(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        match self
+            .raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             None => Ok(default),
             Some("true" | "1" | "yes" | "on") => Ok(true),
             Some("false" | "0" | "no" | "off") => Ok(false),

@@ -64,7 +64,10 @@ pub fn timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::
     serializer.serialize_str(&format_timestamp(at))
 }
 
-pub fn timestamp_opt<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+pub fn timestamp_opt<S: Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match at {
         Some(at) => timestamp(at, serializer),
         None => serializer.serialize_none(),

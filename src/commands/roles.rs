@@ -14,11 +14,15 @@ pub async fn up(mut config: Config) -> Result<ExitCode> {
     // The local demo delivers webhooks to sinks on this machine unless told otherwise.
     if std::env::var_os("WEBHOOK_ALLOW_PRIVATE_NETWORKS").is_none() {
         config.webhooks.allow_private_networks = true;
-        println!("webhooks: private and loopback addresses allowed for the local demo (WEBHOOK_ALLOW_PRIVATE_NETWORKS=false refuses them)");
+        println!(
+            "webhooks: private and loopback addresses allowed for the local demo (WEBHOOK_ALLOW_PRIVATE_NETWORKS=false refuses them)"
+        );
     }
     if std::env::var_os("WEBHOOK_ALLOW_HTTP").is_none() {
         config.webhooks.allow_http = true;
-        println!("webhooks: plain http:// endpoints allowed for the local demo (WEBHOOK_ALLOW_HTTP=false refuses them)");
+        println!(
+            "webhooks: plain http:// endpoints allowed for the local demo (WEBHOOK_ALLOW_HTTP=false refuses them)"
+        );
     }
     let roles = Roles {
         simulator: config.provider("simulator").is_some(),

@@ -11,3 +11,4 @@ mod ordering;
 mod outbox;
 mod parking;
 mod text_verified;
+mod webhooks;

@@ -86,9 +86,18 @@ impl Worker {
     pub fn new(kind: WorkerKind, deps: WorkerDeps) -> Result<Self, WorkerSetupError> {
         let config = Arc::clone(&deps.config);
         let (handler, retry): (Arc<dyn JobHandler>, _) = match kind {
-            WorkerKind::Ordering => (Arc::new(ordering::OrderingWorker::new(deps)), config.retry.ordering),
-            WorkerKind::Polling => (Arc::new(polling::PollingWorker::new(deps)), config.retry.polling),
-            WorkerKind::Refund => (Arc::new(refund::RefundWorker::new(deps)), config.retry.refund),
+            WorkerKind::Ordering => (
+                Arc::new(ordering::OrderingWorker::new(deps)),
+                config.retry.ordering,
+            ),
+            WorkerKind::Polling => (
+                Arc::new(polling::PollingWorker::new(deps)),
+                config.retry.polling,
+            ),
+            WorkerKind::Refund => (
+                Arc::new(refund::RefundWorker::new(deps)),
+                config.retry.refund,
+            ),
             WorkerKind::Webhooks => (
                 Arc::new(webhook_delivery::WebhookWorker::new(deps)?),
                 config.retry.webhooks,

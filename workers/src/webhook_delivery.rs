@@ -80,7 +80,11 @@ impl WebhookWorker {
         let semaphore = {
             let mut slots = self.endpoint_slots.lock().ok()?;
             let concurrency = self.deps.config.webhooks.endpoint_concurrency;
-            Arc::clone(slots.entry(endpoint).or_insert_with(|| Arc::new(Semaphore::new(concurrency))))
+            Arc::clone(
+                slots
+                    .entry(endpoint)
+                    .or_insert_with(|| Arc::new(Semaphore::new(concurrency))),
+            )
         };
         semaphore.try_acquire_owned().ok()
     }
@@ -88,14 +92,15 @@ impl WebhookWorker {
     /// Step 4: one signed POST.
     async fn attempt(&self, job: &DeliveryJob, attempt: u32) -> AttemptOutcome {
         let started = Instant::now();
-        let failed = |error: String, status_code: Option<u16>, excerpt: Option<String>| AttemptOutcome {
-            attempt,
-            succeeded: false,
-            status_code,
-            latency: started.elapsed(),
-            response_excerpt: excerpt,
-            error: Some(error),
-        };
+        let failed =
+            |error: String, status_code: Option<u16>, excerpt: Option<String>| AttemptOutcome {
+                attempt,
+                succeeded: false,
+                status_code,
+                latency: started.elapsed(),
+                response_excerpt: excerpt,
+                error: Some(error),
+            };
         let url = match check_url(&job.endpoint.url, self.policy) {
             Ok(url) => url,
             Err(refused) => return failed(format!("refused: {refused}"), None, None),
@@ -181,25 +186,37 @@ fn describe(error: &reqwest::Error) -> String {
         causes.push(cause.to_string());
         source = cause.source();
     }
-    if causes.is_empty() { kind.to_owned() } else { format!("{kind}: {}", causes.join(": ")) }
+    if causes.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {}", causes.join(": "))
+    }
 }
 
 #[async_trait]
 impl JobHandler for WebhookWorker {
     async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
         let Job::DeliverWebhook { delivery_id } = envelope.job else {
-            return Err(JobError::Permanent(format!("the webhooks queue does not take {:?}", envelope.job)));
+            return Err(JobError::Permanent(format!(
+                "the webhooks queue does not take {:?}",
+                envelope.job
+            )));
         };
 
         // 1. Load.
-        let Some(job) = webhook_deliveries::load(&self.deps.pool, delivery_id).await.map_err(retry_later)? else {
+        let Some(job) = webhook_deliveries::load(&self.deps.pool, delivery_id)
+            .await
+            .map_err(retry_later)?
+        else {
             return Err(JobError::Permanent("no such delivery".to_owned()));
         };
         if job.status != "pending" {
             return Ok(Handled::Done);
         }
         if !job.endpoint.enabled || job.endpoint_deleted {
-            webhook_deliveries::give_up(&self.deps.pool, delivery_id).await.map_err(retry_later)?;
+            webhook_deliveries::give_up(&self.deps.pool, delivery_id)
+                .await
+                .map_err(retry_later)?;
             return Ok(Handled::Done);
         }
 

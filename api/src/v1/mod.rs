@@ -5,4 +5,3 @@ pub mod services;
 pub mod verifications;
 pub mod webhook_endpoints;
 pub mod webhook_messages;
-

@@ -15,7 +15,6 @@ use namaskah_core::{
     },
 };
 
-use namaskah_core::views::VerificationView;
 use crate::{
     ApiError, AppState,
     auth::authenticate,
@@ -23,6 +22,7 @@ use crate::{
     idempotency::{self, Begin},
     respond::{Reply, reply_response},
 };
+use namaskah_core::views::VerificationView;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

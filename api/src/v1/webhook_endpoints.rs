@@ -117,7 +117,10 @@ async fn validate_url(state: &AppState, url: &str) -> Result<String, ApiError> {
 }
 
 fn validate_event_types(event_types: &[String]) -> Result<Vec<String>, ApiError> {
-    if let Some(unknown) = event_types.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
+    if let Some(unknown) = event_types
+        .iter()
+        .find(|t| !EVENT_TYPES.contains(&t.as_str()))
+    {
         return Err(ApiError::InvalidRequest(format!(
             "unknown event type {unknown:?}; expected some of {}",
             EVENT_TYPES.join(", ")
@@ -131,7 +134,9 @@ fn validate_event_types(event_types: &[String]) -> Result<Vec<String>, ApiError>
 
 fn validate_description(description: &str) -> Result<(), ApiError> {
     if description.chars().count() > 500 {
-        return Err(ApiError::InvalidRequest("`description` is limited to 500 characters".to_owned()));
+        return Err(ApiError::InvalidRequest(
+            "`description` is limited to 500 characters".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -161,26 +166,45 @@ pub async fn create(
             enabled: request.enabled,
         };
         let secret = WebhookSecret::generate();
-        let endpoint = webhook_endpoints::create(&state.pool, owner.account_id, &new, &secret).await?;
-        Ok(Reply::json(StatusCode::CREATED, &EndpointView::new(&endpoint, true))
-            .with_location(format!("/v1/webhook-endpoints/{}", endpoint.id)))
+        let endpoint =
+            webhook_endpoints::create(&state.pool, owner.account_id, &new, &secret).await?;
+        Ok(
+            Reply::json(StatusCode::CREATED, &EndpointView::new(&endpoint, true))
+                .with_location(format!("/v1/webhook-endpoints/{}", endpoint.id)),
+        )
     })
     .await
 }
 
-pub async fn list(state: Arc<AppState>, authorization: Option<String>) -> Result<warp::reply::Response, ApiError> {
+pub async fn list(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let endpoints = webhook_endpoints::list(&state.pool, owner.account_id).await?;
-    let data: Vec<EndpointView> = endpoints.iter().map(|e| EndpointView::new(e, false)).collect();
-    Ok(reply_response(Reply::json(StatusCode::OK, &json!({ "data": data }))))
+    let data: Vec<EndpointView> = endpoints
+        .iter()
+        .map(|e| EndpointView::new(e, false))
+        .collect();
+    Ok(reply_response(Reply::json(
+        StatusCode::OK,
+        &json!({ "data": data }),
+    )))
 }
 
-pub async fn get(state: Arc<AppState>, id: String, authorization: Option<String>) -> Result<warp::reply::Response, ApiError> {
+pub async fn get(
+    state: Arc<AppState>,
+    id: String,
+    authorization: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let endpoint = webhook_endpoints::find(&state.pool, owner.account_id, parse_id(&id)?)
         .await?
         .ok_or(ApiError::NotFound("webhook endpoint"))?;
-    Ok(reply_response(Reply::json(StatusCode::OK, &EndpointView::new(&endpoint, false))))
+    Ok(reply_response(Reply::json(
+        StatusCode::OK,
+        &EndpointView::new(&endpoint, false),
+    )))
 }
 
 pub async fn update(
@@ -201,16 +225,27 @@ pub async fn update(
             None => None,
         },
         description: request.description,
-        event_types: request.event_types.as_deref().map(validate_event_types).transpose()?,
+        event_types: request
+            .event_types
+            .as_deref()
+            .map(validate_event_types)
+            .transpose()?,
         enabled: request.enabled,
     };
     let endpoint = webhook_endpoints::update(&state.pool, owner.account_id, id, &patch)
         .await?
         .ok_or(ApiError::NotFound("webhook endpoint"))?;
-    Ok(reply_response(Reply::json(StatusCode::OK, &EndpointView::new(&endpoint, false))))
+    Ok(reply_response(Reply::json(
+        StatusCode::OK,
+        &EndpointView::new(&endpoint, false),
+    )))
 }
 
-pub async fn delete(state: Arc<AppState>, id: String, authorization: Option<String>) -> Result<warp::reply::Response, ApiError> {
+pub async fn delete(
+    state: Arc<AppState>,
+    id: String,
+    authorization: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
     if webhook_endpoints::delete(&state.pool, owner.account_id, parse_id(&id)?).await? {
         Ok(json_response(StatusCode::NO_CONTENT, Vec::new()))
@@ -232,18 +267,28 @@ pub async fn rotate_secret(
     let body = body?;
     let path = format!("/v1/webhook-endpoints/{id}/rotate-secret");
     let key = idempotency_key.as_deref();
-    idempotency::around(&state, owner.account_id, key, ("POST", &path), &body, || async {
-        let endpoint = webhook_endpoints::rotate_secret(
-            &state.pool,
-            owner.account_id,
-            parse_id(&id)?,
-            &WebhookSecret::generate(),
-            state.webhook_rotation_overlap,
-        )
-        .await?
-        .ok_or(ApiError::NotFound("webhook endpoint"))?;
-        Ok(Reply::json(StatusCode::OK, &EndpointView::new(&endpoint, true)))
-    })
+    idempotency::around(
+        &state,
+        owner.account_id,
+        key,
+        ("POST", &path),
+        &body,
+        || async {
+            let endpoint = webhook_endpoints::rotate_secret(
+                &state.pool,
+                owner.account_id,
+                parse_id(&id)?,
+                &WebhookSecret::generate(),
+                state.webhook_rotation_overlap,
+            )
+            .await?
+            .ok_or(ApiError::NotFound("webhook endpoint"))?;
+            Ok(Reply::json(
+                StatusCode::OK,
+                &EndpointView::new(&endpoint, true),
+            ))
+        },
+    )
     .await
 }
 
@@ -259,15 +304,27 @@ pub async fn send_test(
     let body = body?;
     let path = format!("/v1/webhook-endpoints/{id}/test");
     let key = idempotency_key.as_deref();
-    idempotency::around(&state, owner.account_id, key, ("POST", &path), &body, || async {
-        let endpoint = webhook_endpoints::find(&state.pool, owner.account_id, parse_id(&id)?)
-            .await?
-            .ok_or(ApiError::NotFound("webhook endpoint"))?;
-        let trace_id = new_trace_id();
-        let message_id = webhook_messages::send_test(&state.pool, owner.account_id, endpoint.id, &trace_id).await?;
-        state.outbox.notify();
-        Ok(Reply::json(StatusCode::ACCEPTED, &json!({ "message_id": message_id })))
-    })
+    idempotency::around(
+        &state,
+        owner.account_id,
+        key,
+        ("POST", &path),
+        &body,
+        || async {
+            let endpoint = webhook_endpoints::find(&state.pool, owner.account_id, parse_id(&id)?)
+                .await?
+                .ok_or(ApiError::NotFound("webhook endpoint"))?;
+            let trace_id = new_trace_id();
+            let message_id =
+                webhook_messages::send_test(&state.pool, owner.account_id, endpoint.id, &trace_id)
+                    .await?;
+            state.outbox.notify();
+            Ok(Reply::json(
+                StatusCode::ACCEPTED,
+                &json!({ "message_id": message_id }),
+            ))
+        },
+    )
     .await
 }
 
@@ -285,15 +342,35 @@ pub async fn recover(
     let request: RecoverRequest = parse_json(&body)?;
     let path = format!("/v1/webhook-endpoints/{id}/recover");
     let key = idempotency_key.as_deref();
-    idempotency::around(&state, owner.account_id, key, ("POST", &path), &body, || async {
-        let id = parse_id(&id)?;
-        if webhook_endpoints::find(&state.pool, owner.account_id, id).await?.is_none() {
-            return Err(ApiError::NotFound("webhook endpoint"));
-        }
-        let trace_id = new_trace_id();
-        let recovered = webhook_messages::recover(&state.pool, owner.account_id, id, request.since, &trace_id).await?;
-        state.outbox.notify();
-        Ok(Reply::json(StatusCode::ACCEPTED, &json!({ "recovered": recovered })))
-    })
+    idempotency::around(
+        &state,
+        owner.account_id,
+        key,
+        ("POST", &path),
+        &body,
+        || async {
+            let id = parse_id(&id)?;
+            if webhook_endpoints::find(&state.pool, owner.account_id, id)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::NotFound("webhook endpoint"));
+            }
+            let trace_id = new_trace_id();
+            let recovered = webhook_messages::recover(
+                &state.pool,
+                owner.account_id,
+                id,
+                request.since,
+                &trace_id,
+            )
+            .await?;
+            state.outbox.notify();
+            Ok(Reply::json(
+                StatusCode::ACCEPTED,
+                &json!({ "recovered": recovered }),
+            ))
+        },
+    )
     .await
 }

@@ -106,40 +106,69 @@ struct ReplayRequest {
 
 /// A message id is `msg_` and 32 hex digits; anything else cannot exist.
 fn valid_message_id(id: &str) -> Result<&str, ApiError> {
-    let valid = id.len() == 36 && id.starts_with("msg_") && id[4..].chars().all(|c| c.is_ascii_hexdigit());
-    if valid { Ok(id) } else { Err(ApiError::NotFound("webhook message")) }
+    let valid =
+        id.len() == 36 && id.starts_with("msg_") && id[4..].chars().all(|c| c.is_ascii_hexdigit());
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound("webhook message"))
+    }
 }
 
-pub async fn list(state: Arc<AppState>, authorization: Option<String>, query: String) -> Result<warp::reply::Response, ApiError> {
+pub async fn list(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+    query: String,
+) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let query: ListQuery = parse_query(&query)?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::InvalidQuery("`limit` must be from 1 to 100".to_owned()));
+        return Err(ApiError::InvalidQuery(
+            "`limit` must be from 1 to 100".to_owned(),
+        ));
     }
     let offset = query.offset.unwrap_or(0);
     if !(0..=1_000_000).contains(&offset) {
-        return Err(ApiError::InvalidQuery("`offset` must be from 0 to 1000000".to_owned()));
+        return Err(ApiError::InvalidQuery(
+            "`offset` must be from 0 to 1000000".to_owned(),
+        ));
     }
-    let mut messages =
-        webhook_messages::list(&state.pool, owner.account_id, query.event_type.as_deref(), limit + 1, offset).await?;
+    let mut messages = webhook_messages::list(
+        &state.pool,
+        owner.account_id,
+        query.event_type.as_deref(),
+        limit + 1,
+        offset,
+    )
+    .await?;
     let has_more = messages.len() as i64 > limit;
     messages.truncate(limit as usize);
     let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
     let deliveries = webhook_messages::deliveries_of(&state.pool, &ids).await?;
-    let data: Vec<MessageView> = messages.into_iter().map(|m| MessageView::new(m, &deliveries)).collect();
+    let data: Vec<MessageView> = messages
+        .into_iter()
+        .map(|m| MessageView::new(m, &deliveries))
+        .collect();
     let body = json!({ "data": data, "limit": limit, "offset": offset, "has_more": has_more });
     Ok(reply_response(Reply::json(StatusCode::OK, &body)))
 }
 
-pub async fn attempts(state: Arc<AppState>, id: String, authorization: Option<String>) -> Result<warp::reply::Response, ApiError> {
+pub async fn attempts(
+    state: Arc<AppState>,
+    id: String,
+    authorization: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let message = webhook_messages::find(&state.pool, owner.account_id, valid_message_id(&id)?)
         .await?
         .ok_or(ApiError::NotFound("webhook message"))?;
     let attempts = webhook_messages::attempts_of(&state.pool, &message.id).await?;
     let data: Vec<AttemptView> = attempts.into_iter().map(AttemptView::from).collect();
-    Ok(reply_response(Reply::json(StatusCode::OK, &json!({ "data": data }))))
+    Ok(reply_response(Reply::json(
+        StatusCode::OK,
+        &json!({ "data": data }),
+    )))
 }
 
 /// `POST /v1/webhook-messages/{id}/replay` `{"endpoint_id"?}`: sends the message again (same
@@ -160,18 +189,35 @@ pub async fn replay(
     };
     let path = format!("/v1/webhook-messages/{id}/replay");
     let key = idempotency_key.as_deref();
-    idempotency::around(&state, owner.account_id, key, ("POST", &path), &body, || async {
-        let message = webhook_messages::find(&state.pool, owner.account_id, valid_message_id(&id)?)
-            .await?
-            .ok_or(ApiError::NotFound("webhook message"))?;
-        let trace_id = new_trace_id();
-        let replayed =
-            webhook_messages::replay(&state.pool, owner.account_id, &message.id, request.endpoint_id, &trace_id).await?;
-        if request.endpoint_id.is_some() && replayed == 0 {
-            return Err(ApiError::NotFound("webhook endpoint"));
-        }
-        state.outbox.notify();
-        Ok(Reply::json(StatusCode::ACCEPTED, &json!({ "replayed": replayed })))
-    })
+    idempotency::around(
+        &state,
+        owner.account_id,
+        key,
+        ("POST", &path),
+        &body,
+        || async {
+            let message =
+                webhook_messages::find(&state.pool, owner.account_id, valid_message_id(&id)?)
+                    .await?
+                    .ok_or(ApiError::NotFound("webhook message"))?;
+            let trace_id = new_trace_id();
+            let replayed = webhook_messages::replay(
+                &state.pool,
+                owner.account_id,
+                &message.id,
+                request.endpoint_id,
+                &trace_id,
+            )
+            .await?;
+            if request.endpoint_id.is_some() && replayed == 0 {
+                return Err(ApiError::NotFound("webhook endpoint"));
+            }
+            state.outbox.notify();
+            Ok(Reply::json(
+                StatusCode::ACCEPTED,
+                &json!({ "replayed": replayed }),
+            ))
+        },
+    )
     .await
 }

@@ -67,7 +67,9 @@ pub async fn load(pool: &PgPool, delivery_id: Uuid) -> Result<Option<DeliveryJob
 pub enum AttemptClaim {
     Claimed,
     /// The same attempt is running elsewhere (a duplicate message); look again later.
-    Busy { retry_after: Duration },
+    Busy {
+        retry_after: Duration,
+    },
     /// Delivered or given up already, or a newer attempt exists.
     NotNeeded,
 }
@@ -104,9 +106,12 @@ pub async fn claim_attempt(
     .fetch_optional(pool)
     .await?;
     Ok(match current {
-        Some((status, attempts, remaining)) if status == "pending" && attempts == attempt => AttemptClaim::Busy {
-            retry_after: Duration::from_secs_f64(remaining.unwrap_or(0.0).max(0.0)) + Duration::from_secs(1),
-        },
+        Some((status, attempts, remaining)) if status == "pending" && attempts == attempt => {
+            AttemptClaim::Busy {
+                retry_after: Duration::from_secs_f64(remaining.unwrap_or(0.0).max(0.0))
+                    + Duration::from_secs(1),
+            }
+        }
         _ => AttemptClaim::NotNeeded,
     })
 }
@@ -230,7 +235,14 @@ pub async fn record_attempt(
                 "url": job.endpoint.url,
                 "reason": format!("every delivery attempt failed for longer than {} s", disable_after.as_secs()),
             });
-            webhook_messages::record_event(&mut tx, account, "endpoint.disabled", &data, &job.trace_id).await?;
+            webhook_messages::record_event(
+                &mut tx,
+                account,
+                "endpoint.disabled",
+                &data,
+                &job.trace_id,
+            )
+            .await?;
             recorded.endpoint_disabled = true;
         }
     }

@@ -30,10 +30,10 @@ impl Endpoint {
     /// The secrets that sign a delivery now: the current one, and the previous one while its
     /// overlap after a rotation lasts.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<WebhookSecret> {
-        let previous = self
-            .previous_secret
-            .as_deref()
-            .filter(|_| self.previous_secret_expires_at.is_some_and(|until| until > now));
+        let previous = self.previous_secret.as_deref().filter(|_| {
+            self.previous_secret_expires_at
+                .is_some_and(|until| until > now)
+        });
         [Some(self.secret.as_str()), previous]
             .into_iter()
             .flatten()
@@ -81,24 +81,28 @@ pub async fn create(
 }
 
 pub async fn list(pool: &PgPool, account: AccountId) -> Result<Vec<Endpoint>, StoreError> {
-    Ok(sqlx::query_as::<_, Endpoint>(sql(
-        "SELECT {COLUMNS} FROM webhook_endpoints
-         WHERE account_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
-    ))
-    .bind(account)
-    .fetch_all(pool)
-    .await?)
+    Ok(
+        sqlx::query_as::<_, Endpoint>(sql("SELECT {COLUMNS} FROM webhook_endpoints
+         WHERE account_id = $1 AND deleted_at IS NULL ORDER BY created_at, id"))
+        .bind(account)
+        .fetch_all(pool)
+        .await?,
+    )
 }
 
-pub async fn find(pool: &PgPool, account: AccountId, id: Uuid) -> Result<Option<Endpoint>, StoreError> {
-    Ok(sqlx::query_as::<_, Endpoint>(sql(
-        "SELECT {COLUMNS} FROM webhook_endpoints
-         WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL",
-    ))
-    .bind(id)
-    .bind(account)
-    .fetch_optional(pool)
-    .await?)
+pub async fn find(
+    pool: &PgPool,
+    account: AccountId,
+    id: Uuid,
+) -> Result<Option<Endpoint>, StoreError> {
+    Ok(
+        sqlx::query_as::<_, Endpoint>(sql("SELECT {COLUMNS} FROM webhook_endpoints
+         WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL"))
+        .bind(id)
+        .bind(account)
+        .fetch_optional(pool)
+        .await?,
+    )
 }
 
 /// Changes to an endpoint; `None` leaves a field as it is.
@@ -117,8 +121,8 @@ pub async fn update(
     id: Uuid,
     patch: &EndpointPatch,
 ) -> Result<Option<Endpoint>, StoreError> {
-    Ok(sqlx::query_as::<_, Endpoint>(sql(
-        "UPDATE webhook_endpoints SET
+    Ok(
+        sqlx::query_as::<_, Endpoint>(sql("UPDATE webhook_endpoints SET
              url = coalesce($3, url),
              description = coalesce($4, description),
              event_types = coalesce($5, event_types),
@@ -128,16 +132,16 @@ pub async fn update(
              failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END,
              updated_at = now()
          WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL
-         RETURNING {COLUMNS}",
-    ))
-    .bind(id)
-    .bind(account)
-    .bind(patch.url.as_deref())
-    .bind(patch.description.as_deref())
-    .bind(patch.event_types.as_deref())
-    .bind(patch.enabled)
-    .fetch_optional(pool)
-    .await?)
+         RETURNING {COLUMNS}"))
+        .bind(id)
+        .bind(account)
+        .bind(patch.url.as_deref())
+        .bind(patch.description.as_deref())
+        .bind(patch.event_types.as_deref())
+        .bind(patch.enabled)
+        .fetch_optional(pool)
+        .await?,
+    )
 }
 
 /// Deletes an endpoint (kept for the delivery history, never delivered to again).
@@ -161,19 +165,19 @@ pub async fn rotate_secret(
     secret: &WebhookSecret,
     overlap: Duration,
 ) -> Result<Option<Endpoint>, StoreError> {
-    Ok(sqlx::query_as::<_, Endpoint>(sql(
-        "UPDATE webhook_endpoints SET
+    Ok(
+        sqlx::query_as::<_, Endpoint>(sql("UPDATE webhook_endpoints SET
              previous_secret = secret,
              previous_secret_expires_at = now() + make_interval(secs => $4),
              secret = $3,
              updated_at = now()
          WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL
-         RETURNING {COLUMNS}",
-    ))
-    .bind(id)
-    .bind(account)
-    .bind(secret.expose())
-    .bind(overlap.as_secs_f64())
-    .fetch_optional(pool)
-    .await?)
+         RETURNING {COLUMNS}"))
+        .bind(id)
+        .bind(account)
+        .bind(secret.expose())
+        .bind(overlap.as_secs_f64())
+        .fetch_optional(pool)
+        .await?,
+    )
 }

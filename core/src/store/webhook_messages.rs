@@ -54,13 +54,15 @@ pub async fn record_event(
     data: &Value,
     trace_id: &str,
 ) -> Result<String, StoreError> {
-    Ok(sqlx::query_scalar("SELECT record_webhook_event($1, $2, $3, $4)")
-        .bind(account)
-        .bind(event_type)
-        .bind(data)
-        .bind(trace_id)
-        .fetch_one(conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT record_webhook_event($1, $2, $3, $4)")
+            .bind(account)
+            .bind(event_type)
+            .bind(data)
+            .bind(trace_id)
+            .fetch_one(conn)
+            .await?,
+    )
 }
 
 /// A `webhook.test` event for one endpoint only.
@@ -119,7 +121,11 @@ pub async fn list(
     .await?)
 }
 
-pub async fn find(pool: &PgPool, account: AccountId, id: &str) -> Result<Option<Message>, StoreError> {
+pub async fn find(
+    pool: &PgPool,
+    account: AccountId,
+    id: &str,
+) -> Result<Option<Message>, StoreError> {
     Ok(sqlx::query_as::<_, Message>(
         "SELECT id, account_id, event_type, payload, trace_id, created_at FROM webhook_messages
          WHERE id = $1 AND account_id = $2",
@@ -131,7 +137,10 @@ pub async fn find(pool: &PgPool, account: AccountId, id: &str) -> Result<Option<
 }
 
 /// The deliveries of the given messages.
-pub async fn deliveries_of(pool: &PgPool, message_ids: &[String]) -> Result<Vec<DeliveryStatus>, StoreError> {
+pub async fn deliveries_of(
+    pool: &PgPool,
+    message_ids: &[String],
+) -> Result<Vec<DeliveryStatus>, StoreError> {
     Ok(sqlx::query_as::<_, DeliveryStatus>(
         "SELECT message_id, endpoint_id, status, attempts, next_attempt_at FROM webhook_deliveries
          WHERE message_id = ANY($1) ORDER BY created_at",

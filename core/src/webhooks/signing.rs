@@ -25,7 +25,8 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 5 * 60;
 
 fn mac(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.key()).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret.key())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
@@ -41,7 +42,12 @@ pub fn sign(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> St
 }
 
 /// The `webhook-signature` header: one signature per secret, space-separated.
-pub fn signature_header(secrets: &[&WebhookSecret], id: &str, timestamp: i64, body: &[u8]) -> String {
+pub fn signature_header(
+    secrets: &[&WebhookSecret],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
     secrets
         .iter()
         .map(|secret| sign(secret, id, timestamp, body))
@@ -70,7 +76,10 @@ pub fn verify(
     now: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
-    let timestamp: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
+    let timestamp: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
     if (now - timestamp).abs() > tolerance_secs {
         return Err(VerifyError::OutsideTolerance);
     }
@@ -78,8 +87,16 @@ pub fn verify(
         .split_whitespace()
         .filter_map(|candidate| candidate.strip_prefix("v1,"))
         .filter_map(|encoded| STANDARD.decode(encoded).ok())
-        .any(|candidate| mac(secret, id, timestamp, body).verify_slice(&candidate).is_ok());
-    if matches { Ok(()) } else { Err(VerifyError::NoMatchingSignature) }
+        .any(|candidate| {
+            mac(secret, id, timestamp, body)
+                .verify_slice(&candidate)
+                .is_ok()
+        });
+    if matches {
+        Ok(())
+    } else {
+        Err(VerifyError::NoMatchingSignature)
+    }
 }
 
 #[cfg(test)]
@@ -89,7 +106,8 @@ mod tests {
     /// The example from the Standard Webhooks specification's reference libraries.
     #[test]
     fn matches_the_specification_example() {
-        let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
+        let secret =
+            WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
         let body = br#"{"test": 2432232314}"#;
         let signature = sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
@@ -100,7 +118,10 @@ mod tests {
         let secret = WebhookSecret::generate();
         let body = br#"{"type":"verification.completed"}"#;
         let header = signature_header(&[&secret], "msg_1", 1_000, body);
-        assert_eq!(verify(&secret, "msg_1", "1000", &header, body, 1_100, 300), Ok(()));
+        assert_eq!(
+            verify(&secret, "msg_1", "1000", &header, body, 1_100, 300),
+            Ok(())
+        );
         assert_eq!(
             verify(&secret, "msg_1", "1000", &header, b"{}", 1_100, 300),
             Err(VerifyError::NoMatchingSignature)

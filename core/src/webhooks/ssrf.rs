@@ -101,7 +101,9 @@ pub fn check_url(url: &str, policy: UrlPolicy) -> Result<Url, UrlRefused> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(UrlRefused::Credentials);
     }
-    let host = parsed.host_str().ok_or_else(|| UrlRefused::Invalid("no host".to_owned()))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| UrlRefused::Invalid("no host".to_owned()))?;
     if !policy.allow_private_networks {
         if let Some(address) = literal_address(host)
             && is_forbidden(address)
@@ -126,7 +128,11 @@ pub async fn check_url_resolving(url: &str, policy: UrlPolicy) -> Result<Url, Ur
     if addresses.is_empty() {
         return Err(UrlRefused::Unresolvable(host));
     }
-    if let Some(address) = addresses.iter().map(SocketAddr::ip).find(|ip| is_forbidden(*ip)) {
+    if let Some(address) = addresses
+        .iter()
+        .map(SocketAddr::ip)
+        .find(|ip| is_forbidden(*ip))
+    {
         return Err(UrlRefused::ResolvesPrivate { host, address });
     }
     Ok(parsed)
@@ -134,7 +140,10 @@ pub async fn check_url_resolving(url: &str, policy: UrlPolicy) -> Result<Url, Ur
 
 /// `[::1]` and `127.0.0.1` as addresses; names as `None`.
 fn literal_address(host: &str) -> Option<IpAddr> {
-    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// A DNS resolver for the delivery client that refuses names resolving to forbidden
@@ -146,12 +155,19 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(address) = resolved.iter().map(SocketAddr::ip).find(|ip| is_forbidden(*ip)) {
-                return Err(Box::new(UrlRefused::ResolvesPrivate { host, address }) as Box<dyn std::error::Error + Send + Sync>);
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(address) = resolved
+                .iter()
+                .map(SocketAddr::ip)
+                .find(|ip| is_forbidden(*ip))
+            {
+                return Err(Box::new(UrlRefused::ResolvesPrivate { host, address })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             if resolved.is_empty() {
-                return Err(Box::new(UrlRefused::Unresolvable(host)) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(UrlRefused::Unresolvable(host))
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             let addresses: Addrs = Box::new(resolved.into_iter());
             Ok(addresses)
@@ -171,10 +187,26 @@ mod tests {
     #[test]
     fn internal_addresses_are_forbidden() {
         for address in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "224.0.0.1", "255.255.255.255", "240.0.0.1", "::1", "::", "fe80::1",
-            "fc00::1", "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-            "64:ff9b::7f00:1", "2001:db8::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+            "2001:db8::1",
         ] {
             let ip: IpAddr = address.parse().expect(address);
             assert!(is_forbidden(ip), "{address} should be forbidden");
@@ -183,7 +215,12 @@ mod tests {
 
     #[test]
     fn public_addresses_are_allowed() {
-        for address in ["1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for address in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             let ip: IpAddr = address.parse().expect(address);
             assert!(!is_forbidden(ip), "{address} should be allowed");
         }
@@ -192,13 +229,34 @@ mod tests {
     #[test]
     fn urls_are_checked_without_dns() {
         assert!(check_url("https://example.com/hook", STRICT).is_ok());
-        assert_eq!(check_url("http://example.com/hook", STRICT), Err(UrlRefused::NotHttps));
-        assert_eq!(check_url("ftp://example.com/", STRICT), Err(UrlRefused::BadScheme));
-        assert_eq!(check_url("https://u:p@example.com/", STRICT), Err(UrlRefused::Credentials));
-        assert!(matches!(check_url("https://127.0.0.1/", STRICT), Err(UrlRefused::PrivateAddress(_))));
-        assert!(matches!(check_url("https://[::1]/", STRICT), Err(UrlRefused::PrivateAddress(_))));
-        assert!(matches!(check_url("https://[::ffff:127.0.0.1]/", STRICT), Err(UrlRefused::PrivateAddress(_))));
-        assert!(matches!(check_url("not a url", STRICT), Err(UrlRefused::Invalid(_))));
+        assert_eq!(
+            check_url("http://example.com/hook", STRICT),
+            Err(UrlRefused::NotHttps)
+        );
+        assert_eq!(
+            check_url("ftp://example.com/", STRICT),
+            Err(UrlRefused::BadScheme)
+        );
+        assert_eq!(
+            check_url("https://u:p@example.com/", STRICT),
+            Err(UrlRefused::Credentials)
+        );
+        assert!(matches!(
+            check_url("https://127.0.0.1/", STRICT),
+            Err(UrlRefused::PrivateAddress(_))
+        ));
+        assert!(matches!(
+            check_url("https://[::1]/", STRICT),
+            Err(UrlRefused::PrivateAddress(_))
+        ));
+        assert!(matches!(
+            check_url("https://[::ffff:127.0.0.1]/", STRICT),
+            Err(UrlRefused::PrivateAddress(_))
+        ));
+        assert!(matches!(
+            check_url("not a url", STRICT),
+            Err(UrlRefused::Invalid(_))
+        ));
         let open = UrlPolicy {
             allow_http: true,
             allow_private_networks: true,

@@ -96,6 +96,11 @@ impl TestEnvBuilder {
             ("POLLING_RETRY", "3,100ms,500ms"),
             ("REFUND_RETRY", "5,100ms,1s"),
             ("DEADLINE_GRACE", "5s"),
+            // Test sinks listen on 127.0.0.1 over plain http.
+            ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true"),
+            ("WEBHOOK_ALLOW_HTTP", "true"),
+            ("WEBHOOK_RETRY_SCHEDULE", "200ms,200ms,200ms"),
+            ("WEBHOOK_TIMEOUT", "2s"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -2,9 +2,11 @@
 
 mod env;
 mod proxy;
+mod sink;
 
 pub use env::{Account, TestEnv};
 pub use proxy::TcpProxy;
+pub use sink::{Answer, Received, Sink};
 
 use std::{future::Future, time::Duration};
 

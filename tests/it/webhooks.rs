@@ -1,0 +1,594 @@
+//! Webhooks: every event arrives, signed so that an independent receiver accepts it; failures
+//! are retried, logged, replayable; endpoints that keep failing are disabled; private
+//! addresses are refused.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use crate::support::{Account, Answer, Sink, TestEnv, eventually, never_sms};
+use namaskah::pipeline::Roles;
+use namaskah_core::{
+    queue::{Envelope, Job, QueueName},
+    store::services::{self, Offer},
+};
+use namaskah_load_tests::simulator::Behaviour;
+use namaskah_workers::WorkerKind;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Creates an endpoint for `url`; returns (id, secret).
+async fn endpoint(
+    env: &TestEnv,
+    account: &Account,
+    url: &str,
+    event_types: Value,
+) -> (String, String) {
+    let (status, body) = env
+        .post(
+            "/v1/webhook-endpoints",
+            &account.key,
+            json!({"url": url, "event_types": event_types}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let secret = body["secret"]
+        .as_str()
+        .expect("secret shown at creation")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"));
+    (body["id"].as_str().expect("id").to_owned(), secret)
+}
+
+async fn send_test_event(env: &TestEnv, account: &Account, endpoint_id: &str) -> String {
+    let (status, body) = env
+        .post(
+            &format!("/v1/webhook-endpoints/{endpoint_id}/test"),
+            &account.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["message_id"].as_str().expect("message id").to_owned()
+}
+
+async fn received_count(sink: &Sink, at_least: usize) -> Vec<crate::support::Received> {
+    eventually(WAIT, &format!("{at_least} webhook requests"), || async {
+        let received = sink.received();
+        (received.len() >= at_least).then_some(received)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_event_type_arrives_signed_with_the_verification_as_the_api_shows_it() {
+    let env = TestEnv::builder().behaviour(never_sms()).start().await;
+    services::upsert(
+        &env.pool,
+        &Offer {
+            service: "shortlived".into(),
+            country: "us".into(),
+            provider: "simulator".into(),
+            provider_product: "shortlived".into(),
+            provider_country: "usa".into(),
+            price_cents: 50,
+            sms_timeout_secs: 10,
+        },
+        true,
+    )
+    .await
+    .expect("service");
+    let sink = Sink::start().await;
+    let account = env.account(10_000).await;
+    let (_, secret) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+
+    // Completed.
+    let completed = env.create_verification(&account, "telegram", "us").await;
+    env.wait_for_status(&account, &completed, "waiting_sms", WAIT)
+        .await;
+    env.sim
+        .deliver_sms(env.provider_order_id(&completed).await, "code 4242");
+    env.wait_for_status(&account, &completed, "completed", WAIT)
+        .await;
+    // Cancelled, then refunded.
+    let cancelled = env.create_verification(&account, "telegram", "us").await;
+    env.wait_for_status(&account, &cancelled, "waiting_sms", WAIT)
+        .await;
+    env.post(
+        &format!("/v1/verifications/{cancelled}/cancel"),
+        &account.key,
+        json!({}),
+    )
+    .await;
+    let cancelled_final = env
+        .wait_for_status(&account, &cancelled, "refunded", WAIT)
+        .await;
+    // Timed out, then refunded.
+    let timed_out = env.create_verification(&account, "shortlived", "us").await;
+    env.wait_for_status(&account, &timed_out, "refunded", Duration::from_secs(30))
+        .await;
+    // Failed, then refunded.
+    env.sim.set_behaviour(Behaviour {
+        out_of_stock_ratio: 1.0,
+        ..never_sms()
+    });
+    let failed = env.create_verification(&account, "telegram", "us").await;
+    env.wait_for_status(&account, &failed, "refunded", WAIT)
+        .await;
+
+    // 2 (completed) + 3 (cancelled) + 3 (timed out) + 2 (failed) events.
+    let received = received_count(&sink, 10).await;
+    for request in &received {
+        assert!(
+            request.signed_with(&secret),
+            "bad signature on {}",
+            request.event_type()
+        );
+        assert!(request.id.starts_with("msg_"));
+        assert!(request.json["timestamp"].is_string());
+    }
+    let types: std::collections::BTreeSet<&str> = received.iter().map(|r| r.event_type()).collect();
+    for expected in [
+        "verification.number_assigned",
+        "verification.completed",
+        "verification.cancelled",
+        "verification.timed_out",
+        "verification.failed",
+        "verification.refunded",
+    ] {
+        assert!(types.contains(expected), "no {expected} in {types:?}");
+    }
+    let completed_event = received
+        .iter()
+        .find(|r| r.event_type() == "verification.completed")
+        .expect("completed event");
+    assert_eq!(completed_event.json["data"]["code"], "4242");
+    // The last event of a verification carries it exactly as GET returns it.
+    let refunded_event = received
+        .iter()
+        .find(|r| {
+            r.event_type() == "verification.refunded" && r.json["data"]["id"] == cancelled.as_str()
+        })
+        .expect("refunded event");
+    assert_eq!(refunded_event.json["data"], cancelled_final);
+    // One trace id follows the verification into its webhook requests.
+    let trace: String = env.column(&cancelled, "trace_id").await;
+    assert_eq!(refunded_event.trace_id.as_deref(), Some(trace.as_str()));
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_the_same_message_id_and_logged() {
+    let env = TestEnv::start().await;
+    let sink = Sink::start().await;
+    sink.script([Answer::Status(500), Answer::Status(503)]);
+    let account = env.account(1_000).await;
+    let (id, secret) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+    let message = send_test_event(&env, &account, &id).await;
+    let received = received_count(&sink, 3).await;
+    assert!(
+        received
+            .iter()
+            .all(|r| r.id == message && r.signed_with(&secret))
+    );
+
+    let attempts = eventually(WAIT, "three logged attempts", || async {
+        let (_, body) = env
+            .get(
+                &format!("/v1/webhook-messages/{message}/attempts"),
+                &account.key,
+            )
+            .await;
+        let data = body["data"].as_array()?.clone();
+        (data.len() == 3).then_some(data)
+    })
+    .await;
+    let codes: Vec<i64> = attempts
+        .iter()
+        .filter_map(|a| a["status_code"].as_i64())
+        .collect();
+    assert_eq!(codes, vec![500, 503, 200]);
+    assert_eq!(attempts[2]["succeeded"], true);
+    let (_, list) = env
+        .get("/v1/webhook-messages?event_type=webhook.test", &account.key)
+        .await;
+    assert_eq!(list["data"][0]["deliveries"][0]["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_timeout_counts_as_a_failure() {
+    let env = TestEnv::builder()
+        .set("WEBHOOK_TIMEOUT", "500ms")
+        .start()
+        .await;
+    let sink = Sink::start().await;
+    sink.script([Answer::SlowOk(Duration::from_secs(2))]);
+    let account = env.account(1_000).await;
+    let (id, _) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+    let message = send_test_event(&env, &account, &id).await;
+    let attempts = eventually(WAIT, "a timeout then a success", || async {
+        let (_, body) = env
+            .get(
+                &format!("/v1/webhook-messages/{message}/attempts"),
+                &account.key,
+            )
+            .await;
+        let data = body["data"].as_array()?.clone();
+        (data.len() == 2).then_some(data)
+    })
+    .await;
+    assert_eq!(attempts[0]["succeeded"], false);
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("timed out")),
+        "{}",
+        attempts[0]
+    );
+    assert_eq!(attempts[1]["succeeded"], true);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let env = TestEnv::builder()
+        .set("WEBHOOK_RETRY_SCHEDULE", "100ms")
+        .start()
+        .await;
+    let sink = Sink::start().await;
+    sink.answer_by_default(Answer::Redirect);
+    let account = env.account(1_000).await;
+    let (id, _) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+    let message = send_test_event(&env, &account, &id).await;
+    eventually(WAIT, "the delivery to fail", || async {
+        let (_, list) = env.get("/v1/webhook-messages", &account.key).await;
+        let delivery = &list["data"][0]["deliveries"][0];
+        (list["data"][0]["id"] == message.as_str() && delivery["status"] == "failed").then_some(())
+    })
+    .await;
+    assert_eq!(sink.received_at("/hooks").len(), 2);
+    assert!(
+        sink.received_at("/elsewhere").is_empty(),
+        "a redirect was followed"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_its_owner_told() {
+    let env = TestEnv::builder()
+        .set(
+            "WEBHOOK_RETRY_SCHEDULE",
+            "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms",
+        )
+        .set("WEBHOOK_DISABLE_AFTER", "1s")
+        .start()
+        .await;
+    let broken = Sink::start().await;
+    broken.answer_by_default(Answer::Status(500));
+    let healthy = Sink::start().await;
+    let account = env.account(1_000).await;
+    let (broken_id, _) = endpoint(
+        &env,
+        &account,
+        &broken.url("/hooks"),
+        json!(["webhook.test"]),
+    )
+    .await;
+    let (_, healthy_secret) = endpoint(
+        &env,
+        &account,
+        &healthy.url("/hooks"),
+        json!(["endpoint.disabled"]),
+    )
+    .await;
+    send_test_event(&env, &account, &broken_id).await;
+
+    let notice = eventually(WAIT, "the endpoint.disabled notice", || async {
+        healthy
+            .received()
+            .into_iter()
+            .find(|r| r.event_type() == "endpoint.disabled")
+    })
+    .await;
+    assert!(notice.signed_with(&healthy_secret));
+    assert_eq!(notice.json["data"]["endpoint_id"], broken_id.as_str());
+    let (_, view) = env
+        .get(&format!("/v1/webhook-endpoints/{broken_id}"), &account.key)
+        .await;
+    assert_eq!(view["enabled"], false);
+    assert!(
+        view["disabled_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("failed"))
+    );
+    assert!(
+        view.get("secret").is_none(),
+        "the secret is never shown again"
+    );
+
+    // Re-enabled by its owner, it is delivered to again.
+    let (status, view) = env
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/v1/webhook-endpoints/{broken_id}"),
+            Some(&account.key),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(view["disabled_reason"].is_null());
+}
+
+#[tokio::test]
+async fn replay_and_recover_send_failed_messages_again() {
+    let env = TestEnv::builder()
+        .set("WEBHOOK_RETRY_SCHEDULE", "100ms")
+        .start()
+        .await;
+    let sink = Sink::start().await;
+    sink.answer_by_default(Answer::Status(500));
+    let account = env.account(1_000).await;
+    let (id, _) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+    let first = send_test_event(&env, &account, &id).await;
+    let second = send_test_event(&env, &account, &id).await;
+    received_count(&sink, 4).await;
+    let failed = |message: String| {
+        let env = &env;
+        let account = &account;
+        async move {
+            eventually(WAIT, "the delivery to fail", || async {
+                let (_, body) = env
+                    .get(
+                        &format!("/v1/webhook-messages/{message}/attempts"),
+                        &account.key,
+                    )
+                    .await;
+                (body["data"].as_array()?.len() == 2).then_some(())
+            })
+            .await;
+        }
+    };
+    failed(first.clone()).await;
+    failed(second.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    sink.answer_by_default(Answer::Status(200));
+    let (status, body) = env
+        .post(
+            &format!("/v1/webhook-messages/{first}/replay"),
+            &account.key,
+            json!({"endpoint_id": id}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["replayed"].as_i64()),
+        (StatusCode::ACCEPTED, Some(1))
+    );
+    eventually(WAIT, "the replayed message", || async {
+        sink.received()
+            .iter()
+            .any(|r| r.id == first && r.path == "/hooks")
+            .then_some(())?;
+        (sink.received().iter().filter(|r| r.id == first).count() == 3).then_some(())
+    })
+    .await;
+
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let (status, body) = env
+        .post(
+            &format!("/v1/webhook-endpoints/{id}/recover"),
+            &account.key,
+            json!({"since": since}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["recovered"], 1, "only the message still failed");
+    eventually(WAIT, "the recovered message", || async {
+        (sink.received().iter().filter(|r| r.id == second).count() == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_rotation_both_secrets_sign() {
+    let env = TestEnv::start().await;
+    let sink = Sink::start().await;
+    let account = env.account(1_000).await;
+    let (id, old_secret) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+    let (status, rotated) = env
+        .post(
+            &format!("/v1/webhook-endpoints/{id}/rotate-secret"),
+            &account.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let new_secret = rotated["secret"].as_str().expect("new secret").to_owned();
+    assert_ne!(new_secret, old_secret);
+    send_test_event(&env, &account, &id).await;
+    let request = received_count(&sink, 1).await.remove(0);
+    assert_eq!(request.signatures.len(), 2);
+    assert!(request.signed_with(&old_secret) && request.signed_with(&new_secret));
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_when_not_allowed() {
+    let env = TestEnv::builder()
+        .set("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "false")
+        .set("WEBHOOK_RETRY_SCHEDULE", "100ms")
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    for url in [
+        "http://127.0.0.1:9000/hook",
+        "http://10.0.0.5/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:9000/hook",
+        "http://[::ffff:127.0.0.1]:9000/hook",
+        "http://localhost:9000/hook",
+    ] {
+        let (status, body) = env
+            .post("/v1/webhook-endpoints", &account.key, json!({"url": url}))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_webhook_url");
+    }
+    let (status, _) = env
+        .post(
+            "/v1/webhook-endpoints",
+            &account.key,
+            json!({"url": "ftp://example.com/"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A name that resolved to a public address when saved and to loopback at delivery time
+    // (DNS rebinding) is refused at delivery: stored directly, as if it had changed since.
+    let sink = Sink::start().await;
+    let endpoint_id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, account_id, url, secret)
+         VALUES ($1, $2, $3, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')",
+    )
+    .bind(endpoint_id)
+    .bind(account.id)
+    .bind(format!("http://localhost:{}/hooks", sink.address.port()))
+    .execute(&env.pool)
+    .await
+    .expect("endpoint");
+    let message = send_test_event(&env, &account, &endpoint_id.to_string()).await;
+    let attempts = eventually(WAIT, "refused attempts", || async {
+        let (_, body) = env
+            .get(
+                &format!("/v1/webhook-messages/{message}/attempts"),
+                &account.key,
+            )
+            .await;
+        let data = body["data"].as_array()?.clone();
+        (data.len() == 2).then_some(data)
+    })
+    .await;
+    for attempt in &attempts {
+        let error = attempt["error"].as_str().unwrap_or_default();
+        assert!(error.contains("private, loopback or reserved"), "{error}");
+    }
+    assert!(
+        sink.received().is_empty(),
+        "the request reached a loopback address"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_message_does_not_deliver_twice() {
+    let env = TestEnv::builder()
+        .roles(Roles {
+            api: true,
+            relay: true,
+            ..Roles::default()
+        })
+        .start()
+        .await;
+    let sink = Sink::start().await;
+    let account = env.account(1_000).await;
+    let (id, _) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+    let message = send_test_event(&env, &account, &id).await;
+    let delivery_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM webhook_deliveries WHERE message_id = $1")
+            .bind(&message)
+            .fetch_one(&env.pool)
+            .await
+            .expect("delivery");
+    let duplicate = Envelope::first(Job::DeliverWebhook { delivery_id }, "dup");
+    for _ in 0..3 {
+        env.publish_raw(QueueName::Webhooks, &duplicate.to_bytes())
+            .await;
+    }
+    let _worker = env
+        .start_roles(Roles {
+            workers: vec![WorkerKind::Webhooks],
+            ..Roles::default()
+        })
+        .await;
+    received_count(&sink, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.received().len(), 1);
+    // And once more after delivery.
+    env.publish_raw(QueueName::Webhooks, &duplicate.to_bytes())
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.received().len(), 1);
+}
+
+#[tokio::test]
+async fn endpoints_are_managed_and_scoped_to_their_account() {
+    let env = TestEnv::start().await;
+    let owner = env.account(1_000).await;
+    let stranger = env.account(1_000).await;
+    let (id, _) = endpoint(
+        &env,
+        &owner,
+        "http://127.0.0.1:9/hook",
+        json!(["verification.completed"]),
+    )
+    .await;
+
+    let (_, list) = env.get("/v1/webhook-endpoints", &owner.key).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+    assert!(list["data"][0].get("secret").is_none());
+    let (_, list) = env.get("/v1/webhook-endpoints", &stranger.key).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(0));
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/v1/webhook-endpoints/{id}")),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/webhook-endpoints/{id}"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/webhook-endpoints/{id}/test"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/webhook-endpoints/{id}/rotate-secret"),
+        ),
+    ] {
+        let (status, _) = env
+            .request(method.clone(), &path, Some(&stranger.key), Some(json!({})))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+
+    let (status, body) = env
+        .post(
+            "/v1/webhook-endpoints",
+            &owner.key,
+            json!({"url": "http://127.0.0.1:9/", "event_types": ["nope"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+
+    let (status, patched) = env
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/v1/webhook-endpoints/{id}"),
+            Some(&owner.key),
+            Some(json!({"description": "orders", "event_types": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(patched["description"], "orders");
+    let (status, _) = env
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/webhook-endpoints/{id}"),
+            Some(&owner.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = env
+        .get(&format!("/v1/webhook-endpoints/{id}"), &owner.key)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
