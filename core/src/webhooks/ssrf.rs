@@ -104,12 +104,11 @@ pub fn check_url(url: &str, policy: UrlPolicy) -> Result<Url, UrlRefused> {
     let host = parsed
         .host_str()
         .ok_or_else(|| UrlRefused::Invalid("no host".to_owned()))?;
-    if !policy.allow_private_networks {
-        if let Some(address) = literal_address(host)
-            && is_forbidden(address)
-        {
-            return Err(UrlRefused::PrivateAddress(address));
-        }
+    if !policy.allow_private_networks
+        && let Some(address) = literal_address(host)
+        && is_forbidden(address)
+    {
+        return Err(UrlRefused::PrivateAddress(address));
     }
     Ok(parsed)
 }
