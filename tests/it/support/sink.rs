@@ -180,7 +180,7 @@ impl Received {
         let mut signed = format!("{}.{}.", self.id, self.timestamp).into_bytes();
         signed.extend_from_slice(&self.body);
         let expected = format!("v1,{}", STANDARD.encode(hmac_sha256(&key, &signed)));
-        self.signatures.iter().any(|s| *s == expected)
+        self.signatures.contains(&expected)
     }
 
     pub fn event_type(&self) -> &str {
