@@ -95,6 +95,13 @@ CREATE FUNCTION verification_json(v verifications) RETURNS jsonb LANGUAGE sql ST
         'refunded_at', api_timestamp(v.refunded_at))
 $$;
 
+-- The queue message that starts (or restarts) a delivery; `Job::DeliverWebhook` in Rust.
+CREATE FUNCTION deliver_webhook_job(p_delivery uuid, p_endpoint uuid, p_trace text)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('type', 'deliver_webhook', 'delivery_id', p_delivery,
+                              'endpoint_id', p_endpoint, 'attempt', 1, 'trace_id', p_trace)
+$$;
+
 -- Records an event for an account: the message, one delivery per subscribed endpoint, and the
 -- outbox rows that start the deliveries. Called in the transaction of the change it reports.
 CREATE FUNCTION record_webhook_event(p_account uuid, p_type text, p_data jsonb, p_trace text)
@@ -112,12 +119,10 @@ BEGIN
         FROM webhook_endpoints e
         WHERE e.account_id = p_account AND e.enabled AND e.deleted_at IS NULL
           AND (cardinality(e.event_types) = 0 OR p_type = ANY (e.event_types))
-        RETURNING id
+        RETURNING id, endpoint_id
     )
     INSERT INTO outbox (queue, payload)
-    SELECT 'webhooks', jsonb_build_object('type', 'deliver_webhook', 'delivery_id', id,
-                                          'attempt', 1, 'trace_id', p_trace)
-    FROM deliveries;
+    SELECT 'webhooks', deliver_webhook_job(id, endpoint_id, p_trace) FROM deliveries;
     RETURN message_id;
 END $$;
 

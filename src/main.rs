@@ -32,6 +32,11 @@ enum Command {
     Migrate,
     /// Check the system's invariants (money and states); exit 1 if any is broken.
     Check,
+    /// Measure the pipeline under load (a throw-away database and queue prefix).
+    Load {
+        #[command(subcommand)]
+        command: LoadCommand,
+    },
     /// Manage customer accounts.
     Accounts {
         #[command(subcommand)]
@@ -49,6 +54,22 @@ enum AccountsCommand {
         balance_cents: i64,
         #[arg(long, default_value = "free")]
         tier: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LoadCommand {
+    /// Webhook deliveries per second and commit-to-receipt latency, to a local receiver.
+    Webhooks {
+        /// Events to write.
+        #[arg(long, default_value_t = 5_000)]
+        events: u64,
+        /// Endpoints each event goes to.
+        #[arg(long, default_value_t = 1)]
+        endpoints: u32,
+        /// Events per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
 }
 
@@ -100,6 +121,21 @@ fn main() -> ExitCode {
             Command::Simulator => commands::roles::simulator(config).await,
             Command::Migrate => commands::migrate::run(config).await,
             Command::Check => commands::check::run(config).await,
+            Command::Load {
+                command:
+                    LoadCommand::Webhooks {
+                        events,
+                        endpoints,
+                        rate,
+                    },
+            } => {
+                let load = commands::load::WebhookLoad {
+                    events,
+                    endpoints,
+                    rate,
+                };
+                commands::load::webhooks(config, load).await
+            }
             Command::Accounts {
                 command:
                     AccountsCommand::Create {

@@ -56,6 +56,8 @@ pub struct Running {
     pub api_addr: Option<SocketAddr>,
     pub simulator_addr: Option<SocketAddr>,
     pub simulator: Option<Arc<Simulator>>,
+    /// Wakes this process's outbox relay (for writers outside the roles, such as load runs).
+    pub outbox: OutboxSignal,
     shutdown: Shutdown,
     tasks: JoinSet<()>,
 }
@@ -147,6 +149,7 @@ pub async fn start(
         api_addr,
         simulator_addr,
         simulator: simulator_handle,
+        outbox,
         shutdown,
         tasks,
     })

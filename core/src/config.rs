@@ -188,7 +188,7 @@ impl Config {
                 retry_delays: env
                     .duration_list("WEBHOOK_RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h")?,
                 disable_after: env.duration("WEBHOOK_DISABLE_AFTER", "5days")?,
-                endpoint_concurrency: env.number("WEBHOOK_ENDPOINT_CONCURRENCY", 4, 1..=1000)?,
+                endpoint_concurrency: env.number("WEBHOOK_ENDPOINT_CONCURRENCY", 16, 1..=1000)?,
                 rotation_overlap: env.duration("WEBHOOK_ROTATION_OVERLAP", "24h")?,
                 allow_http: env.flag("WEBHOOK_ALLOW_HTTP", false)?,
                 allow_private_networks: env.flag("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,

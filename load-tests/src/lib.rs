@@ -2,3 +2,4 @@
 //! generator, webhook sink and chaos runner.
 
 pub mod simulator;
+pub mod webhook_sink;

@@ -2,5 +2,6 @@
 
 pub mod accounts;
 pub mod check;
+pub mod load;
 pub mod migrate;
 pub mod roles;

@@ -490,13 +490,17 @@ async fn a_duplicate_delivery_message_does_not_deliver_twice() {
     let account = env.account(1_000).await;
     let (id, _) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
     let message = send_test_event(&env, &account, &id).await;
-    let delivery_id: uuid::Uuid =
-        sqlx::query_scalar("SELECT id FROM webhook_deliveries WHERE message_id = $1")
+    let (delivery_id, endpoint_id): (uuid::Uuid, uuid::Uuid) =
+        sqlx::query_as("SELECT id, endpoint_id FROM webhook_deliveries WHERE message_id = $1")
             .bind(&message)
             .fetch_one(&env.pool)
             .await
             .expect("delivery");
-    let duplicate = Envelope::first(Job::DeliverWebhook { delivery_id }, "dup");
+    let job = Job::DeliverWebhook {
+        delivery_id,
+        endpoint_id,
+    };
+    let duplicate = Envelope::first(job, "dup");
     for _ in 0..3 {
         env.publish_raw(QueueName::Webhooks, &duplicate.to_bytes())
             .await;

@@ -73,8 +73,12 @@ pub struct WorkerDeps {
 
 /// A worker could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the webhook HTTP client: {0}")]
-pub struct WorkerSetupError(#[from] reqwest::Error);
+pub enum WorkerSetupError {
+    #[error("cannot build the webhook HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// A worker ready to consume its queue.
 pub struct Worker {

@@ -1,17 +1,21 @@
 //! The webhook delivery worker: one attempt per message, per endpoint.
 //!
-//! 1. Load the delivery with its message and endpoint. Delivered or given up → done. A
-//!    disabled or deleted endpoint → given up (`recover` re-sends later).
-//! 2. At most `WEBHOOK_ENDPOINT_CONCURRENCY` attempts run against one endpoint at a time; a
-//!    message for a busy endpoint steps aside for a second instead of holding a worker slot,
-//!    so a slow endpoint does not hold up the others.
-//! 3. Claim the attempt (a duplicate message finds it claimed).
-//! 4. POST the payload, signed (Standard Webhooks headers), with a timeout and no redirects;
+//! 1. At most `WEBHOOK_ENDPOINT_CONCURRENCY` attempts run against one endpoint at a time; a
+//!    message for an endpoint that stays busy steps aside for a second instead of holding a
+//!    worker slot, so a slow endpoint does not hold up the others.
+//! 2. Claim the attempt and load the delivery with its message and endpoint, in one
+//!    statement. Delivered or given up already, or a duplicate message → done. A disabled or
+//!    deleted endpoint → given up (`recover` re-sends later).
+//! 3. POST the payload, signed (Standard Webhooks headers), with a timeout and no redirects;
 //!    the SSRF guard refuses private addresses when the connection is made.
-//! 5. 2xx → delivered. Anything else, a timeout or a connection error → record the failure
+//! 4. 2xx → delivered. Anything else, a timeout or a connection error → record the failure
 //!    and come back after the next delay of the schedule, or give up after the last. An
 //!    endpoint whose attempts have all failed for `WEBHOOK_DISABLE_AFTER` is disabled and its
 //!    owner's other endpoints get an `endpoint.disabled` event.
+//!
+//! The attempt log is written through a pool with `synchronous_commit = off`: losing the last
+//! few entries in a database crash at worst repeats a delivery, which at-least-once delivery
+//! (and the stable `webhook-id`) already allows.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -27,6 +31,7 @@ use namaskah_core::{
     config::RetryPolicy,
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler, backoff_delay},
     store::{
+        self,
         webhook_deliveries::{self, AfterFailure, AttemptClaim, AttemptOutcome, DeliveryJob},
         webhook_messages::attempt_lease,
     },
@@ -40,18 +45,21 @@ use crate::{WorkerDeps, retry_later};
 
 /// How much of a response body is kept in the attempt log.
 const EXCERPT_BYTES: usize = 1024;
-/// How long a message for a busy endpoint steps aside.
+/// How long a message waits for a busy endpoint before it steps aside, and for how long.
+const BUSY_ENDPOINT_WAIT: Duration = Duration::from_millis(200);
 const BUSY_ENDPOINT_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct WebhookWorker {
     deps: WorkerDeps,
+    /// Writes the attempt log without waiting for the disk.
+    bookkeeping: sqlx::PgPool,
     http: reqwest::Client,
     policy: UrlPolicy,
     endpoint_slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
 }
 
 impl WebhookWorker {
-    pub fn new(deps: WorkerDeps) -> Result<Self, reqwest::Error> {
+    pub fn new(deps: WorkerDeps) -> Result<Self, crate::WorkerSetupError> {
         let settings = &deps.config.webhooks;
         let policy = UrlPolicy {
             allow_http: settings.allow_http,
@@ -67,7 +75,9 @@ impl WebhookWorker {
         if !policy.allow_private_networks {
             builder = builder.dns_resolver(GuardedResolver);
         }
+        let connections = u32::from(deps.config.worker_prefetch).clamp(2, 32);
         Ok(Self {
+            bookkeeping: store::relaxed_pool(&deps.config.database_url, connections)?,
             http: builder.build()?,
             policy,
             endpoint_slots: Mutex::new(HashMap::new()),
@@ -75,8 +85,8 @@ impl WebhookWorker {
         })
     }
 
-    /// A slot for one more concurrent attempt against the endpoint, if one is free.
-    fn endpoint_slot(&self, endpoint: Uuid) -> Option<OwnedSemaphorePermit> {
+    /// A slot for one more concurrent attempt against the endpoint, if one frees up soon.
+    async fn endpoint_slot(&self, endpoint: Uuid) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
             let mut slots = self.endpoint_slots.lock().ok()?;
             let concurrency = self.deps.config.webhooks.endpoint_concurrency;
@@ -86,7 +96,10 @@ impl WebhookWorker {
                     .or_insert_with(|| Arc::new(Semaphore::new(concurrency))),
             )
         };
-        semaphore.try_acquire_owned().ok()
+        tokio::time::timeout(BUSY_ENDPOINT_WAIT, semaphore.acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Step 4: one signed POST.
@@ -196,45 +209,37 @@ fn describe(error: &reqwest::Error) -> String {
 #[async_trait]
 impl JobHandler for WebhookWorker {
     async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
-        let Job::DeliverWebhook { delivery_id } = envelope.job else {
+        let Job::DeliverWebhook {
+            delivery_id,
+            endpoint_id,
+        } = envelope.job
+        else {
             return Err(JobError::Permanent(format!(
                 "the webhooks queue does not take {:?}",
                 envelope.job
             )));
         };
 
-        // 1. Load.
-        let Some(job) = webhook_deliveries::load(&self.deps.pool, delivery_id)
-            .await
-            .map_err(retry_later)?
-        else {
-            return Err(JobError::Permanent("no such delivery".to_owned()));
-        };
-        if job.status != "pending" {
-            return Ok(Handled::Done);
-        }
-        if !job.endpoint.enabled || job.endpoint_deleted {
-            webhook_deliveries::give_up(&self.deps.pool, delivery_id)
-                .await
-                .map_err(retry_later)?;
-            return Ok(Handled::Done);
-        }
-
-        // 2. A slot at the endpoint.
-        let Some(_slot) = self.endpoint_slot(job.endpoint.id) else {
+        // 1. A slot at the endpoint.
+        let Some(_slot) = self.endpoint_slot(endpoint_id).await else {
             return Ok(Handled::Again {
                 after: BUSY_ENDPOINT_PAUSE,
                 next: envelope.clone(),
             });
         };
 
-        // 3. Claim.
+        // 2. Claim and load.
         let lease = attempt_lease(self.deps.config.webhooks.timeout);
-        match webhook_deliveries::claim_attempt(&self.deps.pool, delivery_id, attempt.number, lease)
-            .await
-            .map_err(retry_later)?
+        let job = match webhook_deliveries::claim_attempt(
+            &self.bookkeeping,
+            delivery_id,
+            attempt.number,
+            lease,
+        )
+        .await
+        .map_err(retry_later)?
         {
-            AttemptClaim::Claimed => {}
+            AttemptClaim::Claimed(job) => job,
             AttemptClaim::Busy { retry_after } => {
                 return Ok(Handled::Again {
                     after: retry_after,
@@ -242,16 +247,25 @@ impl JobHandler for WebhookWorker {
                 });
             }
             AttemptClaim::NotNeeded => return Ok(Handled::Done),
-        }
+            AttemptClaim::EndpointGone => {
+                webhook_deliveries::give_up(&self.bookkeeping, delivery_id)
+                    .await
+                    .map_err(retry_later)?;
+                return Ok(Handled::Done);
+            }
+            AttemptClaim::Missing => {
+                return Err(JobError::Permanent("no such delivery".to_owned()));
+            }
+        };
 
-        // 4. Send.
+        // 3. Send.
         let outcome = self.attempt(&job, attempt.number).await;
 
-        // 5. Record, and decide what comes next.
+        // 4. Record, and decide what comes next.
         let next_delay = self.next_delay(attempt.number);
         let after_failure = next_delay.map_or(AfterFailure::GiveUp, AfterFailure::RetryIn);
         let recorded = webhook_deliveries::record_attempt(
-            &self.deps.pool,
+            &self.bookkeeping,
             &job,
             &outcome,
             after_failure,

@@ -23,7 +23,10 @@ pub enum Job {
     /// Give the price of a timed-out, cancelled or failed verification back.
     Refund { verification_id: VerificationId },
     /// Make the next attempt of one webhook delivery (one message to one endpoint).
-    DeliverWebhook { delivery_id: Uuid },
+    DeliverWebhook {
+        delivery_id: Uuid,
+        endpoint_id: Uuid,
+    },
 }
 
 impl Job {
@@ -44,7 +47,7 @@ impl Job {
             | Job::PollSms { verification_id }
             | Job::CancelOrder { verification_id }
             | Job::Refund { verification_id } => verification_id.0,
-            Job::DeliverWebhook { delivery_id } => *delivery_id,
+            Job::DeliverWebhook { delivery_id, .. } => *delivery_id,
         }
     }
 }
@@ -126,6 +129,16 @@ mod tests {
         let parsed = Envelope::parse(&envelope.to_bytes()).expect("parses");
         assert_eq!(parsed, envelope);
         assert_eq!(parsed.next_attempt().attempt, 2);
+    }
+
+    #[test]
+    fn the_database_built_delivery_message_parses() {
+        // As `deliver_webhook_job` in migration 0004 writes it.
+        let body = br#"{"type": "deliver_webhook", "attempt": 1, "trace_id": "t",
+            "delivery_id": "0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00",
+            "endpoint_id": "0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a01"}"#;
+        let envelope = Envelope::parse(body).expect("parses");
+        assert_eq!(envelope.job.queue(), QueueName::Webhooks);
     }
 
     #[test]

@@ -152,6 +152,19 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     Ok(pool)
 }
 
+/// A lazily connecting pool whose commits do not wait for the disk (`synchronous_commit =
+/// off`), for bookkeeping that at-least-once delivery makes safe to lose in a crash: the
+/// webhook attempt log, say. Never for money or verification state.
+pub fn relaxed_pool(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::BadUrl(e.to_string()))?
+        .options([("synchronous_commit", "off")]);
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
 /// Checks that PostgreSQL answers.
 pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
     sqlx::query("SELECT 1").execute(pool).await?;

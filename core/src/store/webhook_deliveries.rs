@@ -13,69 +13,43 @@ use crate::domain::AccountId;
 #[derive(Clone, Debug)]
 pub struct DeliveryJob {
     pub delivery_id: Uuid,
-    pub status: String,
     pub message_id: String,
     pub event_type: String,
     pub payload: Value,
     pub trace_id: String,
     pub endpoint: Endpoint,
-    pub endpoint_deleted: bool,
 }
 
 #[derive(sqlx::FromRow)]
 struct JobRow {
     delivery_id: Uuid,
-    status: String,
     message_id: String,
     event_type: String,
     payload: Value,
     trace_id: String,
-    endpoint_deleted: bool,
     #[sqlx(flatten)]
     endpoint: Endpoint,
 }
 
-pub async fn load(pool: &PgPool, delivery_id: Uuid) -> Result<Option<DeliveryJob>, StoreError> {
-    let row = sqlx::query_as::<_, JobRow>(
-        "SELECT d.id AS delivery_id, d.status, m.id AS message_id, m.event_type, m.payload, m.trace_id,
-                e.deleted_at IS NOT NULL AS endpoint_deleted,
-                e.id, e.account_id, e.url, e.description, e.event_types, e.enabled, e.secret,
-                e.previous_secret, e.previous_secret_expires_at, e.failing_since, e.disabled_at,
-                e.disabled_reason, e.created_at, e.updated_at
-         FROM webhook_deliveries d
-         JOIN webhook_messages m ON m.id = d.message_id
-         JOIN webhook_endpoints e ON e.id = d.endpoint_id
-         WHERE d.id = $1",
-    )
-    .bind(delivery_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|row| DeliveryJob {
-        delivery_id: row.delivery_id,
-        status: row.status,
-        message_id: row.message_id,
-        event_type: row.event_type,
-        payload: row.payload,
-        trace_id: row.trace_id,
-        endpoint: row.endpoint,
-        endpoint_deleted: row.endpoint_deleted,
-    }))
-}
-
 /// The outcome of claiming attempt `n` of a delivery.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AttemptClaim {
-    Claimed,
+    Claimed(Box<DeliveryJob>),
     /// The same attempt is running elsewhere (a duplicate message); look again later.
     Busy {
         retry_after: Duration,
     },
     /// Delivered or given up already, or a newer attempt exists.
     NotNeeded,
+    /// The endpoint was disabled or deleted: the delivery should be given up.
+    EndpointGone,
+    /// No such delivery.
+    Missing,
 }
 
-/// Claims attempt `attempt`. A newer attempt takes over from an older one; the same attempt
-/// only once the previous claim is older than `lease` (its worker died mid-request).
+/// Claims attempt `attempt` and loads what it needs, in one statement. A newer attempt takes
+/// over from an older one; the same attempt only once the previous claim is older than
+/// `lease` (its worker died mid-request).
 pub async fn claim_attempt(
     pool: &PgPool,
     delivery_id: Uuid,
@@ -83,36 +57,59 @@ pub async fn claim_attempt(
     lease: Duration,
 ) -> Result<AttemptClaim, StoreError> {
     let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
-    let claimed = sqlx::query(
-        "UPDATE webhook_deliveries SET attempts = $2, last_attempt_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'pending'
-           AND (attempts < $2 OR (attempts = $2 AND last_attempt_at < now() - make_interval(secs => $3)))",
+    let claimed = sqlx::query_as::<_, JobRow>(
+        "WITH claimed AS (
+             UPDATE webhook_deliveries d SET attempts = $2, last_attempt_at = now(), updated_at = now()
+             FROM webhook_endpoints e
+             WHERE d.id = $1 AND d.status = 'pending' AND e.id = d.endpoint_id
+               AND e.enabled AND e.deleted_at IS NULL
+               AND (d.attempts < $2 OR (d.attempts = $2 AND d.last_attempt_at < now() - make_interval(secs => $3)))
+             RETURNING d.id, d.message_id, d.endpoint_id
+         )
+         SELECT c.id AS delivery_id, m.id AS message_id, m.event_type, m.payload, m.trace_id,
+                e.id, e.account_id, e.url, e.description, e.event_types, e.enabled, e.secret,
+                e.previous_secret, e.previous_secret_expires_at, e.failing_since, e.disabled_at,
+                e.disabled_reason, e.created_at, e.updated_at
+         FROM claimed c
+         JOIN webhook_messages m ON m.id = c.message_id
+         JOIN webhook_endpoints e ON e.id = c.endpoint_id",
     )
     .bind(delivery_id)
     .bind(attempt)
     .bind(lease.as_secs_f64())
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    if claimed.rows_affected() == 1 {
-        return Ok(AttemptClaim::Claimed);
+    if let Some(row) = claimed {
+        return Ok(AttemptClaim::Claimed(Box::new(DeliveryJob {
+            delivery_id: row.delivery_id,
+            message_id: row.message_id,
+            event_type: row.event_type,
+            payload: row.payload,
+            trace_id: row.trace_id,
+            endpoint: row.endpoint,
+        })));
     }
-    let current: Option<(String, i32, Option<f64>)> = sqlx::query_as(
-        "SELECT status, attempts,
-                extract(epoch FROM last_attempt_at + make_interval(secs => $2) - now())::float8
-         FROM webhook_deliveries WHERE id = $1",
+    // Not claimed: find out why (the rare path).
+    let current: Option<(String, i32, Option<f64>, bool)> = sqlx::query_as(
+        "SELECT d.status, d.attempts,
+                extract(epoch FROM d.last_attempt_at + make_interval(secs => $2) - now())::float8,
+                e.enabled AND e.deleted_at IS NULL
+         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+         WHERE d.id = $1",
     )
     .bind(delivery_id)
     .bind(lease.as_secs_f64())
     .fetch_optional(pool)
     .await?;
     Ok(match current {
-        Some((status, attempts, remaining)) if status == "pending" && attempts == attempt => {
-            AttemptClaim::Busy {
-                retry_after: Duration::from_secs_f64(remaining.unwrap_or(0.0).max(0.0))
-                    + Duration::from_secs(1),
-            }
-        }
-        _ => AttemptClaim::NotNeeded,
+        None => AttemptClaim::Missing,
+        Some((status, _, _, _)) if status != "pending" => AttemptClaim::NotNeeded,
+        Some((_, _, _, false)) => AttemptClaim::EndpointGone,
+        Some((_, attempts, remaining, true)) if attempts == attempt => AttemptClaim::Busy {
+            retry_after: Duration::from_secs_f64(remaining.unwrap_or(0.0).max(0.0))
+                + Duration::from_secs(1),
+        },
+        Some(_) => AttemptClaim::NotNeeded,
     })
 }
 
@@ -152,7 +149,7 @@ pub struct Recorded {
     pub endpoint_disabled: bool,
 }
 
-/// Stores the attempt and its consequences in one transaction: the delivery's status, the
+/// Stores the attempt and its consequences atomically: the delivery's status, the
 /// endpoint's failure run, and, when that run is older than `disable_after`, the endpoint's
 /// disabling with an `endpoint.disabled` event for the owner's other endpoints.
 pub async fn record_attempt(
@@ -162,6 +159,29 @@ pub async fn record_attempt(
     after_failure: AfterFailure,
     disable_after: Duration,
 ) -> Result<Recorded, StoreError> {
+    if outcome.succeeded {
+        // The common case, in one statement: the attempt, the delivery, the endpoint's health.
+        sqlx::query(
+            "WITH attempt AS (
+                 INSERT INTO webhook_attempts (delivery_id, attempt, succeeded, status_code, latency_ms,
+                                               response_excerpt)
+                 VALUES ($1, $2, true, $3, $4, $5)
+             ), delivered AS (
+                 UPDATE webhook_deliveries SET status = 'succeeded', next_attempt_at = NULL, updated_at = now()
+                 WHERE id = $1 AND status = 'pending'
+             )
+             UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $6 AND failing_since IS NOT NULL",
+        )
+        .bind(job.delivery_id)
+        .bind(i32::try_from(outcome.attempt).unwrap_or(i32::MAX))
+        .bind(outcome.status_code.map(i32::from))
+        .bind(i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX))
+        .bind(outcome.response_excerpt.as_deref())
+        .bind(job.endpoint.id)
+        .execute(pool)
+        .await?;
+        return Ok(Recorded::default());
+    }
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO webhook_attempts (delivery_id, attempt, succeeded, status_code, latency_ms,
@@ -170,7 +190,7 @@ pub async fn record_attempt(
     )
     .bind(job.delivery_id)
     .bind(i32::try_from(outcome.attempt).unwrap_or(i32::MAX))
-    .bind(outcome.succeeded)
+    .bind(false)
     .bind(outcome.status_code.map(i32::from))
     .bind(i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX))
     .bind(outcome.response_excerpt.as_deref())
@@ -179,72 +199,52 @@ pub async fn record_attempt(
     .await?;
 
     let mut recorded = Recorded::default();
-    if outcome.succeeded {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'succeeded', next_attempt_at = NULL, updated_at = now()
-             WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(job.delivery_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-            .bind(job.endpoint.id)
-            .execute(&mut *tx)
+    let (status, next) = match after_failure {
+        AfterFailure::RetryIn(delay) => ("pending", Some(delay.as_secs_f64())),
+        AfterFailure::GiveUp => ("failed", None),
+    };
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = $2,
+                next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(job.delivery_id)
+    .bind(status)
+    .bind(next)
+    .execute(&mut *tx)
+    .await?;
+    // The failure run starts now unless it already had; an endpoint whose run is older
+    // than `disable_after` is disabled, once (`just_disabled` reads the row as it was).
+    let (account, just_disabled): (AccountId, bool) = sqlx::query_as(
+        "WITH before AS (
+             SELECT id, enabled, failing_since,
+                    coalesce(failing_since < now() - make_interval(secs => $2), false) AS expired
+             FROM webhook_endpoints WHERE id = $1 FOR UPDATE
+         )
+         UPDATE webhook_endpoints e SET
+             failing_since = coalesce(before.failing_since, now()),
+             enabled = e.enabled AND NOT before.expired,
+             disabled_at = CASE WHEN before.enabled AND before.expired THEN now() ELSE e.disabled_at END,
+             disabled_reason = CASE WHEN before.enabled AND before.expired
+                 THEN 'every delivery attempt failed since ' || api_timestamp(before.failing_since)
+                 ELSE e.disabled_reason END,
+             updated_at = now()
+         FROM before WHERE e.id = before.id
+         RETURNING e.account_id, before.enabled AND before.expired",
+    )
+    .bind(job.endpoint.id)
+    .bind(disable_after.as_secs_f64())
+    .fetch_one(&mut *tx)
+    .await?;
+    if just_disabled {
+        let data = json!({
+            "endpoint_id": job.endpoint.id,
+            "url": job.endpoint.url,
+            "reason": format!("every delivery attempt failed for longer than {} s", disable_after.as_secs()),
+        });
+        webhook_messages::record_event(&mut tx, account, "endpoint.disabled", &data, &job.trace_id)
             .await?;
-    } else {
-        let (status, next) = match after_failure {
-            AfterFailure::RetryIn(delay) => ("pending", Some(delay.as_secs_f64())),
-            AfterFailure::GiveUp => ("failed", None),
-        };
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = $2,
-                    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
-             WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(job.delivery_id)
-        .bind(status)
-        .bind(next)
-        .execute(&mut *tx)
-        .await?;
-        // The failure run starts now unless it already had; an endpoint whose run is older
-        // than `disable_after` is disabled, once (`just_disabled` reads the row as it was).
-        let (account, just_disabled): (AccountId, bool) = sqlx::query_as(
-            "WITH before AS (
-                 SELECT id, enabled, failing_since,
-                        coalesce(failing_since < now() - make_interval(secs => $2), false) AS expired
-                 FROM webhook_endpoints WHERE id = $1 FOR UPDATE
-             )
-             UPDATE webhook_endpoints e SET
-                 failing_since = coalesce(before.failing_since, now()),
-                 enabled = e.enabled AND NOT before.expired,
-                 disabled_at = CASE WHEN before.enabled AND before.expired THEN now() ELSE e.disabled_at END,
-                 disabled_reason = CASE WHEN before.enabled AND before.expired
-                     THEN 'every delivery attempt failed since ' || api_timestamp(before.failing_since)
-                     ELSE e.disabled_reason END,
-                 updated_at = now()
-             FROM before WHERE e.id = before.id
-             RETURNING e.account_id, before.enabled AND before.expired",
-        )
-        .bind(job.endpoint.id)
-        .bind(disable_after.as_secs_f64())
-        .fetch_one(&mut *tx)
-        .await?;
-        if just_disabled {
-            let data = json!({
-                "endpoint_id": job.endpoint.id,
-                "url": job.endpoint.url,
-                "reason": format!("every delivery attempt failed for longer than {} s", disable_after.as_secs()),
-            });
-            webhook_messages::record_event(
-                &mut tx,
-                account,
-                "endpoint.disabled",
-                &data,
-                &job.trace_id,
-            )
-            .await?;
-            recorded.endpoint_disabled = true;
-        }
+        recorded.endpoint_disabled = true;
     }
     tx.commit().await?;
     Ok(recorded)

@@ -84,12 +84,10 @@ pub async fn send_test(
          ), delivery AS (
              INSERT INTO webhook_deliveries (id, message_id, endpoint_id)
              SELECT gen_random_uuid(), id, $3 FROM message
-             RETURNING id
+             RETURNING id, endpoint_id
          )
          INSERT INTO outbox (queue, payload)
-         SELECT 'webhooks', jsonb_build_object('type', 'deliver_webhook', 'delivery_id', id,
-                                               'attempt', 1, 'trace_id', $4::text)
-         FROM delivery",
+         SELECT 'webhooks', deliver_webhook_job(id, endpoint_id, $4) FROM delivery",
     )
     .bind(&message_id)
     .bind(account)
@@ -185,12 +183,10 @@ pub async fn replay(
              SELECT gen_random_uuid(), $1, id FROM targets
              ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
                  status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
-             RETURNING id
+             RETURNING id, endpoint_id
          )
          INSERT INTO outbox (queue, payload)
-         SELECT 'webhooks', jsonb_build_object('type', 'deliver_webhook', 'delivery_id', id,
-                                               'attempt', 1, 'trace_id', $4::text)
-         FROM deliveries",
+         SELECT 'webhooks', deliver_webhook_job(id, endpoint_id, $4) FROM deliveries",
     )
     .bind(message_id)
     .bind(account)
@@ -216,12 +212,10 @@ pub async fn recover(
              FROM webhook_endpoints e
              WHERE d.endpoint_id = e.id AND e.id = $1 AND e.account_id = $2 AND e.deleted_at IS NULL
                AND d.status = 'failed' AND d.created_at >= $3
-             RETURNING d.id
+             RETURNING d.id, d.endpoint_id
          )
          INSERT INTO outbox (queue, payload)
-         SELECT 'webhooks', jsonb_build_object('type', 'deliver_webhook', 'delivery_id', id,
-                                               'attempt', 1, 'trace_id', $4::text)
-         FROM restarted",
+         SELECT 'webhooks', deliver_webhook_job(id, endpoint_id, $4) FROM restarted",
     )
     .bind(endpoint)
     .bind(account)
