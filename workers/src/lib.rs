@@ -102,10 +102,18 @@ impl Worker {
                 Arc::new(refund::RefundWorker::new(deps)),
                 config.retry.refund,
             ),
-            WorkerKind::Webhooks => (
-                Arc::new(webhook_delivery::WebhookWorker::new(deps)?),
-                config.retry.webhooks,
-            ),
+            WorkerKind::Webhooks => {
+                // A webhook message's attempt number counts delivery attempts too, so the
+                // budget for database trouble starts after the delivery schedule's.
+                let mut retry = config.retry.webhooks;
+                let schedule =
+                    u32::try_from(config.webhooks.retry_delays.len()).unwrap_or(u32::MAX);
+                retry.max_attempts = retry
+                    .max_attempts
+                    .saturating_add(schedule)
+                    .saturating_add(1);
+                (Arc::new(webhook_delivery::WebhookWorker::new(deps)?), retry)
+            }
         };
         let options = ConsumerOptions {
             amqp_url: config.amqp_url.clone(),
