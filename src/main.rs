@@ -26,6 +26,19 @@ enum Command {
         #[arg(value_enum)]
         kind: WorkerArg,
     },
+    /// Run the scheduler (periodic jobs; one leader among any number of instances).
+    Scheduler {
+        #[command(subcommand)]
+        command: Option<SchedulerCommand>,
+    },
+    /// Write a backup now (pg_dump custom format into BACKUP_DIR, with a .sha256).
+    Backup,
+    /// Restore a backup into an empty database.
+    Restore {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        database_url: String,
+    },
     /// Run the provider simulator (5SIM wire format) on SIMULATOR_ADDR.
     Simulator,
     /// Create the database if needed and apply pending migrations.
@@ -54,6 +67,15 @@ enum AccountsCommand {
         balance_cents: i64,
         #[arg(long, default_value = "free")]
         tier: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchedulerCommand {
+    /// The most recent job runs, newest first.
+    Runs {
+        #[arg(long, default_value_t = 30)]
+        limit: i64,
     },
 }
 
@@ -119,6 +141,14 @@ fn main() -> ExitCode {
             Command::Api => commands::roles::api(config).await,
             Command::Worker { kind } => commands::roles::worker(config, kind.into()).await,
             Command::Simulator => commands::roles::simulator(config).await,
+            Command::Scheduler { command: None } => commands::roles::scheduler(config).await,
+            Command::Scheduler {
+                command: Some(SchedulerCommand::Runs { limit }),
+            } => commands::scheduler::runs(config, limit).await,
+            Command::Backup => commands::scheduler::backup(config).await,
+            Command::Restore { file, database_url } => {
+                commands::scheduler::restore(&file, &database_url).await
+            }
             Command::Migrate => commands::migrate::run(config).await,
             Command::Check => commands::check::run(config).await,
             Command::Load {

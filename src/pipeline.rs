@@ -13,6 +13,7 @@ use namaskah_core::{
     store,
 };
 use namaskah_load_tests::simulator::{self, Behaviour, Simulator};
+use namaskah_scheduler::{JobContext, Scheduler};
 use namaskah_workers::{Worker, WorkerDeps, WorkerKind, WorkerSetupError};
 
 /// Which roles to run.
@@ -24,6 +25,8 @@ pub struct Roles {
     /// The outbox relay; every role that writes outbox rows should run one.
     pub relay: bool,
     pub workers: Vec<WorkerKind>,
+    /// The scheduler (it leads only if no other instance does).
+    pub scheduler: bool,
 }
 
 impl Roles {
@@ -33,6 +36,7 @@ impl Roles {
             simulator: true,
             relay: true,
             workers: WorkerKind::ALL.to_vec(),
+            scheduler: true,
         }
     }
 }
@@ -142,6 +146,23 @@ pub async fn start(
         };
         let worker = Worker::new(kind, deps)?;
         tasks.spawn(worker.run(shutdown.clone()));
+    }
+
+    if roles.scheduler {
+        let context = JobContext {
+            pool: pool.clone(),
+            config: Arc::clone(&config),
+            relay: OutboxRelay::new(
+                pool.clone(),
+                config.amqp_url.clone(),
+                Topology::from_config(&config),
+                config.outbox_batch_size,
+                config.outbox_poll_interval,
+                outbox.clone(),
+            ),
+            outbox: outbox.clone(),
+        };
+        tasks.spawn(Scheduler::new(context).run(shutdown.clone()));
     }
 
     Ok(Running {

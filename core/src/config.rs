@@ -3,7 +3,9 @@
 //! Every variable is documented in the README's configuration table. A bad value stops the
 //! process with one line naming the variable and what it expects (exit code 2, see `main`).
 
-use std::{collections::HashMap, fmt, net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap, fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration,
+};
 
 /// The whole configuration of a Namaskah process.
 #[derive(Clone, Debug)]
@@ -42,7 +44,47 @@ pub struct Config {
     pub ordering_lease: Duration,
     pub log_format: LogFormat,
     pub webhooks: WebhookSettings,
+    pub scheduler: SchedulerSettings,
 }
+
+/// The periodic jobs: when each runs, and their limits.
+#[derive(Clone, Debug)]
+pub struct SchedulerSettings {
+    /// Each job's cron schedule (with seconds); `None` when switched off.
+    pub schedules: Vec<(&'static str, Option<cron::Schedule>)>,
+    /// SMS texts, codes and phone numbers older than this are erased.
+    pub personal_data_retention: Duration,
+    /// Sent outbox rows and webhook attempts older than this are deleted.
+    pub history_retention: Duration,
+    pub backup_dir: PathBuf,
+    /// Backups kept; older ones are deleted.
+    pub backup_keep: usize,
+    /// A verification pending or ordering for longer than this is re-sent to ordering.
+    pub ordering_stuck_after: Duration,
+    /// A settled verification not refunded after this long gets its refund re-sent.
+    pub refund_stuck_after: Duration,
+    /// Outbox rows unsent for this long are published by the sweeper itself.
+    pub outbox_stuck_after: Duration,
+    /// The sweeper nudges one verification at most this often.
+    pub nudge_interval: Duration,
+    /// How often a follower tries to become leader.
+    pub leader_poll: Duration,
+}
+
+/// The jobs and their default schedules (cron with seconds: sec min hour day month weekday).
+pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 7] = [
+    ("sweeper", "SCHEDULE_SWEEPER", "*/10 * * * * *"),
+    (
+        "idempotency_expiry",
+        "SCHEDULE_IDEMPOTENCY_EXPIRY",
+        "0 */15 * * * *",
+    ),
+    ("retention", "SCHEDULE_RETENTION", "0 30 3 * * *"),
+    ("backup", "SCHEDULE_BACKUP", "0 0 2 * * *"),
+    ("sampling", "SCHEDULE_SAMPLING", "*/15 * * * * *"),
+    ("low_balance", "SCHEDULE_LOW_BALANCE", "30 * * * * *"),
+    ("invariants", "SCHEDULE_INVARIANTS", "0 */5 * * * *"),
+];
 
 /// How webhooks are delivered.
 #[derive(Clone, Debug)]
@@ -193,6 +235,24 @@ impl Config {
                 allow_http: env.flag("WEBHOOK_ALLOW_HTTP", false)?,
                 allow_private_networks: env.flag("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
             },
+            scheduler: SchedulerSettings {
+                schedules: DEFAULT_SCHEDULES
+                    .iter()
+                    .map(|(job, variable, default)| Ok((*job, env.schedule(variable, default)?)))
+                    .collect::<Result<_, ConfigError>>()?,
+                personal_data_retention: env.duration("RETENTION_PERSONAL_DATA", "30days")?,
+                history_retention: env.duration("RETENTION_HISTORY", "7days")?,
+                backup_dir: PathBuf::from(
+                    env.raw("BACKUP_DIR")
+                        .unwrap_or_else(|| "backups".to_owned()),
+                ),
+                backup_keep: env.number("BACKUP_KEEP", 7, 1..=1000)?,
+                ordering_stuck_after: env.duration("SWEEP_ORDERING_AFTER", "2m")?,
+                refund_stuck_after: env.duration("SWEEP_REFUND_AFTER", "1m")?,
+                outbox_stuck_after: env.duration("SWEEP_OUTBOX_AFTER", "10s")?,
+                nudge_interval: env.duration("SWEEP_NUDGE_INTERVAL", "1m")?,
+                leader_poll: env.duration("SCHEDULER_LEADER_POLL", "1s")?,
+            },
             log_format: match env.raw("LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -282,6 +342,24 @@ impl Env<'_> {
         } else {
             Err(expected())
         }
+    }
+
+    /// A cron expression with seconds, or `off`.
+    fn schedule(
+        &self,
+        name: &'static str,
+        default: &str,
+    ) -> Result<Option<cron::Schedule>, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        if value.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        cron::Schedule::from_str(value.trim()).map(Some).map_err(|_| {
+            self.error(
+                name,
+                format!("a cron expression with seconds like \"*/10 * * * * *\", or off; got {value:?}"),
+            )
+        })
     }
 
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -507,6 +585,23 @@ mod tests {
 
         let error = config(&[("ORDERING_RETRY", "5,10s,1s")]).unwrap_err();
         assert_eq!(error.variable, "ORDERING_RETRY");
+    }
+
+    #[test]
+    fn schedules_parse_or_switch_off() {
+        let config = config(&[("SCHEDULE_BACKUP", "off")]).expect("valid");
+        let backup = config
+            .scheduler
+            .schedules
+            .iter()
+            .find(|(job, _)| *job == "backup");
+        assert!(matches!(backup, Some((_, None))));
+        let error = config_error_for("SCHEDULE_SWEEPER", "every ten seconds");
+        assert_eq!(error.variable, "SCHEDULE_SWEEPER");
+    }
+
+    fn config_error_for(variable: &str, value: &str) -> ConfigError {
+        config(&[(variable, value)]).expect_err("invalid")
     }
 
     #[test]

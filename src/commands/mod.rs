@@ -5,3 +5,4 @@ pub mod check;
 pub mod load;
 pub mod migrate;
 pub mod roles;
+pub mod scheduler;

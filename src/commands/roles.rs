@@ -49,6 +49,15 @@ pub async fn worker(config: Config, kind: WorkerKind) -> Result<ExitCode> {
     run(config, roles, false).await
 }
 
+pub async fn scheduler(config: Config) -> Result<ExitCode> {
+    let roles = Roles {
+        relay: true,
+        scheduler: true,
+        ..Roles::default()
+    };
+    run(config, roles, false).await
+}
+
 pub async fn simulator(config: Config) -> Result<ExitCode> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
@@ -91,6 +100,9 @@ async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
         println!("  workers          {}", names.join(", "));
         if roles.relay {
             println!("  outbox relay     running");
+        }
+        if roles.scheduler {
+            println!("  scheduler        running (leads unless another instance does)");
         }
         println!("Press Ctrl-C to stop.");
     }

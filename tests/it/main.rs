@@ -10,5 +10,6 @@ mod money;
 mod ordering;
 mod outbox;
 mod parking;
+mod scheduler;
 mod text_verified;
 mod webhooks;

@@ -16,6 +16,6 @@ pub use connection::{BrokerError, BrokerProbe, connect, open_confirming};
 pub use consumer::{Attempt, ConsumerOptions, Handled, JobError, JobHandler, run_consumer};
 pub use delay::DelayTier;
 pub use message::{Envelope, Job, MalformedMessage};
-pub use relay::{OutboxRelay, OutboxSignal};
+pub use relay::{OutboxRelay, OutboxSignal, RelayError};
 pub use retry::backoff_delay;
 pub use topology::{QueueName, Topology};

@@ -41,8 +41,9 @@ impl OutboxSignal {
     }
 }
 
+/// Why a batch could not be relayed.
 #[derive(Debug, thiserror::Error)]
-enum RelayError {
+pub enum RelayError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -118,6 +119,20 @@ impl OutboxRelay {
         }
         // A last pass so rows committed during shutdown go out now rather than at next start.
         let _ = self.relay_batch(&mut publisher).await;
+    }
+
+    /// Publishes every unsent row now, then returns how many (the sweeper uses it when the
+    /// regular relays are not keeping up or not running).
+    pub async fn drain(&self) -> Result<usize, RelayError> {
+        let mut publisher = None;
+        let mut total = 0;
+        loop {
+            let published = self.relay_batch(&mut publisher).await?;
+            total += published;
+            if published == 0 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Publishes one batch; returns how many rows were published.

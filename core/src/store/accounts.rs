@@ -67,3 +67,34 @@ pub async fn find(pool: &PgPool, id: AccountId) -> Result<Option<Account>, Store
         .fetch_optional(pool)
         .await?)
 }
+
+/// Sends `account.low_balance` to every account whose balance has just crossed below its
+/// threshold, once per crossing: the notice is remembered until the balance is back above.
+/// Returns how many notices were sent.
+pub async fn notify_low_balances(pool: &PgPool) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let sent: Vec<String> = sqlx::query_scalar(
+        "WITH crossed AS (
+             UPDATE accounts SET low_balance_notified = true
+             WHERE NOT low_balance_notified AND low_balance_threshold_cents > 0
+               AND balance_cents < low_balance_threshold_cents
+             RETURNING id, balance_cents, low_balance_threshold_cents
+         )
+         SELECT record_webhook_event(
+                    id, 'account.low_balance',
+                    jsonb_build_object('account_id', id, 'balance_cents', balance_cents,
+                                       'threshold_cents', low_balance_threshold_cents),
+                    replace(gen_random_uuid()::text, '-', ''))
+         FROM crossed",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE accounts SET low_balance_notified = false
+         WHERE low_balance_notified AND balance_cents >= low_balance_threshold_cents",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(sent.len() as u64)
+}

@@ -6,11 +6,14 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod housekeeping;
 pub mod idempotency;
 pub mod invariants;
 pub mod ledger;
 pub mod outbox;
+pub mod scheduler_runs;
 pub mod services;
+pub mod sweeps;
 pub mod verifications;
 pub mod webhook_deliveries;
 pub mod webhook_endpoints;
@@ -75,6 +78,11 @@ pub fn migrator() -> Migrator {
             4,
             "webhooks",
             include_str!("../../../migrations/0004_webhooks.sql"),
+        ),
+        (
+            5,
+            "scheduler",
+            include_str!("../../../migrations/0005_scheduler.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -218,6 +218,7 @@ impl TestEnv {
                 simulator: false,
                 relay: true,
                 workers: WorkerKind::ALL.to_vec(),
+                scheduler: false,
             },
             overrides: HashMap::new(),
             behaviour: Behaviour {
@@ -396,6 +397,40 @@ impl TestEnv {
             .await
             .expect("confirm");
         let _ = connection.close(200, "done".into()).await;
+    }
+
+    /// Drops every message waiting in one of our queues (a lost message, for the sweeper).
+    pub async fn purge(&self, queue: QueueName) {
+        let connection = queue::connect(&amqp_url(), "test-purge")
+            .await
+            .expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .queue_purge(self.topology().queue(queue).into(), Default::default())
+            .await
+            .expect("purge");
+        let _ = connection.close(200, "purged".into()).await;
+    }
+
+    /// What the scheduler's jobs need, for calling a job directly.
+    pub fn job_context(&self) -> namaskah_scheduler::JobContext {
+        namaskah_scheduler::JobContext {
+            pool: self.pool.clone(),
+            config: Arc::clone(&self.config),
+            relay: namaskah_core::queue::OutboxRelay::new(
+                self.pool.clone(),
+                amqp_url(),
+                self.topology(),
+                self.config.outbox_batch_size,
+                self.config.outbox_poll_interval,
+                namaskah_core::queue::OutboxSignal::new(),
+            ),
+            outbox: namaskah_core::queue::OutboxSignal::new(),
+        }
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.database_url
     }
 
     /// Checks the system's invariants; panics with the report if any is broken.

@@ -1,0 +1,51 @@
+//! Retention: personal data erased after its window, old history deleted.
+
+use sqlx::PgPool;
+use std::time::Duration;
+
+use super::StoreError;
+
+/// Erases the SMS text, code and phone number of settled verifications created more than
+/// `older_than` ago, and the same fields in their webhook payloads. Rows stay for accounting.
+pub async fn erase_personal_data(pool: &PgPool, older_than: Duration) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let erased = sqlx::query(
+        "UPDATE verifications SET sms_text = NULL, code = NULL, phone_number = NULL,
+                                  personal_data_erased_at = now()
+         WHERE personal_data_erased_at IS NULL
+           AND created_at < now() - make_interval(secs => $1)
+           AND status IN ('completed', 'refunded')",
+    )
+    .bind(older_than.as_secs_f64())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE webhook_messages
+         SET payload = jsonb_set(jsonb_set(jsonb_set(payload, '{data,sms_text}', 'null'),
+                                           '{data,code}', 'null'), '{data,phone_number}', 'null')
+         WHERE created_at < now() - make_interval(secs => $1)
+           AND event_type LIKE 'verification.%'
+           AND (payload #>> '{data,phone_number}' IS NOT NULL OR payload #>> '{data,code}' IS NOT NULL
+                OR payload #>> '{data,sms_text}' IS NOT NULL)",
+    )
+    .bind(older_than.as_secs_f64())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(erased)
+}
+
+/// Deletes sent outbox rows older than `older_than`.
+pub async fn delete_old_outbox_rows(
+    pool: &PgPool,
+    older_than: Duration,
+) -> Result<u64, StoreError> {
+    Ok(
+        sqlx::query("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)")
+            .bind(older_than.as_secs_f64())
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
