@@ -7,8 +7,8 @@ use tokio::task::JoinSet;
 
 use namaskah_api::AppState;
 use namaskah_core::{
-    Config, Shutdown,
-    providers::Providers,
+    Config, Shutdown, errors,
+    providers::{Providers, instrumented::CallStats},
     queue::{OutboxRelay, OutboxSignal, Topology},
     store,
 };
@@ -94,7 +94,9 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> Result<Running, StartError> {
     let pool = store::connect(&config.database_url, config.database_max_connections).await?;
-    let providers = Providers::from_config(&config)?;
+    let call_stats = CallStats::default();
+    let providers = Providers::from_config(&config, &call_stats)?;
+    errors::install(pool.clone(), sentry::Hub::current().client().is_some());
     let outbox = OutboxSignal::new();
     let mut tasks = JoinSet::new();
 
@@ -137,6 +139,9 @@ pub async fn start(
         tasks.spawn(relay.run(shutdown.clone()));
     }
 
+    if !roles.workers.is_empty() {
+        tasks.spawn(call_stats.flush_periodically(pool.clone(), shutdown.clone()));
+    }
     for kind in roles.workers {
         let deps = WorkerDeps {
             pool: pool.clone(),

@@ -5,7 +5,11 @@
 use serde_json::json;
 use warp::http::StatusCode;
 
-use namaskah_core::{domain::Scope, store::StoreError};
+use namaskah_core::{
+    domain::Scope,
+    errors::{self, Failure},
+    store::StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -116,11 +120,26 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        if error.is_connection_problem() {
+        let unavailable = error.is_connection_problem();
+        if unavailable {
             tracing::warn!(%error, "database unavailable");
-            ApiError::Unavailable
         } else {
             tracing::error!(%error, "store error");
+        }
+        errors::record(Failure {
+            role: "api",
+            kind: if unavailable {
+                "database_unavailable"
+            } else {
+                "internal_error"
+            }
+            .to_owned(),
+            message: error.to_string(),
+            ..Failure::default()
+        });
+        if unavailable {
+            ApiError::Unavailable
+        } else {
             ApiError::Internal
         }
     }

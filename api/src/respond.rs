@@ -71,6 +71,12 @@ pub async fn respond(
         Ok(Err(error)) => error_response(&error),
         Err(_) => {
             tracing::error!("request handler panicked");
+            namaskah_core::errors::record(namaskah_core::errors::Failure {
+                role: "api",
+                kind: "panic".to_owned(),
+                message: "a request handler panicked".to_owned(),
+                ..Default::default()
+            });
             error_response(&ApiError::Internal)
         }
     })

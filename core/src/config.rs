@@ -45,6 +45,24 @@ pub struct Config {
     pub log_format: LogFormat,
     pub webhooks: WebhookSettings,
     pub scheduler: SchedulerSettings,
+    pub dashboard: DashboardSettings,
+    /// Errors and panics also go to Sentry when set.
+    pub sentry_dsn: Option<Secret>,
+}
+
+/// The operator dashboard.
+#[derive(Clone, Debug)]
+pub struct DashboardSettings {
+    pub addr: SocketAddr,
+    /// Clients allowed to reach the dashboard at all.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Mark the session cookie `Secure` (set it when served over https).
+    pub secure_cookies: bool,
+    pub session_ttl: Duration,
+    /// RabbitMQ's management API, for rates and unacked counts when it is reachable.
+    pub rabbitmq_management_url: String,
 }
 
 /// The periodic jobs: when each runs, and their limits.
@@ -253,6 +271,19 @@ impl Config {
                 nudge_interval: env.duration("SWEEP_NUDGE_INTERVAL", "1m")?,
                 leader_poll: env.duration("SCHEDULER_LEADER_POLL", "1s")?,
             },
+            dashboard: DashboardSettings {
+                addr: env.socket_addr("DASHBOARD_ADDR", "127.0.0.1:8081")?,
+                allow: env.networks("DASHBOARD_ALLOW_CIDRS", "127.0.0.0/8,::1/128")?,
+                trusted_proxies: env.networks("DASHBOARD_TRUSTED_PROXIES", "")?,
+                secure_cookies: env.flag("DASHBOARD_SECURE_COOKIES", false)?,
+                session_ttl: env.duration("DASHBOARD_SESSION_TTL", "12h")?,
+                rabbitmq_management_url: env.url(
+                    "RABBITMQ_MANAGEMENT_URL",
+                    "http://guest:guest@127.0.0.1:15672",
+                    &["http", "https"],
+                )?,
+            },
+            sentry_dsn: env.raw("SENTRY_DSN").map(Secret::new),
             log_format: match env.raw("LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -342,6 +373,25 @@ impl Env<'_> {
         } else {
             Err(expected())
         }
+    }
+
+    /// A comma-separated list of networks (`10.0.0.0/8`) or single addresses.
+    fn networks(
+        &self,
+        name: &'static str,
+        default: &str,
+    ) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<ipnet::IpNet>()
+                    .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| self.error(name, format!("comma-separated networks like 10.0.0.0/8 or addresses, got {part:?}")))
+            })
+            .collect()
     }
 
     /// A cron expression with seconds, or `off`.

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod errors;
 pub mod pricing;
 pub mod providers;
 pub mod queue;

@@ -4,7 +4,11 @@ use chrono::{DateTime, Utc};
 use std::{collections::HashMap, sync::Arc};
 use tokio::task::JoinHandle;
 
-use namaskah_core::{Shutdown, store::scheduler_runs};
+use namaskah_core::{
+    Shutdown,
+    errors::{self, Failure},
+    store::scheduler_runs,
+};
 
 use crate::{
     jobs::{self, JobContext, JobName},
@@ -161,6 +165,13 @@ impl Scheduler {
                 }
                 Err(error) => {
                     tracing::error!(job = job.as_str(), %error, "job failed");
+                    errors::record(Failure {
+                        role: "scheduler",
+                        queue: None,
+                        kind: format!("job_{}", job.as_str()),
+                        message: error.chars().take(1000).collect(),
+                        ..Failure::default()
+                    });
                     metrics::counter!("namaskah_scheduler_runs_total", "job" => job.as_str(), "outcome" => "failed").increment(1);
                 }
             }

@@ -5,6 +5,7 @@
 //! order, as `PROVIDERS` lists them.
 
 pub mod five_sim;
+pub mod instrumented;
 pub mod text_verified;
 
 use async_trait::async_trait;
@@ -101,12 +102,22 @@ impl Providers {
         Self { ordered }
     }
 
-    pub fn from_config(config: &Config) -> Result<Self, ClientSetupError> {
+    /// The configured providers, each counting its calls into `stats`.
+    pub fn from_config(
+        config: &Config,
+        stats: &instrumented::CallStats,
+    ) -> Result<Self, ClientSetupError> {
         let ordered = config
             .providers
             .iter()
-            .map(|settings| build(settings, config.provider_timeout))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|settings| {
+                let provider = build(settings, config.provider_timeout)?;
+                Ok(
+                    Arc::new(instrumented::Instrumented::new(provider, stats.clone()))
+                        as Arc<dyn Provider>,
+                )
+            })
+            .collect::<Result<Vec<_>, ClientSetupError>>()?;
         Ok(Self { ordered })
     }
 

@@ -31,11 +31,15 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{
-    BrokerError, Envelope, QueueName, Topology, backoff_delay, open_confirming,
+    BrokerError, Envelope, Job, QueueName, Topology, backoff_delay, open_confirming,
     relay::{expect_ack, publish},
     topology::long_string,
 };
-use crate::{Shutdown, config::RetryPolicy};
+use crate::{
+    Shutdown,
+    config::RetryPolicy,
+    errors::{self, Failure},
+};
 
 /// How long a message whose follow-up could not be published waits before it is requeued.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
@@ -234,21 +238,40 @@ impl Processor {
             Err(JobError::Retryable(reason)) if !attempt.is_last() => {
                 let delay = backoff_delay(&self.options.retry, attempt.number);
                 tracing::info!(%reason, retry_in = ?delay, "retrying later");
+                self.track("retryable", &reason, Some(&envelope));
                 let headers = carried_headers(&delivery);
                 self.forward(&delivery, &envelope.next_attempt(), delay, headers)
                     .await;
             }
             Err(JobError::Retryable(reason)) => {
                 tracing::warn!(%reason, "retries exhausted; parking");
+                self.track("retries_exhausted", &reason, Some(&envelope));
                 self.park(&delivery, "retries_exhausted", &reason, attempt.number)
                     .await;
             }
             Err(JobError::Permanent(reason)) => {
                 tracing::warn!(%reason, "permanent failure; parking");
+                self.track("permanent", &reason, Some(&envelope));
                 self.park(&delivery, "permanent_error", &reason, attempt.number)
                     .await;
             }
         }
+    }
+
+    /// Records a failure for error tracking.
+    fn track(&self, kind: &str, message: &str, envelope: Option<&Envelope>) {
+        let verification_id = envelope.and_then(|e| match e.job {
+            Job::DeliverWebhook { .. } => None,
+            ref job => Some(job.subject_id()),
+        });
+        errors::record(Failure {
+            role: "worker",
+            queue: Some(self.options.queue.as_str().to_owned()),
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+            verification_id,
+            trace_id: envelope.map(|e| e.trace_id.clone()),
+        });
     }
 
     /// Publishes `next` to come back after `delay`, then acks the current delivery.

@@ -5,12 +5,16 @@
 //! statement or transaction.
 
 pub mod accounts;
+pub mod admins;
 pub mod api_keys;
+pub mod audit;
+pub mod error_groups;
 pub mod housekeeping;
 pub mod idempotency;
 pub mod invariants;
 pub mod ledger;
 pub mod outbox;
+pub mod provider_calls;
 pub mod scheduler_runs;
 pub mod services;
 pub mod sweeps;
@@ -83,6 +87,11 @@ pub fn migrator() -> Migrator {
             5,
             "scheduler",
             include_str!("../../../migrations/0005_scheduler.sql"),
+        ),
+        (
+            6,
+            "operations",
+            include_str!("../../../migrations/0006_operations.sql"),
         ),
     ];
     Migrator::with_migrations(
