@@ -26,6 +26,13 @@ enum Command {
         #[arg(value_enum)]
         kind: WorkerArg,
     },
+    /// Run the operator dashboard on DASHBOARD_ADDR.
+    Dashboard,
+    /// Manage dashboard administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Run the scheduler (periodic jobs; one leader among any number of instances).
     Scheduler {
         #[command(subcommand)]
@@ -67,6 +74,16 @@ enum AccountsCommand {
         balance_cents: i64,
         #[arg(long, default_value = "free")]
         tier: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an administrator; prints a one-time password and the otpauth:// URI for the
+    /// authenticator app.
+    Create {
+        #[arg(long)]
+        username: String,
     },
 }
 
@@ -114,6 +131,26 @@ impl From<WorkerArg> for WorkerKind {
     }
 }
 
+impl Command {
+    /// The role name reported to Sentry.
+    fn role(&self) -> &'static str {
+        match self {
+            Command::Up => "up",
+            Command::Api => "api",
+            Command::Worker { kind } => match kind {
+                WorkerArg::Ordering => "worker-ordering",
+                WorkerArg::Polling => "worker-polling",
+                WorkerArg::Refund => "worker-refund",
+                WorkerArg::Webhooks => "worker-webhooks",
+            },
+            Command::Dashboard => "dashboard",
+            Command::Scheduler { .. } | Command::Backup | Command::Restore { .. } => "scheduler",
+            Command::Simulator => "simulator",
+            _ => "cli",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_env() {
@@ -125,6 +162,11 @@ fn main() -> ExitCode {
     };
     telemetry::init(config.log_format);
     telemetry::install_crypto_provider();
+    // Errors and panics also go to Sentry when a DSN is configured; the guard flushes on exit.
+    let _sentry = config
+        .sentry_dsn
+        .as_ref()
+        .map(|dsn| telemetry::init_sentry(dsn.expose(), cli.command.role()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,6 +183,10 @@ fn main() -> ExitCode {
             Command::Api => commands::roles::api(config).await,
             Command::Worker { kind } => commands::roles::worker(config, kind.into()).await,
             Command::Simulator => commands::roles::simulator(config).await,
+            Command::Dashboard => commands::roles::dashboard(config).await,
+            Command::Admin {
+                command: AdminCommand::Create { username },
+            } => commands::admin::create(config, &username).await,
             Command::Scheduler { command: None } => commands::roles::scheduler(config).await,
             Command::Scheduler {
                 command: Some(SchedulerCommand::Runs { limit }),

@@ -12,6 +12,7 @@ use namaskah_core::{
     queue::{OutboxRelay, OutboxSignal, Topology},
     store,
 };
+use namaskah_dashboard::DashboardState;
 use namaskah_load_tests::simulator::{self, Behaviour, Simulator};
 use namaskah_scheduler::{JobContext, Scheduler};
 use namaskah_workers::{Worker, WorkerDeps, WorkerKind, WorkerSetupError};
@@ -27,6 +28,8 @@ pub struct Roles {
     pub workers: Vec<WorkerKind>,
     /// The scheduler (it leads only if no other instance does).
     pub scheduler: bool,
+    /// The operator dashboard, on `DASHBOARD_ADDR`.
+    pub dashboard: bool,
 }
 
 impl Roles {
@@ -37,6 +40,7 @@ impl Roles {
             relay: true,
             workers: WorkerKind::ALL.to_vec(),
             scheduler: true,
+            dashboard: true,
         }
     }
 }
@@ -50,6 +54,8 @@ pub enum StartError {
     Providers(#[from] namaskah_core::providers::ClientSetupError),
     #[error(transparent)]
     Worker(#[from] WorkerSetupError),
+    #[error(transparent)]
+    Dashboard(#[from] namaskah_dashboard::DashboardError),
     #[error("{0}")]
     Bind(#[from] std::io::Error),
 }
@@ -59,6 +65,7 @@ pub struct Running {
     pub pool: PgPool,
     pub api_addr: Option<SocketAddr>,
     pub simulator_addr: Option<SocketAddr>,
+    pub dashboard_addr: Option<SocketAddr>,
     pub simulator: Option<Arc<Simulator>>,
     /// Wakes this process's outbox relay (for writers outside the roles, such as load runs).
     pub outbox: OutboxSignal,
@@ -170,10 +177,19 @@ pub async fn start(
         tasks.spawn(Scheduler::new(context).run(shutdown.clone()));
     }
 
+    let mut dashboard_addr = None;
+    if roles.dashboard {
+        let listener = namaskah_api::bind(config.dashboard.addr).await?;
+        dashboard_addr = listener.local_addr().ok();
+        let state = Arc::new(DashboardState::new(pool.clone(), Arc::clone(&config))?);
+        tasks.spawn(namaskah_dashboard::serve(state, listener, shutdown.clone()));
+    }
+
     Ok(Running {
         pool,
         api_addr,
         simulator_addr,
+        dashboard_addr,
         simulator: simulator_handle,
         outbox,
         shutdown,

@@ -27,3 +27,13 @@ pub fn init(format: LogFormat) {
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Starts reporting to Sentry (errors and panics), tagged with the role and release. Keep the
+/// returned guard alive for the life of the process: dropping it flushes pending events.
+pub fn init_sentry(dsn: &str, role: &'static str) -> sentry::ClientInitGuard {
+    let mut options = sentry::ClientOptions::default();
+    options.release = sentry::release_name!();
+    let guard = sentry::init((dsn, options));
+    sentry::configure_scope(|scope| scope.set_tag("role", role));
+    guard
+}

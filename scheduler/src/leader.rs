@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use namaskah_core::{Shutdown, store};
 
-/// The advisory lock's key: any number, the same for every scheduler of one database.
-const LOCK_KEY: i64 = 0x6e61_6d61_736b_6168; // "namaskah"
+use namaskah_core::store::scheduler_runs::LEADER_LOCK_KEY as LOCK_KEY;
 
 /// A held leadership. Dropping it closes the connection, which releases the lock.
 pub struct Leadership {

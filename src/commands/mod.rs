@@ -1,6 +1,7 @@
 //! One module per subcommand family.
 
 pub mod accounts;
+pub mod admin;
 pub mod check;
 pub mod load;
 pub mod migrate;

@@ -49,6 +49,14 @@ pub async fn worker(config: Config, kind: WorkerKind) -> Result<ExitCode> {
     run(config, roles, false).await
 }
 
+pub async fn dashboard(config: Config) -> Result<ExitCode> {
+    let roles = Roles {
+        dashboard: true,
+        ..Roles::default()
+    };
+    run(config, roles, true).await
+}
+
 pub async fn scheduler(config: Config) -> Result<ExitCode> {
     let roles = Roles {
         relay: true,
@@ -91,13 +99,20 @@ async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
         if let Some(address) = running.api_addr {
             println!("  API              http://{address}   (try: curl http://{address}/healthz)");
         }
+        if let Some(address) = running.dashboard_addr {
+            println!(
+                "  dashboard        http://{address}   (namaskah admin create --username you)"
+            );
+        }
         if let Some(address) = running.simulator_addr {
             println!(
                 "  provider sim     http://{address}   (5SIM API under /v1, control under /_sim)"
             );
         }
-        let names: Vec<String> = workers.iter().map(ToString::to_string).collect();
-        println!("  workers          {}", names.join(", "));
+        if !workers.is_empty() {
+            let names: Vec<String> = workers.iter().map(ToString::to_string).collect();
+            println!("  workers          {}", names.join(", "));
+        }
         if roles.relay {
             println!("  outbox relay     running");
         }

@@ -5,6 +5,8 @@
 mod support;
 
 mod api;
+mod browser;
+mod dashboard;
 mod lifecycle;
 mod money;
 mod ordering;

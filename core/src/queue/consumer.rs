@@ -202,6 +202,7 @@ impl Processor {
             Ok(envelope) => envelope,
             Err(error) => {
                 tracing::warn!(queue = %self.options.queue, %error, "parking a malformed message");
+                self.track("malformed", &error.to_string(), None);
                 self.park(&delivery, "malformed", &error.to_string(), 1)
                     .await;
                 return;

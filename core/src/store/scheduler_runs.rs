@@ -6,6 +6,22 @@ use sqlx::PgPool;
 
 use super::{StoreError, violated_constraint};
 
+/// The advisory lock the leading scheduler holds (any number, the same for every scheduler).
+pub const LEADER_LOCK_KEY: i64 = 0x6e61_6d61_736b_6168; // "namaskah"
+
+/// Whether some scheduler holds the lead in this database.
+pub async fn leader_present(pool: &PgPool) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks
+                        WHERE locktype = 'advisory' AND granted
+                          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                          AND ((classid::bigint << 32) | objid::bigint) = $1)",
+    )
+    .bind(LEADER_LOCK_KEY)
+    .fetch_one(pool)
+    .await?)
+}
+
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Run {
     pub id: i64,

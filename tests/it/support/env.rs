@@ -85,6 +85,7 @@ impl TestEnvBuilder {
             ("DATABASE_MAX_CONNECTIONS", "8"),
             ("QUEUE_PREFIX", prefix.as_str()),
             ("API_ADDR", "127.0.0.1:0"),
+            ("DASHBOARD_ADDR", "127.0.0.1:0"),
             ("SIMULATOR_ADDR", "127.0.0.1:0"),
             ("PROVIDERS", "simulator"),
             ("SIMULATOR_API_KEY", SIMULATOR_KEY),
@@ -163,6 +164,10 @@ impl TestEnvBuilder {
         let running = pipeline::start(Arc::clone(&config), roles, Shutdown::new())
             .await
             .expect("pipeline starts");
+        let dashboard = running
+            .dashboard_addr
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
         let api = running
             .api_addr
             .map(|a| format!("http://{a}"))
@@ -173,6 +178,7 @@ impl TestEnvBuilder {
             sim,
             backup,
             api,
+            dashboard,
             http: reqwest::Client::new(),
             running: Some(running),
             database_url,
@@ -197,6 +203,8 @@ pub struct TestEnv {
     pub backup: Option<Arc<Simulator>>,
     /// The API's base URL, `http://127.0.0.1:port`.
     pub api: String,
+    /// The dashboard's base URL, when the dashboard role runs.
+    pub dashboard: String,
     pub http: reqwest::Client,
     running: Option<Running>,
     database_url: String,
@@ -219,6 +227,7 @@ impl TestEnv {
                 relay: true,
                 workers: WorkerKind::ALL.to_vec(),
                 scheduler: false,
+                dashboard: false,
             },
             overrides: HashMap::new(),
             behaviour: Behaviour {

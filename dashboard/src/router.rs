@@ -1,0 +1,240 @@
+//! Routing: the allowlist and the session come first, then the page.
+//!
+//! | page | GET | POST |
+//! |---|---|---|
+//! | `/login` | form | password + TOTP → session |
+//! | `/logout` | | ends the session |
+//! | `/` | overview (live over `/ws`) | |
+//! | `/errors` | groups (`?all=1` with resolved) | `/errors/{fp}/resolve`, `/errors/{fp}/reopen` |
+//! | `/parked` | parked messages per queue | `/parked/{queue}/requeue` (one `id` or all), `/parked/{queue}/purge` |
+//! | `/verifications` | search | |
+//! | `/verifications/{id}` | detail and timeline | |
+//! | `/webhooks`, `/scheduler`, `/audit` | lists | |
+
+use bytes::Bytes;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use std::{
+    collections::HashMap, convert::Infallible, net::SocketAddr, panic::AssertUnwindSafe, sync::Arc,
+    time::Duration,
+};
+use warp::{
+    Filter,
+    http::{HeaderMap, Method, StatusCode},
+    reply::{Reply, Response},
+    ws::{Message, WebSocket},
+};
+
+use namaskah_core::store::admins;
+
+use crate::{
+    DashboardState, assets, pages,
+    request::{Request, redirect, text},
+    security::{headers, session},
+    snapshot,
+};
+
+/// Bodies of dashboard forms are small.
+const BODY_LIMIT: u64 = 16 * 1024;
+
+pub fn routes(
+    state: Arc<DashboardState>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let with_state = warp::any().map(move || Arc::clone(&state));
+    let websocket = warp::path!("ws")
+        .and(warp::ws())
+        .and(with_state.clone())
+        .and(warp::addr::remote())
+        .and(warp::header::headers_cloned())
+        .then(upgrade);
+    let everything = warp::method()
+        .and(warp::path::full())
+        .and(
+            warp::query::<HashMap<String, String>>()
+                .or(warp::any().map(HashMap::new))
+                .unify(),
+        )
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(
+            warp::body::content_length_limit(BODY_LIMIT)
+                .and(warp::body::bytes())
+                .or(warp::any().map(Bytes::new))
+                .unify(),
+        )
+        .and(with_state)
+        .then(dispatch);
+    websocket
+        .or(everything)
+        .unify()
+        .map(|mut response: Response| {
+            headers::apply(response.headers_mut());
+            response
+        })
+}
+
+/// The client's address if the allowlist lets it in.
+fn admitted(
+    state: &DashboardState,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    state
+        .allowlist
+        .client(peer, forwarded)
+        .filter(|client| state.allowlist.allows(*client))
+}
+
+async fn current_session(
+    state: &DashboardState,
+    headers: &HeaderMap,
+) -> (Option<String>, Option<admins::Session>) {
+    let cookies = headers.get("cookie").and_then(|v| v.to_str().ok());
+    let Some(token) = session::token_from_cookies(cookies) else {
+        return (None, None);
+    };
+    let found = admins::find_session(&state.pool, &session::token_hash(&token))
+        .await
+        .ok()
+        .flatten();
+    (Some(token), found)
+}
+
+async fn dispatch(
+    method: Method,
+    path: warp::path::FullPath,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    peer: Option<SocketAddr>,
+    body: Bytes,
+    state: Arc<DashboardState>,
+) -> Response {
+    let Some(client) = admitted(&state, peer, &headers) else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "Forbidden: this address may not use the dashboard.",
+        );
+    };
+    let segments: Vec<String> = path
+        .as_str()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let ["static", name] = segments
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        let etag = headers.get("if-none-match").and_then(|v| v.to_str().ok());
+        return assets::serve(name, etag)
+            .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "Not found."));
+    }
+    if segments.first().map(String::as_str) == Some("healthz") {
+        return text(StatusCode::OK, "ok");
+    }
+    let (session_token, found) = current_session(&state, &headers).await;
+    let request = Request {
+        method,
+        segments,
+        query,
+        body,
+        client,
+        session: found,
+        session_token,
+    };
+    let outcome = AssertUnwindSafe(route(&state, request))
+        .catch_unwind()
+        .await;
+    outcome.unwrap_or_else(|_| {
+        tracing::error!("dashboard page panicked");
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong; it has been logged.",
+        )
+    })
+}
+
+async fn route(state: &DashboardState, request: Request) -> Response {
+    let is_post = request.method == Method::POST;
+    let segments = request.segments.clone();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // The login page is the only one open without a session.
+    match (is_post, segments.as_slice()) {
+        (false, ["login"]) => return pages::login::form(state, &request, None),
+        (true, ["login"]) => return pages::login::submit(state, &request).await,
+        _ => {}
+    }
+    let Some(session) = request.session.clone() else {
+        return redirect("/login");
+    };
+    if is_post {
+        let form = request.form();
+        if !session::csrf_matches(&session.csrf_token, form.get("csrf").map(String::as_str)) {
+            return text(
+                StatusCode::FORBIDDEN,
+                "Forbidden: the form's CSRF token is missing or wrong. Reload the page and try again.",
+            );
+        }
+    }
+    match (is_post, segments.as_slice()) {
+        (true, ["logout"]) => pages::login::logout(state, &request, &session).await,
+        (false, []) => pages::overview::page(state, &session).await,
+        (false, ["errors"]) => pages::errors::page(state, &request, &session).await,
+        (true, ["errors", fingerprint, action]) => {
+            pages::errors::act(state, &request, &session, fingerprint, action).await
+        }
+        (false, ["parked"]) => pages::parked::page(state, &session).await,
+        (true, ["parked", queue, action]) => {
+            pages::parked::act(state, &request, &session, queue, action).await
+        }
+        (false, ["verifications"]) => pages::verifications::search(state, &request, &session).await,
+        (false, ["verifications", id]) => pages::verifications::detail(state, &session, id).await,
+        (false, ["webhooks"]) => pages::lists::webhooks(state, &session).await,
+        (false, ["scheduler"]) => pages::lists::scheduler(state, &session).await,
+        (false, ["audit"]) => pages::lists::audit(state, &session).await,
+        _ => text(StatusCode::NOT_FOUND, "Not found."),
+    }
+}
+
+/// `GET /ws`: after the same checks as a page, the overview's numbers every few seconds.
+async fn upgrade(
+    ws: warp::ws::Ws,
+    state: Arc<DashboardState>,
+    peer: Option<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if admitted(&state, peer, &headers).is_none() {
+        return text(StatusCode::FORBIDDEN, "Forbidden.");
+    }
+    if current_session(&state, &headers).await.1.is_none() {
+        return text(StatusCode::UNAUTHORIZED, "Log in first.");
+    }
+    ws.on_upgrade(move |socket| push_updates(socket, state))
+        .into_response()
+}
+
+/// How often the overview's numbers are pushed.
+const PUSH_EVERY: Duration = Duration::from_secs(3);
+
+async fn push_updates(socket: WebSocket, state: Arc<DashboardState>) {
+    let (mut sender, mut receiver) = socket.split();
+    let mut ticker = tokio::time::interval(PUSH_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let values = snapshot::live_values(&snapshot::gather(&state).await);
+                let message = serde_json::to_string(&values).unwrap_or_default();
+                if sender.send(Message::text(message)).await.is_err() {
+                    break;
+                }
+            }
+            incoming = receiver.next() => match incoming {
+                Some(Ok(message)) if message.is_close() => break,
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The handlebars templates, built into the binary.
+
+use handlebars::{Handlebars, TemplateError};
+use serde_json::Value;
+
+const TEMPLATES: [(&str, &str); 10] = [
+    ("layout", include_str!("../templates/layout.hbs")),
+    ("login", include_str!("../templates/login.hbs")),
+    ("overview", include_str!("../templates/overview.hbs")),
+    ("errors", include_str!("../templates/errors.hbs")),
+    ("parked", include_str!("../templates/parked.hbs")),
+    (
+        "verifications",
+        include_str!("../templates/verifications.hbs"),
+    ),
+    (
+        "verification",
+        include_str!("../templates/verification.hbs"),
+    ),
+    ("webhooks", include_str!("../templates/webhooks.hbs")),
+    ("scheduler", include_str!("../templates/scheduler.hbs")),
+    ("audit", include_str!("../templates/audit.hbs")),
+];
+
+pub fn registry() -> Result<Handlebars<'static>, TemplateError> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(false);
+    for (name, source) in TEMPLATES {
+        registry.register_template_string(name, source)?;
+    }
+    // Pages extend the layout as a partial block.
+    registry.register_partial("layout", include_str!("../templates/layout.hbs"))?;
+    Ok(registry)
+}
+
+/// Renders a page; a rendering failure is a bug, shown as a plain message.
+pub fn render(registry: &Handlebars<'static>, name: &str, context: &Value) -> String {
+    registry.render(name, context).unwrap_or_else(|error| {
+        tracing::error!(%error, template = name, "template failed to render");
+        "<!doctype html><title>Error</title><p>This page failed to render; the error is in the logs.</p>".to_owned()
+    })
+}

@@ -1,0 +1,80 @@
+// The dashboard in headless Chromium: log in with password and TOTP, watch the live
+// indicator connect, check a queue depth, toggle dark mode, look at it 375 px wide, and
+// requeue a parked message. Started by tests/it/browser.rs, which prepares the data.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) { throw new Error(`${name} is not set`); }
+  return value;
+};
+const base = env("DASHBOARD_URL");
+const shots = env("SCREENSHOTS");
+mkdirSync(shots, { recursive: true });
+
+function check(condition, message) {
+  if (!condition) { throw new Error(message); }
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+
+  await page.goto(`${base}/`);
+  check(page.url().endsWith("/login"), `expected the login page, got ${page.url()}`);
+  await page.fill("input[name=username]", env("ADMIN_USER"));
+  await page.fill("input[name=password]", env("ADMIN_PASSWORD"));
+  await page.fill("input[name=code]", env("ADMIN_CODE"));
+  await Promise.all([page.waitForURL(`${base}/`), page.click("button[type=submit]")]);
+
+  await page.waitForSelector('#live-state[data-state="connected"]', { timeout: 15000 });
+  // The number arrives over the WebSocket (RabbitMQ's management API refreshes every 5 s).
+  const expected = env("EXPECTED_REFUND_READY");
+  try {
+    await page.waitForFunction(
+      (want) => document.querySelector('[data-live="queue.refund.ready"]').textContent.trim() === want,
+      expected, { timeout: 20000 });
+  } catch (error) {
+    const shown = await page.textContent('[data-live="queue.refund.ready"]');
+    throw new Error(`refund queue shows ${shown}, expected ${expected}`);
+  }
+  await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+
+  const before = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  await page.click("#theme-toggle");
+  const theme = await page.getAttribute("html", "data-theme");
+  const after = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(theme === "dark" || theme === "light", `no theme set: ${theme}`);
+  check(before !== after, "the background did not change with the theme");
+  await page.reload();
+  check(await page.getAttribute("html", "data-theme") === theme, "the theme was not remembered");
+  await page.screenshot({ path: `${shots}/overview-toggled.png`, fullPage: true });
+
+  await page.setViewportSize({ width: 375, height: 812 });
+  await page.reload();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, `the page is ${overflow}px wider than a 375px screen`);
+  await page.screenshot({ path: `${shots}/overview-375.png`, fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  await page.goto(`${base}/parked`);
+  const rows = 'section[data-parked-queue="polling"] tr[data-parked-id]';
+  const parkedBefore = await page.locator(rows).count();
+  check(parkedBefore === Number(env("EXPECTED_PARKED")), `expected ${env("EXPECTED_PARKED")} parked, saw ${parkedBefore}`);
+  const first = page.locator(rows).first();
+  const id = await first.getAttribute("data-parked-id");
+  await Promise.all([page.waitForURL(`${base}/parked`), first.locator("button").click()]);
+  const parkedAfter = await page.locator(rows).count();
+  check(parkedAfter === parkedBefore - 1, `after a requeue ${parkedAfter} remain, expected ${parkedBefore - 1}`);
+  check(await page.locator(`tr[data-parked-id="${id}"]`).count() === 0, "the requeued message is still listed");
+  await page.screenshot({ path: `${shots}/parked.png`, fullPage: true });
+  console.log("browser test passed");
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,103 @@
+//! The dashboard in a real browser: headless Chromium driven by playwright-core
+//! (`tests/browser/dashboard.mjs`). `.ci/run` installs Chromium and the npm package.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use crate::{
+    dashboard::{admin, code_now},
+    support::{TestEnv, eventually},
+};
+use namaskah::pipeline::Roles;
+use namaskah_core::queue::QueueName;
+use namaskah_workers::WorkerKind;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message() {
+    let browser_dir = repository().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci` in tests/browser (`.ci/run` does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        PathBuf::from(&chromium).exists(),
+        "Chromium is missing at {chromium}: apt-get install chromium (`.ci/run` does)"
+    );
+
+    let env = TestEnv::builder()
+        .roles(Roles {
+            dashboard: true,
+            relay: true,
+            ..Roles::default()
+        })
+        .start()
+        .await;
+    let ops = admin(&env, "browser").await;
+
+    // Three refunds waiting, with no refund worker to take them.
+    let refund = br#"{"type":"refund","verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","attempt":1,"trace_id":"t"}"#;
+    for _ in 0..3 {
+        env.publish_raw(QueueName::Refund, refund).await;
+    }
+    // Two parked messages; the worker that parked them stops, so a requeued one stays out.
+    let mut poller = env
+        .start_roles(Roles {
+            workers: vec![WorkerKind::Polling],
+            ..Roles::default()
+        })
+        .await;
+    env.publish_raw(QueueName::Polling, b"unreadable one").await;
+    env.publish_raw(QueueName::Polling, b"unreadable two").await;
+    eventually(Duration::from_secs(10), "two parked messages", || async {
+        let parked: i64 = sqlx::query_scalar("SELECT coalesce(sum(occurrences), 0)::bigint FROM error_groups WHERE kind = 'malformed'")
+            .fetch_one(&env.pool)
+            .await
+            .ok()?;
+        (parked >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    poller.abort();
+    drop(poller);
+
+    let screenshots = repository().join("target/screenshots");
+    let output = tokio::process::Command::new("node")
+        .arg("dashboard.mjs")
+        .current_dir(&browser_dir)
+        .env("DASHBOARD_URL", &env.dashboard)
+        .env("ADMIN_USER", &ops.username)
+        .env("ADMIN_PASSWORD", &ops.password)
+        .env("ADMIN_CODE", code_now(&ops))
+        .env("EXPECTED_REFUND_READY", "3")
+        .env("EXPECTED_PARKED", "2")
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for shot in [
+        "overview.png",
+        "overview-toggled.png",
+        "overview-375.png",
+        "parked.png",
+    ] {
+        assert!(screenshots.join(shot).exists(), "{shot} was not saved");
+    }
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE actor = 'browser' ORDER BY id")
+            .fetch_all(&env.pool)
+            .await
+            .expect("audit");
+    assert_eq!(actions, vec!["login", "parked_requeue"]);
+}

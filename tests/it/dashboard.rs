@@ -1,0 +1,477 @@
+//! The operator dashboard over HTTP: who gets in, what they see, what they can do, and the
+//! audit trail of it.
+
+use reqwest::{StatusCode, redirect::Policy};
+use std::time::Duration;
+
+use crate::support::{TestEnv, TestEnvBuilder, eventually};
+use namaskah::pipeline::Roles;
+use namaskah_core::{queue::QueueName, store::admins};
+use namaskah_dashboard::security::credentials;
+use namaskah_workers::WorkerKind;
+
+/// An administrator with a known password and TOTP secret.
+pub struct Admin {
+    pub username: String,
+    pub password: String,
+    pub secret: String,
+}
+
+pub async fn admin(env: &TestEnv, username: &str) -> Admin {
+    let password = credentials::generate_password();
+    let secret = credentials::generate_totp_secret();
+    let hash = credentials::hash_password(&password).expect("hash");
+    admins::create(&env.pool, username, &hash, &secret)
+        .await
+        .expect("admin");
+    Admin {
+        username: username.to_owned(),
+        password,
+        secret,
+    }
+}
+
+pub fn code_now(admin: &Admin) -> String {
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+    credentials::current_totp(&admin.secret, &admin.username, now).expect("code")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
+}
+
+fn dashboard_env() -> TestEnvBuilder {
+    TestEnv::builder().roles(Roles {
+        dashboard: true,
+        relay: true,
+        ..Roles::default()
+    })
+}
+
+/// Logs in; returns the session cookie (`name=value`).
+async fn log_in(env: &TestEnv, admin: &Admin, code: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/login", env.dashboard))
+        .form(&[
+            ("username", admin.username.as_str()),
+            ("password", admin.password.as_str()),
+            ("code", code),
+        ])
+        .send()
+        .await
+        .expect("login")
+}
+
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    let header = response.headers().get("set-cookie")?.to_str().ok()?;
+    Some(header.split(';').next()?.to_owned())
+}
+
+/// A logged-in session: its cookie and the page's CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn session(env: &TestEnv, admin: &Admin) -> Session {
+    let response = log_in(env, admin, &code_now(admin)).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = session_cookie(&response).expect("session cookie");
+    let page = get(env, &cookie, "/").await.text().await.expect("page");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf token in the page")
+        .to_owned();
+    Session { cookie, csrf }
+}
+
+async fn get(env: &TestEnv, cookie: &str, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", env.dashboard))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("get")
+}
+
+async fn post(env: &TestEnv, cookie: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    client()
+        .post(format!("{}{path}", env.dashboard))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .expect("post")
+}
+
+async fn audit_actions(env: &TestEnv) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT actor, action FROM audit_log ORDER BY id")
+        .fetch_all(&env.pool)
+        .await
+        .expect("audit")
+}
+
+#[tokio::test]
+async fn logged_out_visitors_are_sent_to_the_login_page() {
+    let env = dashboard_env().start().await;
+    for path in ["/", "/errors", "/parked", "/verifications", "/audit"] {
+        let response = client()
+            .get(format!("{}{path}", env.dashboard))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(response.headers()["location"], "/login");
+    }
+    let login = client()
+        .get(format!("{}/login", env.dashboard))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(login.status(), StatusCode::OK);
+    let headers = login.headers().clone();
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+}
+
+#[tokio::test]
+async fn wrong_passwords_wrong_codes_and_reused_codes_are_refused_and_audited() {
+    let env = dashboard_env().start().await;
+    let ops = admin(&env, "ops").await;
+
+    let wrong_password = Admin {
+        password: "not-it".into(),
+        username: ops.username.clone(),
+        secret: ops.secret.clone(),
+    };
+    assert_eq!(
+        log_in(&env, &wrong_password, &code_now(&ops))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        log_in(&env, &ops, "000000").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let code = code_now(&ops);
+    let first = log_in(&env, &ops, &code).await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let cookie = first.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let replay = log_in(&env, &ops, &code).await;
+    assert_eq!(
+        replay.status(),
+        StatusCode::UNAUTHORIZED,
+        "a code is accepted once"
+    );
+
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "SELECT action || ':' || coalesce(details->>'reason', '') FROM audit_log WHERE actor = 'ops' ORDER BY id",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("audit");
+    assert_eq!(
+        reasons,
+        vec![
+            "login_failed:wrong password",
+            "login_failed:wrong code",
+            "login:",
+            "login_failed:code already used"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account() {
+    let env = dashboard_env().start().await;
+    let ops = admin(&env, "locked").await;
+    for _ in 0..5 {
+        assert_eq!(
+            log_in(&env, &ops, "123456").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let response = log_in(&env, &ops, &code_now(&ops)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.text().await.expect("page").contains("locked"));
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused() {
+    let env = dashboard_env().start().await;
+    let ops = admin(&env, "ops").await;
+    let session = session(&env, &ops).await;
+    sqlx::query("INSERT INTO error_groups (fingerprint, role, kind, message) VALUES ('fp1', 'worker', 'retryable', 'boom')")
+        .execute(&env.pool)
+        .await
+        .expect("group");
+    let missing = post(&env, &session.cookie, "/errors/fp1/resolve", &[]).await;
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    let wrong = post(
+        &env,
+        &session.cookie,
+        "/errors/fp1/resolve",
+        &[("csrf", "forged")],
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let right = post(
+        &env,
+        &session.cookie,
+        "/errors/fp1/resolve",
+        &[("csrf", &session.csrf)],
+    )
+    .await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    let resolved: bool = sqlx::query_scalar(
+        "SELECT resolved_at IS NOT NULL FROM error_groups WHERE fingerprint = 'fp1'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("group");
+    assert!(resolved);
+    assert!(
+        audit_actions(&env)
+            .await
+            .contains(&("ops".to_owned(), "error_resolve".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn addresses_outside_the_allowlist_are_refused() {
+    let env = dashboard_env()
+        .set("DASHBOARD_ALLOW_CIDRS", "10.0.0.0/8")
+        .set("DASHBOARD_TRUSTED_PROXIES", "127.0.0.1/32")
+        .start()
+        .await;
+    let direct = client()
+        .get(format!("{}/login", env.dashboard))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(direct.status(), StatusCode::FORBIDDEN);
+    let via_proxy = client()
+        .get(format!("{}/login", env.dashboard))
+        .header("x-forwarded-for", "10.1.2.3")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        via_proxy.status(),
+        StatusCode::OK,
+        "the trusted proxy's client is allowed"
+    );
+    let spoofed = client()
+        .get(format!("{}/login", env.dashboard))
+        .header("x-forwarded-for", "10.1.2.3, 198.51.100.7")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        spoofed.status(),
+        StatusCode::FORBIDDEN,
+        "the nearest untrusted hop is the client"
+    );
+}
+
+/// Fills the refund queue with seven messages and waits for the overview to show them.
+async fn overview_shows_seven_ready_refunds(env: &TestEnv, source: &str) {
+    let ops = admin(env, "ops").await;
+    let session = session(env, &ops).await;
+    let body = br#"{"type":"refund","verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","attempt":1,"trace_id":"t"}"#;
+    for _ in 0..7 {
+        env.publish_raw(QueueName::Refund, body).await;
+    }
+    // The management API refreshes its statistics every few seconds.
+    let page = eventually(
+        Duration::from_secs(20),
+        "seven ready refund messages",
+        || async {
+            let page = get(env, &session.cookie, "/").await.text().await.ok()?;
+            page.contains(r#"data-live="queue.refund.ready">7<"#)
+                .then_some(page)
+        },
+    )
+    .await;
+    assert!(
+        page.contains(source),
+        "the numbers should come from the {source}"
+    );
+}
+
+#[tokio::test]
+async fn the_overview_shows_the_queue_depth_rabbitmq_reports_through_passive_declares() {
+    let env = dashboard_env()
+        .set("RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:1")
+        .start()
+        .await;
+    overview_shows_seven_ready_refunds(&env, "AMQP passive declares").await;
+}
+
+#[tokio::test]
+async fn the_overview_shows_the_queue_depth_rabbitmq_reports_through_its_management_api() {
+    namaskah_core::telemetry::install_crypto_provider();
+    let probe = reqwest::Client::new()
+        .get("http://127.0.0.1:15672/api/overview")
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await;
+    assert!(
+        probe.is_ok_and(|r| r.status().is_success()),
+        "RabbitMQ's management plugin is off: rabbitmq-plugins enable rabbitmq_management (`.ci/run` does)"
+    );
+    let env = dashboard_env().start().await;
+    overview_shows_seven_ready_refunds(&env, "management API").await;
+}
+
+#[tokio::test]
+async fn parked_messages_can_be_requeued_and_purged_and_each_action_is_audited() {
+    let env = dashboard_env().start().await;
+    let ops = admin(&env, "ops").await;
+    let session = session(&env, &ops).await;
+    // Two malformed messages parked by a polling worker.
+    let _worker = env
+        .start_roles(Roles {
+            workers: vec![WorkerKind::Polling],
+            ..Roles::default()
+        })
+        .await;
+    env.publish_raw(QueueName::Polling, b"first broken message")
+        .await;
+    env.publish_raw(QueueName::Polling, b"second broken message")
+        .await;
+    let page = eventually(Duration::from_secs(10), "two parked messages", || async {
+        let page = get(&env, &session.cookie, "/parked")
+            .await
+            .text()
+            .await
+            .ok()?;
+        (page.contains("first broken message") && page.contains("second broken message"))
+            .then_some(page)
+    })
+    .await;
+    let id = page
+        .split("data-parked-id=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a parked message id")
+        .to_owned();
+    let requeued = post(
+        &env,
+        &session.cookie,
+        "/parked/polling/requeue",
+        &[("csrf", &session.csrf), ("id", &id)],
+    )
+    .await;
+    assert_eq!(requeued.status(), StatusCode::SEE_OTHER);
+    let purged = post(
+        &env,
+        &session.cookie,
+        "/parked/polling/purge",
+        &[("csrf", &session.csrf)],
+    )
+    .await;
+    assert_eq!(purged.status(), StatusCode::SEE_OTHER);
+    let actions = audit_actions(&env).await;
+    assert!(actions.contains(&("ops".into(), "parked_requeue".into())));
+    assert!(actions.contains(&("ops".into(), "parked_purge".into())));
+
+    // The error page groups the failures; the audit log refuses to be edited.
+    let errors = get(&env, &session.cookie, "/errors")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        errors.contains("malformed"),
+        "parking was recorded as an error"
+    );
+    assert!(
+        sqlx::query("UPDATE audit_log SET actor = 'someone else'")
+            .execute(&env.pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("DELETE FROM audit_log")
+            .execute(&env.pool)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn every_page_renders_for_a_logged_in_operator() {
+    let env = dashboard_env().start().await;
+    let ops = admin(&env, "ops").await;
+    let session = session(&env, &ops).await;
+    let account = env.account(1_000).await;
+    let id = {
+        // A verification straight in the database, as the API would write it.
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
+             VALUES ($1, $2, 'telegram', 'us', 90, 'trace-1')",
+        )
+        .bind(id)
+        .bind(account.id)
+        .execute(&env.pool)
+        .await
+        .expect("verification");
+        id
+    };
+    for path in [
+        "/".to_owned(),
+        "/errors?all=1".to_owned(),
+        "/parked".to_owned(),
+        "/verifications".to_owned(),
+        format!("/verifications?q={}", account.id),
+        format!("/verifications/{id}"),
+        "/webhooks".to_owned(),
+        "/scheduler".to_owned(),
+        "/audit".to_owned(),
+    ] {
+        let response = get(&env, &session.cookie, &path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let page = response.text().await.expect("page");
+        assert!(!page.contains("failed to render"), "{path}");
+    }
+    let detail = get(&env, &session.cookie, &format!("/verifications/{id}"))
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(detail.contains("trace-1") && detail.contains("accepted and charged"));
+    let css = client()
+        .get(format!("{}/static/app.css", env.dashboard))
+        .send()
+        .await
+        .expect("css");
+    let etag = css.headers()["etag"].to_str().expect("etag").to_owned();
+    let cached = client()
+        .get(format!("{}/static/app.css", env.dashboard))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("css");
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+}
