@@ -13,5 +13,6 @@ mod ordering;
 mod outbox;
 mod parking;
 mod scheduler;
+mod sentry;
 mod text_verified;
 mod webhooks;
