@@ -7,7 +7,7 @@ use tokio::task::JoinSet;
 
 use namaskah_api::AppState;
 use namaskah_core::{
-    Config, Shutdown, errors,
+    Config, Shutdown, errors, metrics_exporter,
     providers::{Providers, instrumented::CallStats},
     queue::{OutboxRelay, OutboxSignal, Topology},
     store,
@@ -66,6 +66,8 @@ pub struct Running {
     pub api_addr: Option<SocketAddr>,
     pub simulator_addr: Option<SocketAddr>,
     pub dashboard_addr: Option<SocketAddr>,
+    /// Where `/metrics` is served when neither the API nor the dashboard runs here.
+    pub metrics_addr: Option<SocketAddr>,
     pub simulator: Option<Arc<Simulator>>,
     /// Wakes this process's outbox relay (for writers outside the roles, such as load runs).
     pub outbox: OutboxSignal,
@@ -101,6 +103,7 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> Result<Running, StartError> {
     let pool = store::connect(&config.database_url, config.database_max_connections).await?;
+    metrics_exporter::install();
     let call_stats = CallStats::default();
     let providers = Providers::from_config(&config, &call_stats)?;
     errors::install(pool.clone(), sentry::Hub::current().client().is_some());
@@ -149,7 +152,7 @@ pub async fn start(
     if !roles.workers.is_empty() {
         tasks.spawn(call_stats.flush_periodically(pool.clone(), shutdown.clone()));
     }
-    for kind in roles.workers {
+    for kind in roles.workers.clone() {
         let deps = WorkerDeps {
             pool: pool.clone(),
             providers: providers.clone(),
@@ -185,11 +188,24 @@ pub async fn start(
         tasks.spawn(namaskah_dashboard::serve(state, listener, shutdown.clone()));
     }
 
+    // The API and the dashboard serve /metrics themselves; other roles on METRICS_ADDR.
+    let mut metrics_addr = None;
+    let background = !roles.workers.is_empty() || roles.scheduler;
+    if background
+        && !roles.api
+        && !roles.dashboard
+        && let Some(address) = config.metrics_addr
+    {
+        metrics_addr = Some(metrics_exporter::serve(address, shutdown.clone()).await?);
+    }
+    tasks.spawn(metrics_exporter::upkeep(shutdown.clone()));
+
     Ok(Running {
         pool,
         api_addr,
         simulator_addr,
         dashboard_addr,
+        metrics_addr,
         simulator: simulator_handle,
         outbox,
         shutdown,

@@ -104,10 +104,68 @@ pub fn routes(
         .unify()
         .boxed();
 
-    core.or(webhook_routes(with_state.clone()))
+    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
+        let mut response = Response::new(namaskah_core::metrics_exporter::render().into());
+        response.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        response
+    });
+
+    metrics
+        .or(core)
+        .unify()
+        .or(webhook_routes(with_state.clone()))
         .unify()
         .recover(recover)
         .unify()
+        .with(warp::log::custom(record_request))
+        .map(warp::Reply::into_response)
+}
+
+/// Counts and times every request, by route template (ids replaced by `{id}`, so the
+/// number of series stays small), method and status.
+fn record_request(info: warp::log::Info<'_>) {
+    let route = route_template(info.path());
+    let method = info.method().as_str().to_owned();
+    metrics::counter!("namaskah_http_requests_total",
+        "route" => route.clone(), "method" => method.clone(), "status" => info.status().as_u16().to_string())
+    .increment(1);
+    metrics::histogram!("namaskah_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(info.elapsed().as_secs_f64());
+}
+
+fn route_template(path: &str) -> String {
+    let known = [
+        "v1",
+        "verifications",
+        "cancel",
+        "account",
+        "services",
+        "webhook-endpoints",
+        "webhook-messages",
+        "rotate-secret",
+        "test",
+        "recover",
+        "attempts",
+        "replay",
+        "healthz",
+        "readyz",
+        "metrics",
+    ];
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|segment| {
+            if known.contains(&segment) {
+                segment
+            } else {
+                "{id}"
+            }
+        })
+        .collect();
+    format!("/{}", segments.join("/"))
 }
 
 /// `/v1/webhook-endpoints` and `/v1/webhook-messages`.

@@ -48,6 +48,9 @@ pub struct Config {
     pub dashboard: DashboardSettings,
     /// Errors and panics also go to Sentry when set.
     pub sentry_dsn: Option<Secret>,
+    /// Where workers and the scheduler serve `/metrics` (the API and dashboard serve it on
+    /// their own port); `None` when switched off.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The operator dashboard.
@@ -284,6 +287,10 @@ impl Config {
                 )?,
             },
             sentry_dsn: env.raw("SENTRY_DSN").map(Secret::new),
+            metrics_addr: match env.raw("METRICS_ADDR").as_deref().map(str::trim) {
+                Some("off") => None,
+                _ => Some(env.socket_addr("METRICS_ADDR", "127.0.0.1:9464")?),
+            },
             log_format: match env.raw("LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod domain;
 pub mod errors;
+pub mod metrics_exporter;
 pub mod pricing;
 pub mod providers;
 pub mod queue;

@@ -193,11 +193,12 @@ async fn sample(context: &JobContext) -> Result<u64, String> {
     samples += 2;
     let depths = queue_depths(context).await.map_err(|e| e.to_string())?;
     for (queue, ready, consumers, parked) in depths {
-        metrics::gauge!("namaskah_queue_messages", "queue" => queue.as_str()).set(f64::from(ready));
-        metrics::gauge!("namaskah_queue_consumers", "queue" => queue.as_str())
-            .set(f64::from(consumers));
-        metrics::gauge!("namaskah_parked_messages", "queue" => queue.as_str())
+        let name = queue.as_str();
+        metrics::gauge!("namaskah_queue_messages", "queue" => name, "state" => "ready")
+            .set(f64::from(ready));
+        metrics::gauge!("namaskah_queue_messages", "queue" => name, "state" => "parked")
             .set(f64::from(parked));
+        metrics::gauge!("namaskah_queue_consumers", "queue" => name).set(f64::from(consumers));
         samples += 3;
     }
     Ok(samples)

@@ -104,6 +104,9 @@ async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
                 "  dashboard        http://{address}   (namaskah admin create --username you)"
             );
         }
+        if let Some(address) = running.metrics_addr {
+            println!("  metrics          http://{address}/metrics");
+        }
         if let Some(address) = running.simulator_addr {
             println!(
                 "  provider sim     http://{address}   (5SIM API under /v1, control under /_sim)"

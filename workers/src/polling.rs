@@ -183,7 +183,16 @@ impl PollingWorker {
         let completed = verifications::complete(&self.deps.pool, verification.id, code, text)
             .await
             .map_err(retry_later)?;
-        if completed.is_some() {
+        if let Some(completed) = &completed {
+            metrics::counter!("namaskah_verifications_finished_total", "status" => "completed")
+                .increment(1);
+            if let Some(done_at) = completed.completed_at {
+                let took = (done_at - completed.created_at)
+                    .to_std()
+                    .unwrap_or_default();
+                metrics::histogram!("namaskah_verification_completion_seconds")
+                    .record(took.as_secs_f64());
+            }
             tracing::info!("SMS received; verification completed");
             if let Err(error) = provider.finish(order_id).await {
                 tracing::warn!(%error, "could not finish the order at the provider");

@@ -36,7 +36,14 @@ impl JobHandler for RefundWorker {
             .await
             .map_err(retry_later)?
         {
-            Some(refund) => tracing::info!(amount_cents = refund.amount_cents, "refunded"),
+            Some(refund) => {
+                metrics::counter!("namaskah_refunds_total").increment(1);
+                metrics::counter!("namaskah_refunded_cents_total")
+                    .increment(u64::try_from(refund.amount_cents).unwrap_or(0));
+                metrics::counter!("namaskah_verifications_finished_total", "status" => "refunded")
+                    .increment(1);
+                tracing::info!(amount_cents = refund.amount_cents, "refunded")
+            }
             None => tracing::debug!("nothing to refund (already refunded, or not refundable)"),
         }
         Ok(Handled::Done)

@@ -261,6 +261,23 @@ impl JobHandler for WebhookWorker {
         // 3. Send.
         let outcome = self.attempt(&job, attempt.number).await;
 
+        let outcome_label = if outcome.succeeded {
+            "delivered"
+        } else {
+            "failed"
+        };
+        metrics::counter!("namaskah_webhook_attempts_total", "outcome" => outcome_label)
+            .increment(1);
+        metrics::histogram!("namaskah_webhook_attempt_duration_seconds")
+            .record(outcome.latency.as_secs_f64());
+        if outcome.succeeded {
+            let since_commit = (Utc::now() - job.message_created_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::histogram!("namaskah_webhook_delivery_seconds")
+                .record(since_commit.as_secs_f64());
+        }
+
         // 4. Record, and decide what comes next.
         let next_delay = self.next_delay(attempt.number);
         let after_failure = next_delay.map_or(AfterFailure::GiveUp, AfterFailure::RetryIn);

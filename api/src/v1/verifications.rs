@@ -113,6 +113,9 @@ pub async fn create(
             .await
             .map_err(namaskah_core::store::StoreError::from)?;
         state.outbox.notify();
+        metrics::counter!("namaskah_charges_total").increment(1);
+        metrics::counter!("namaskah_charged_cents_total")
+            .increment(u64::try_from(verification.price_cents).unwrap_or(0));
         tracing::info!(
             verification_id = %verification.id,
             trace_id = %verification.trace_id,

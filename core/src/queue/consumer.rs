@@ -226,10 +226,22 @@ impl Processor {
             max: self.options.retry.max_attempts,
         };
         // A panicking handler must not leave its message unacknowledged forever.
+        let started = std::time::Instant::now();
         let result = AssertUnwindSafe(self.handler.handle(&envelope, attempt))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(JobError::Retryable("the handler panicked".to_owned())));
+        let queue = self.options.queue.as_str();
+        let outcome = match &result {
+            Ok(Handled::Done) => "done",
+            Ok(Handled::Again { .. }) => "again",
+            Err(JobError::Retryable(_)) => "retryable",
+            Err(JobError::Permanent(_)) => "permanent",
+        };
+        metrics::counter!("namaskah_jobs_total", "queue" => queue, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("namaskah_job_duration_seconds", "queue" => queue)
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(Handled::Done) => self.ack(&delivery).await,
             Ok(Handled::Again { after, next }) => {

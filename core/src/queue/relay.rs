@@ -156,6 +156,7 @@ impl OutboxRelay {
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
         outbox::mark_sent(&mut tx, &ids).await?;
         tx.commit().await.map_err(StoreError::from)?;
+        metrics::counter!("namaskah_outbox_published_total").increment(rows.len() as u64);
         Ok(rows.len())
     }
 

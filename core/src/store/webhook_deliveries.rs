@@ -17,6 +17,8 @@ pub struct DeliveryJob {
     pub event_type: String,
     pub payload: Value,
     pub trace_id: String,
+    /// When the event was committed.
+    pub message_created_at: chrono::DateTime<chrono::Utc>,
     pub endpoint: Endpoint,
 }
 
@@ -27,6 +29,7 @@ struct JobRow {
     event_type: String,
     payload: Value,
     trace_id: String,
+    message_created_at: chrono::DateTime<chrono::Utc>,
     #[sqlx(flatten)]
     endpoint: Endpoint,
 }
@@ -67,6 +70,7 @@ pub async fn claim_attempt(
              RETURNING d.id, d.message_id, d.endpoint_id
          )
          SELECT c.id AS delivery_id, m.id AS message_id, m.event_type, m.payload, m.trace_id,
+                m.created_at AS message_created_at,
                 e.id, e.account_id, e.url, e.description, e.event_types, e.enabled, e.secret,
                 e.previous_secret, e.previous_secret_expires_at, e.failing_since, e.disabled_at,
                 e.disabled_reason, e.created_at, e.updated_at
@@ -86,6 +90,7 @@ pub async fn claim_attempt(
             event_type: row.event_type,
             payload: row.payload,
             trace_id: row.trace_id,
+            message_created_at: row.message_created_at,
             endpoint: row.endpoint,
         })));
     }

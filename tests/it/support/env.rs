@@ -86,6 +86,7 @@ impl TestEnvBuilder {
             ("QUEUE_PREFIX", prefix.as_str()),
             ("API_ADDR", "127.0.0.1:0"),
             ("DASHBOARD_ADDR", "127.0.0.1:0"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
             ("SIMULATOR_ADDR", "127.0.0.1:0"),
             ("PROVIDERS", "simulator"),
             ("SIMULATOR_API_KEY", SIMULATOR_KEY),

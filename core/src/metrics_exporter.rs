@@ -1,0 +1,218 @@
+//! Prometheus metrics: one recorder per process, rendered at `/metrics`.
+//!
+//! The API and the dashboard serve `/metrics` on their own port; workers and the scheduler
+//! serve it on `METRICS_ADDR`. Every metric is listed in `docs/metrics.md`.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::{net::SocketAddr, sync::OnceLock, time::Duration};
+use tokio::net::TcpListener;
+
+use crate::Shutdown;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Buckets for every `_seconds` histogram: 1 ms to 60 s.
+const SECONDS_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+];
+
+/// Installs the process's recorder (once; later calls return the same handle).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    if HANDLE.get().is_none() {
+        let built = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS)
+            .and_then(|builder| builder.install_recorder());
+        match built {
+            Ok(handle) => {
+                let _ = HANDLE.set(handle);
+                describe();
+            }
+            // Another recorder is installed (a test harness, say): metrics go there.
+            Err(error) => tracing::debug!(%error, "no Prometheus recorder installed"),
+        }
+    }
+    HANDLE.get()
+}
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    HANDLE
+        .get()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
+
+/// Serves `/metrics` on `address` until shutdown (workers and the scheduler).
+pub async fn serve(address: SocketAddr, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
+    use plain_http::serve_metrics;
+    let listener = TcpListener::bind(address).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {address} (METRICS_ADDR): {error}"),
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(serve_metrics(listener, shutdown));
+    Ok(bound)
+}
+
+/// Histograms keep their buckets only with periodic upkeep.
+pub async fn upkeep(shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                if let Some(handle) = HANDLE.get() {
+                    handle.run_upkeep();
+                }
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 responder for `/metrics`, so workers need no web framework.
+mod plain_http {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use crate::Shutdown;
+
+    pub async fn serve_metrics(listener: TcpListener, shutdown: Shutdown) {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.wait() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((mut stream, _)) = accepted else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut request = [0u8; 2048];
+                let Ok(read) = stream.read(&mut request).await else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&request[..read]);
+                let (status, body) = if head.starts_with("GET /metrics ") {
+                    ("200 OK", super::render())
+                } else if head.starts_with("GET /healthz ") {
+                    ("200 OK", "ok\n".to_owned())
+                } else {
+                    ("404 Not Found", "not found\n".to_owned())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    }
+}
+
+/// Help texts, so `/metrics` explains itself.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "namaskah_http_requests_total",
+        "HTTP requests answered, by route, method and status."
+    );
+    describe_histogram!(
+        "namaskah_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request."
+    );
+    describe_counter!(
+        "namaskah_jobs_total",
+        "Messages handled by workers, by queue and outcome."
+    );
+    describe_histogram!(
+        "namaskah_job_duration_seconds",
+        Unit::Seconds,
+        "Time a worker spent on one message."
+    );
+    describe_gauge!(
+        "namaskah_queue_messages",
+        "Messages in a queue, by queue and state (ready, parked)."
+    );
+    describe_gauge!("namaskah_queue_consumers", "Consumers attached to a queue.");
+    describe_counter!(
+        "namaskah_provider_requests_total",
+        "Calls to SMS providers, by provider, operation and outcome."
+    );
+    describe_histogram!(
+        "namaskah_provider_request_duration_seconds",
+        Unit::Seconds,
+        "Latency of provider calls."
+    );
+    describe_counter!(
+        "namaskah_webhook_attempts_total",
+        "Webhook delivery attempts, by outcome."
+    );
+    describe_histogram!(
+        "namaskah_webhook_attempt_duration_seconds",
+        Unit::Seconds,
+        "Time of one webhook attempt."
+    );
+    describe_histogram!(
+        "namaskah_webhook_delivery_seconds",
+        Unit::Seconds,
+        "From an event's commit to its successful delivery."
+    );
+    describe_counter!(
+        "namaskah_verifications_finished_total",
+        "Verifications reaching a final status, by status."
+    );
+    describe_gauge!(
+        "namaskah_verifications",
+        "Verifications by current status (sampled)."
+    );
+    describe_counter!("namaskah_charges_total", "Verifications charged.");
+    describe_counter!(
+        "namaskah_charged_cents_total",
+        "Cents charged for verifications."
+    );
+    describe_counter!("namaskah_refunds_total", "Refunds written.");
+    describe_counter!("namaskah_refunded_cents_total", "Cents refunded.");
+    describe_histogram!(
+        "namaskah_verification_completion_seconds",
+        Unit::Seconds,
+        "From acceptance to the SMS code."
+    );
+    describe_gauge!(
+        "namaskah_outbox_unsent",
+        "Outbox rows not yet published (sampled)."
+    );
+    describe_gauge!(
+        "namaskah_outbox_lag_seconds",
+        Unit::Seconds,
+        "Age of the oldest unsent outbox row (sampled)."
+    );
+    describe_counter!(
+        "namaskah_outbox_published_total",
+        "Outbox rows published by the relay."
+    );
+    describe_gauge!(
+        "namaskah_invariant_violations",
+        "Broken invariants found by the last check (0 is healthy)."
+    );
+    describe_gauge!(
+        "namaskah_scheduler_leader",
+        "1 while this process's scheduler leads."
+    );
+    describe_counter!(
+        "namaskah_scheduler_runs_total",
+        "Scheduler job runs, by job and outcome."
+    );
+    describe_histogram!(
+        "namaskah_scheduler_job_duration_seconds",
+        Unit::Seconds,
+        "Time a scheduler job ran."
+    );
+    describe_counter!(
+        "namaskah_errors_total",
+        "Failures recorded for error tracking, by role and kind."
+    );
+}
