@@ -9,6 +9,7 @@ mod browser;
 mod dashboard;
 mod lifecycle;
 mod money;
+mod observability;
 mod ordering;
 mod outbox;
 mod parking;
