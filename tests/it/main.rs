@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod browser;
 mod dashboard;
+mod deployment;
 mod lifecycle;
 mod money;
 mod observability;
