@@ -160,8 +160,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
     telemetry::install_crypto_provider();
+    let _telemetry = telemetry::init(
+        config.log_format,
+        config.otlp_endpoint.as_deref(),
+        cli.command.role(),
+    );
     // Errors and panics also go to Sentry when a DSN is configured; the guard flushes on exit.
     let _sentry = config
         .sentry_dsn

@@ -51,6 +51,8 @@ pub struct Config {
     /// Where workers and the scheduler serve `/metrics` (the API and dashboard serve it on
     /// their own port); `None` when switched off.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where spans go over OTLP/HTTP (the `otlp` cargo feature); `None` exports nothing.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The operator dashboard.
@@ -287,6 +289,7 @@ impl Config {
                 )?,
             },
             sentry_dsn: env.raw("SENTRY_DSN").map(Secret::new),
+            otlp_endpoint: env.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
             metrics_addr: match env.raw("METRICS_ADDR").as_deref().map(str::trim) {
                 Some("off") => None,
                 _ => Some(env.socket_addr("METRICS_ADDR", "127.0.0.1:9464")?),

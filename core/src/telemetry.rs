@@ -1,23 +1,141 @@
-//! Logging setup shared by every role.
+//! Logging setup shared by every role, and (with the `otlp` feature) span export.
 
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber: human-readable text or one JSON object per line.
+/// Keeps span export running; dropping it flushes the spans still waiting to be sent.
+#[must_use = "dropping it stops span export"]
+pub struct Telemetry {
+    #[cfg(feature = "otlp")]
+    tracer_provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.tracer_provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber: human-readable text or one JSON object per line, and
+/// OTLP span export when the build has the `otlp` feature and `otlp_endpoint` is set.
 ///
 /// `RUST_LOG` filters as usual; without it, Namaskah's own crates log at `info` and the
 /// libraries only at `warn`.
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, role: &'static str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("warn,namaskah=info,namaskah_core=info,namaskah_api=info,namaskah_workers=info,namaskah_load_tests=info")
     });
-    let builder = fmt().with_env_filter(filter).with_target(true);
-    // A second init (tests start many pipelines in one process) is harmless.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let logs = match format {
+        LogFormat::Text => fmt::layer().with_target(true).boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_target(true)
+            .boxed(),
     };
+    let registry = tracing_subscriber::registry().with(filter).with(logs);
+
+    #[cfg(feature = "otlp")]
+    {
+        let export = otlp_endpoint.map(|endpoint| otlp::start(endpoint, role));
+        let (layer, tracer_provider) = match export {
+            Some(Ok((layer, provider))) => (Some(layer), Some(provider)),
+            Some(Err(error)) => {
+                eprintln!("OTLP span export is off: {error}");
+                (None, None)
+            }
+            None => (None, None),
+        };
+        // A second init (tests start many pipelines in one process) is harmless.
+        let _ = registry.with(layer).try_init();
+        Telemetry { tracer_provider }
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = registry.try_init();
+        if otlp_endpoint.is_some() {
+            tracing::warn!(
+                role,
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but this build has no OTLP support; rebuild with `--features otlp`"
+            );
+        }
+        Telemetry {}
+    }
+}
+
+/// Makes `span` part of the OpenTelemetry trace named by our own trace id, so the spans of
+/// one verification, from the API through every worker, form one trace in the tracing
+/// backend. Without the `otlp` feature, or for an id that is not 32 hex digits, it does
+/// nothing; the id is in the logs either way.
+pub fn adopt_trace_id(span: &tracing::Span, trace_id: &str) {
+    #[cfg(feature = "otlp")]
+    otlp::adopt_trace_id(span, trace_id);
+    #[cfg(not(feature = "otlp"))]
+    let _ = (span, trace_id);
+}
+
+#[cfg(feature = "otlp")]
+mod otlp {
+    use opentelemetry::{
+        Context,
+        trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
+        },
+    };
+    use opentelemetry_otlp::{ExporterBuildError, SpanExporter, WithExportConfig};
+    use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::{Layer, registry::LookupSpan};
+
+    /// Exports spans in batches over OTLP/HTTP (protobuf) to `endpoint`'s `/v1/traces`.
+    pub(super) fn start<S>(
+        endpoint: &str,
+        role: &'static str,
+    ) -> Result<(impl Layer<S>, SdkTracerProvider), ExporterBuildError>
+    where
+        S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+    {
+        // The exporter builds its HTTPS client now, which needs the TLS provider.
+        super::install_crypto_provider();
+        let exporter = SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .build()?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(format!("namaskah-{role}"))
+                    .build(),
+            )
+            .build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("namaskah"));
+        Ok((layer, provider))
+    }
+
+    pub(super) fn adopt_trace_id(span: &tracing::Span, trace_id: &str) {
+        let Ok(trace) = TraceId::from_hex(trace_id) else {
+            return;
+        };
+        // The API created the id, not an OpenTelemetry span, so there is no real parent;
+        // a stable remote parent derived from the id ties every role's spans together.
+        let bytes = trace.to_bytes();
+        let mut parent = [0u8; 8];
+        parent.copy_from_slice(&bytes[8..]);
+        parent[7] |= 1; // never the invalid all-zero span id
+        let context = SpanContext::new(
+            trace,
+            SpanId::from_bytes(parent),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let _ = span.set_parent(Context::new().with_remote_span_context(context));
+    }
 }
 
 /// Installs the process-wide TLS crypto provider (ring) used by the HTTP clients.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use namaskah_core::{
     Config,
-    queue::{self, BrokerError, Envelope, QueueName, Topology},
+    queue::{self, BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology},
 };
 
 /// One work queue.
@@ -280,12 +280,19 @@ async fn republish(
 ) -> Result<(), BrokerError> {
     // A message that parses gets a fresh retry budget; one that does not goes back as it is
     // (and will be parked again, unless the worker was fixed to read it).
+    let mut headers = FieldTable::default();
     let body = match Envelope::parse(body) {
-        Ok(envelope) => Envelope {
-            attempt: 1,
-            ..envelope
+        Ok(envelope) => {
+            headers.insert(
+                TRACE_ID_HEADER.into(),
+                AMQPValue::LongString(envelope.trace_id.as_str().into()),
+            );
+            Envelope {
+                attempt: 1,
+                ..envelope
+            }
+            .to_bytes()
         }
-        .to_bytes(),
         Err(_) => body.to_vec(),
     };
     let confirm = channel
@@ -297,7 +304,9 @@ async fn republish(
                 ..BasicPublishOptions::default()
             },
             &body,
-            BasicProperties::default().with_delivery_mode(2),
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(headers),
         )
         .await
         .map_err(BrokerError::Channel)?

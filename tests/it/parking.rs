@@ -131,6 +131,12 @@ async fn a_message_that_keeps_failing_is_parked_after_its_last_attempt() {
     .await;
     let (body, headers) = &parked[0];
     assert_eq!(headers["x-park-reason"], "retries_exhausted");
+    let envelope = queue::Envelope::parse(body).expect("an envelope");
+    assert_eq!(
+        headers.get(queue::TRACE_ID_HEADER),
+        Some(&envelope.trace_id),
+        "the trace id travels in the headers through the relay and every retry"
+    );
     assert_eq!(
         headers["x-attempts"], "3",
         "POLLING_RETRY allows three attempts"

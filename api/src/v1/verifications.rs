@@ -116,14 +116,17 @@ pub async fn create(
         metrics::counter!("namaskah_charges_total").increment(1);
         metrics::counter!("namaskah_charged_cents_total")
             .increment(u64::try_from(verification.price_cents).unwrap_or(0));
-        tracing::info!(
-            verification_id = %verification.id,
-            trace_id = %verification.trace_id,
-            service = %verification.service,
-            country = %verification.country,
-            price_cents = verification.price_cents,
-            "verification accepted"
-        );
+        let span = tracing::info_span!("accept_verification", trace_id = %verification.trace_id);
+        namaskah_core::telemetry::adopt_trace_id(&span, &verification.trace_id);
+        span.in_scope(|| {
+            tracing::info!(
+                verification_id = %verification.id,
+                service = %verification.service,
+                country = %verification.country,
+                price_cents = verification.price_cents,
+                "verification accepted"
+            );
+        });
         Ok(reply)
     }
     .await;

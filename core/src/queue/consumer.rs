@@ -31,7 +31,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{
-    BrokerError, Envelope, Job, QueueName, Topology, backoff_delay, open_confirming,
+    BrokerError, Envelope, Job, QueueName, TRACE_ID_HEADER, Topology, backoff_delay,
+    open_confirming,
     relay::{expect_ack, publish},
     topology::long_string,
 };
@@ -215,6 +216,7 @@ impl Processor {
             attempt = envelope.attempt,
             trace_id = %envelope.trace_id,
         );
+        crate::telemetry::adopt_trace_id(&span, &envelope.trace_id);
         self.process_envelope(delivery, envelope)
             .instrument(span)
             .await;
@@ -293,8 +295,9 @@ impl Processor {
         delivery: &Delivery,
         next: &Envelope,
         delay: Duration,
-        headers: FieldTable,
+        mut headers: FieldTable,
     ) {
+        headers.insert(TRACE_ID_HEADER.into(), long_string(&next.trace_id));
         let published = async {
             let confirm = publish(
                 &self.channel,
@@ -302,7 +305,7 @@ impl Processor {
                 next.job.queue(),
                 &next.to_bytes(),
                 delay,
-                Some(headers),
+                headers,
             )
             .await?;
             expect_ack(confirm.await.map_err(BrokerError::Channel)?)
@@ -393,6 +396,14 @@ fn carried_headers(delivery: &Delivery) -> FieldTable {
         .and_then(|h| h.inner().get("x-first-seen").cloned())
         .unwrap_or_else(|| long_string(&Utc::now().to_rfc3339()));
     headers.insert("x-first-seen".into(), first_seen);
+    if let Some(trace_id) = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(TRACE_ID_HEADER).cloned())
+    {
+        headers.insert(TRACE_ID_HEADER.into(), trace_id);
+    }
     headers
 }
 

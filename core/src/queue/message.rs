@@ -52,6 +52,10 @@ impl Job {
     }
 }
 
+/// The AMQP header that repeats the envelope's trace id, so the broker's tools (management
+/// UI, shovels, parked-message listings) show which verification a message belongs to.
+pub const TRACE_ID_HEADER: &str = "trace-id";
+
 /// A job with its delivery bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {

@@ -15,7 +15,7 @@ mod topology;
 pub use connection::{BrokerError, BrokerProbe, connect, open_confirming};
 pub use consumer::{Attempt, ConsumerOptions, Handled, JobError, JobHandler, run_consumer};
 pub use delay::DelayTier;
-pub use message::{Envelope, Job, MalformedMessage};
+pub use message::{Envelope, Job, MalformedMessage, TRACE_ID_HEADER};
 pub use relay::{OutboxRelay, OutboxSignal, RelayError};
 pub use retry::backoff_delay;
 pub use topology::{QueueName, Topology};

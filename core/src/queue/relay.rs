@@ -9,12 +9,18 @@
 //! Writers in the same process wake the relay through [`OutboxSignal`] right after their
 //! commit; rows written by other processes are found by polling.
 
-use lapin::{BasicProperties, Channel, Confirmation, Connection, options::BasicPublishOptions};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, options::BasicPublishOptions,
+    types::FieldTable,
+};
 use sqlx::PgPool;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
 
-use super::{BrokerError, DelayTier, QueueName, Topology, open_confirming};
+use super::{
+    BrokerError, DelayTier, QueueName, TRACE_ID_HEADER, Topology, open_confirming,
+    topology::long_string,
+};
 use crate::{
     Shutdown,
     store::{
@@ -186,13 +192,17 @@ async fn publish_all(
         };
         let body = serde_json::to_vec(&row.payload).unwrap_or_default();
         let delay = u64::try_from(row.delay_ms).unwrap_or(0);
+        let mut headers = FieldTable::default();
+        if let Some(trace_id) = row.payload.get("trace_id").and_then(|id| id.as_str()) {
+            headers.insert(TRACE_ID_HEADER.into(), long_string(trace_id));
+        }
         let confirm = publish(
             channel,
             topology,
             queue,
             &body,
             Duration::from_millis(delay),
-            None,
+            headers,
         )
         .await?;
         confirms.push(confirm);
@@ -211,18 +221,16 @@ pub(crate) async fn publish(
     queue: QueueName,
     body: &[u8],
     delay: Duration,
-    headers: Option<lapin::types::FieldTable>,
+    headers: FieldTable,
 ) -> Result<lapin::PublisherConfirm, BrokerError> {
     let exchange = match DelayTier::for_delay(delay) {
         Some(tier) => topology.delay_name(tier),
         None => topology.exchange(),
     };
-    let mut properties = BasicProperties::default()
+    let properties = BasicProperties::default()
         .with_delivery_mode(2)
-        .with_content_type("application/json".into());
-    if let Some(headers) = headers {
-        properties = properties.with_headers(headers);
-    }
+        .with_content_type("application/json".into())
+        .with_headers(headers);
     channel
         .basic_publish(
             exchange.into(),

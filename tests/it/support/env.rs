@@ -72,7 +72,11 @@ impl TestEnvBuilder {
 
     pub async fn start(self) -> TestEnv {
         // Logs are captured per test and shown when it fails.
-        namaskah_core::telemetry::init(namaskah_core::config::LogFormat::Text);
+        std::mem::forget(namaskah_core::telemetry::init(
+            namaskah_core::config::LogFormat::Text,
+            None,
+            "test",
+        ));
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database_url = format!("{}/namaskah_test_{}", server_url(), &id[..16]);
         let prefix = format!("t{}.", &id[..12]);
