@@ -125,6 +125,10 @@ fn describe() {
         "Time to answer an HTTP request."
     );
     describe_counter!(
+        "namaskah_cache_requests_total",
+        "Look-ups in in-process caches, by cache and result (hit or miss)."
+    );
+    describe_counter!(
         "namaskah_jobs_total",
         "Messages handled by workers, by queue and outcome."
     );

@@ -105,8 +105,10 @@ impl TextVerified {
             && !force_new
             && Instant::now() < token.renew_at
         {
+            metrics::counter!("namaskah_cache_requests_total", "cache" => "textverified_token", "result" => "hit").increment(1);
             return Ok(token.value.clone());
         }
+        metrics::counter!("namaskah_cache_requests_total", "cache" => "textverified_token", "result" => "miss").increment(1);
         let response = self
             .http
             .post(format!("{}/api/pub/v2/auth", self.base_url))
