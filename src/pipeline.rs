@@ -56,6 +56,8 @@ pub enum StartError {
     Worker(#[from] WorkerSetupError),
     #[error(transparent)]
     Dashboard(#[from] namaskah_dashboard::DashboardError),
+    #[error(transparent)]
+    Api(#[from] namaskah_api::ApiSetupError),
     #[error("{0}")]
     Bind(#[from] std::io::Error),
 }
@@ -133,7 +135,7 @@ pub async fn start(
             &config,
             providers.names(),
             outbox.clone(),
-        ));
+        )?);
         tasks.spawn(namaskah_api::serve(state, listener, shutdown.clone()));
     }
 

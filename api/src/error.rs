@@ -52,6 +52,12 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("the verification is already {0} and can no longer be cancelled")]
     NotCancellable(String),
+    #[error("too many requests for this API key's tier; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error(
+        "the account already has {limit} open verifications, the most its tier allows; wait for one to finish"
+    )]
+    OpenVerificationLimit { limit: i32 },
     #[error("a dependency is unavailable; retry shortly")]
     Unavailable,
     #[error("internal error")]
@@ -74,7 +80,10 @@ impl ApiError {
             UnknownService(_) | InvalidWebhookUrl(_) | IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            IdempotencyKeyInUse | NotCancellable(_) => StatusCode::CONFLICT,
+            IdempotencyKeyInUse | NotCancellable(_) | OpenVerificationLimit { .. } => {
+                StatusCode::CONFLICT
+            }
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +110,8 @@ impl ApiError {
             IdempotencyKeyReused => "idempotency_key_reused",
             IdempotencyKeyInUse => "idempotency_key_in_use",
             NotCancellable(_) => "not_cancellable",
+            RateLimited { .. } => "rate_limited",
+            OpenVerificationLimit { .. } => "open_verification_limit",
             Unavailable => "service_unavailable",
             Internal => "internal_error",
         }
@@ -120,6 +131,12 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        ApiError::from(&error)
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(error: &StoreError) -> Self {
         let unavailable = error.is_connection_problem();
         if unavailable {
             tracing::warn!(%error, "database unavailable");

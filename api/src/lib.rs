@@ -5,9 +5,11 @@
 
 mod auth;
 mod body;
+mod cache;
 mod error;
 mod health;
 mod idempotency;
+mod rate_limit;
 mod respond;
 mod routes;
 mod state;
@@ -15,7 +17,7 @@ mod v1;
 
 pub use error::ApiError;
 pub use routes::routes;
-pub use state::AppState;
+pub use state::{AppState, SetupError as ApiSetupError};
 
 use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
@@ -27,6 +29,15 @@ use namaskah_core::Shutdown;
 pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: Shutdown) {
     let address = listener.local_addr().ok();
     tracing::info!(?address, "API listening");
+    tokio::spawn(cache::listen_for_changes(
+        state.database_url.clone(),
+        Arc::clone(&state.caches),
+        shutdown.clone(),
+    ));
+    tokio::spawn(forget_idle_rate_limits(
+        Arc::clone(&state),
+        shutdown.clone(),
+    ));
     warp::serve(routes(state))
         .incoming(listener)
         .graceful(async move { shutdown.wait().await })
@@ -40,4 +51,15 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await.map_err(|error| {
         std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
     })
+}
+
+async fn forget_idle_rate_limits(state: Arc<AppState>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
+                state.rate_limiter.forget_idle_keys();
+            }
+        }
+    }
 }

@@ -1,13 +1,13 @@
 //! Turning handler results into HTTP responses.
 
 use futures_util::FutureExt;
-use std::{convert::Infallible, future::Future, panic::AssertUnwindSafe};
+use std::{cell::Cell, convert::Infallible, future::Future, panic::AssertUnwindSafe};
 use warp::{
     http::{HeaderValue, StatusCode, header},
     reply::Response,
 };
 
-use crate::ApiError;
+use crate::{ApiError, auth::RATE_LIMIT, rate_limit::Decision};
 
 /// A successful answer: a status and a JSON body.
 #[derive(Debug)]
@@ -50,6 +50,34 @@ pub fn reply_response(reply: Reply) -> Response {
     response
 }
 
+/// A `200` with a strong `ETag` (a digest of the body), or `304 Not Modified` when the
+/// client's `If-None-Match` already names it. Clients must revalidate (`no-cache`): the
+/// data can change at any time.
+pub fn cacheable_response(reply: Reply, if_none_match: Option<&str>) -> Response {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(&reply.body);
+    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let matches = if_none_match.is_some_and(|header| {
+        header
+            .split(',')
+            .map(|tag| tag.trim().trim_start_matches("W/"))
+            .any(|tag| tag == etag || tag == "*")
+    });
+    let mut response = if matches {
+        let mut response = Response::new(Vec::new().into());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        reply_response(reply)
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
 pub fn error_response(error: &ApiError) -> Response {
     let mut response = json_response(error.status(), error.body());
     if error.status() == StatusCode::UNAUTHORIZED {
@@ -57,7 +85,21 @@ pub fn error_response(error: &ApiError) -> Response {
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    if let ApiError::RateLimited { retry_after_secs } = error {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+    }
     response
+}
+
+/// `RateLimit-Limit`, `-Remaining` and `-Reset` (IETF draft `RateLimit` header fields), on
+/// every answer to an authenticated request, refusals included.
+fn add_rate_limit_headers(response: &mut Response, decision: Decision) {
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset_secs));
 }
 
 /// Runs a handler; its error, or a panic, becomes a JSON error response. A panic is a bug,
@@ -65,8 +107,13 @@ pub fn error_response(error: &ApiError) -> Response {
 pub async fn respond(
     handler: impl Future<Output = Result<Response, ApiError>>,
 ) -> Result<Response, Infallible> {
-    let outcome = AssertUnwindSafe(handler).catch_unwind().await;
-    Ok(match outcome {
+    let (outcome, rate_limit) = RATE_LIMIT
+        .scope(Cell::new(None), async {
+            let outcome = AssertUnwindSafe(handler).catch_unwind().await;
+            (outcome, RATE_LIMIT.with(Cell::get))
+        })
+        .await;
+    let mut response = match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error_response(&error),
         Err(_) => {
@@ -79,5 +126,9 @@ pub async fn respond(
             });
             error_response(&ApiError::Internal)
         }
-    })
+    };
+    if let Some(decision) = rate_limit {
+        add_rate_limit_headers(&mut response, decision);
+    }
+    Ok(response)
 }

@@ -16,6 +16,8 @@
 //! | GET    | /v1/webhook-messages               | [`v1::webhook_messages::list`] |
 //! | GET    | /v1/webhook-messages/{id}/attempts | [`v1::webhook_messages::attempts`] |
 //! | POST   | /v1/webhook-messages/{id}/replay   | [`v1::webhook_messages::replay`] |
+//! | POST, GET | /v1/api-keys                    | [`v1::api_keys::create`], [`v1::api_keys::list`] |
+//! | DELETE | /v1/api-keys/{id}                  | [`v1::api_keys::revoke`]       |
 //!
 //! Handlers never reject: their errors become JSON responses in [`respond`]. Only routing
 //! misses reach [`recover`].
@@ -85,7 +87,8 @@ pub fn routes(
         .and(warp::get())
         .and(with_state.clone())
         .and(body::raw_query())
-        .and_then(|state, query| respond(v1::services::list(state, query)));
+        .and(warp::header::optional::<String>("if-none-match"))
+        .and_then(|state, query, etag| respond(v1::services::list(state, query, etag)));
 
     let core = healthz
         .or(readyz)
@@ -117,6 +120,8 @@ pub fn routes(
         .or(core)
         .unify()
         .or(webhook_routes(with_state.clone()))
+        .unify()
+        .or(api_key_routes(with_state.clone()))
         .unify()
         .recover(recover)
         .unify()
@@ -150,6 +155,7 @@ fn route_template(path: &str) -> String {
         "recover",
         "attempts",
         "replay",
+        "api-keys",
         "healthz",
         "readyz",
         "metrics",
@@ -278,6 +284,36 @@ fn webhook_routes(
         .or(replay)
         .unify()
         .boxed()
+}
+
+/// `/v1/api-keys`.
+fn api_key_routes(
+    with_state: impl Filter<Extract = (Arc<AppState>,), Error = Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> warp::filters::BoxedFilter<(Response,)> {
+    use v1::api_keys;
+    let authorization = warp::header::optional::<String>("authorization");
+    let create = warp::path!("v1" / "api-keys")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(body::limited())
+        .and_then(|state, auth, key, body| respond(api_keys::create(state, auth, key, body)));
+    let list = warp::path!("v1" / "api-keys")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(api_keys::list(state, auth)));
+    let revoke = warp::path!("v1" / "api-keys" / String)
+        .and(warp::delete())
+        .and(with_state)
+        .and(authorization)
+        .and_then(|id, state, auth| respond(api_keys::revoke(state, id, auth)));
+    create.or(list).unify().or(revoke).unify().boxed()
 }
 
 /// Routing misses as JSON errors.

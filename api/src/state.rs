@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 use uuid::Uuid;
@@ -13,6 +13,15 @@ use namaskah_core::{
     queue::{BrokerProbe, OutboxSignal},
     webhooks::ssrf::UrlPolicy,
 };
+
+use crate::{cache::Caches, rate_limit::RateLimiter};
+
+/// Why the API cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("REDIS_URL is not usable: {0}")]
+    Redis(redis::RedisError),
+}
 
 /// `last_used_at` is bookkeeping; writing it once a minute per key is plenty.
 const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -28,17 +37,22 @@ pub struct AppState {
     pub webhook_urls: UrlPolicy,
     /// How long a rotated-out webhook secret keeps signing.
     pub webhook_rotation_overlap: Duration,
+    pub caches: Arc<Caches>,
+    pub rate_limiter: RateLimiter,
+    /// For the cache-change listener's own connection.
+    pub(crate) database_url: String,
     key_touches: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl AppState {
+    /// Fails only when `REDIS_URL` cannot be a Redis address.
     pub fn new(
         pool: PgPool,
         config: &Config,
         provider_order: Vec<String>,
         outbox: OutboxSignal,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, SetupError> {
+        Ok(Self {
             pool,
             provider_order,
             outbox,
@@ -48,8 +62,12 @@ impl AppState {
                 allow_private_networks: config.webhooks.allow_private_networks,
             },
             webhook_rotation_overlap: config.webhooks.rotation_overlap,
+            caches: Arc::new(Caches::default()),
+            rate_limiter: RateLimiter::new(config.redis_url.as_deref())
+                .map_err(SetupError::Redis)?,
+            database_url: config.database_url.clone(),
             key_touches: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Whether `last_used_at` of this key is due for an update (and marks it done).

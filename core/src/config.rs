@@ -53,6 +53,8 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Where spans go over OTLP/HTTP (the `otlp` cargo feature); `None` exports nothing.
     pub otlp_endpoint: Option<String>,
+    /// Redis shared by the API replicas for rate limits; `None` limits in each process.
+    pub redis_url: Option<String>,
 }
 
 /// The operator dashboard.
@@ -290,6 +292,11 @@ impl Config {
             },
             sentry_dsn: env.raw("SENTRY_DSN").map(Secret::new),
             otlp_endpoint: env.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            redis_url: match env.raw("REDIS_URL") {
+                Some(url) if url.starts_with("redis://") => Some(url),
+                Some(_) => return Err(env.error("REDIS_URL", "a redis:// URL")),
+                None => None,
+            },
             metrics_addr: match env.raw("METRICS_ADDR").as_deref().map(str::trim) {
                 Some("off") => None,
                 _ => Some(env.socket_addr("METRICS_ADDR", "127.0.0.1:9464")?),

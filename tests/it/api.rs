@@ -3,7 +3,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::TestEnv;
+use std::time::Duration;
+
+use crate::support::{TestEnv, eventually};
 use namaskah::pipeline::Roles;
 use namaskah_core::domain::Scope;
 
@@ -496,4 +498,45 @@ async fn readiness_fails_when_rabbitmq_is_unreachable() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["checks"]["postgres"], "ok");
     assert_ne!(body["checks"]["rabbitmq"], "ok");
+}
+
+#[tokio::test]
+async fn the_catalogue_answers_304_to_its_etag_until_a_price_changes() {
+    let env = TestEnv::start().await;
+    let url = format!("{}/v1/services?service=telegram&country=us", env.api);
+    let first = env.http.get(&url).send().await.expect("request");
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
+    let revalidate = |etag: String| {
+        let http = env.http.clone();
+        let url = url.clone();
+        async move {
+            http.get(&url)
+                .header("if-none-match", etag)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let unchanged = revalidate(etag.clone()).await;
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(unchanged.headers()["etag"], etag.as_str());
+
+    // A new price reaches the cached catalogue through PostgreSQL's notification.
+    sqlx::query(
+        "UPDATE services SET price_cents = 777 WHERE service = 'telegram' AND country = 'us'",
+    )
+    .execute(&env.pool)
+    .await
+    .expect("new price");
+    let changed = eventually(Duration::from_secs(2), "the new price to be served", || {
+        let answer = revalidate(etag.clone());
+        async move {
+            let answer = answer.await;
+            (answer.status() == StatusCode::OK).then_some(answer)
+        }
+    })
+    .await;
+    let body: Value = changed.json().await.expect("json");
+    assert_eq!(body["data"][0]["price_cents"], 777);
 }

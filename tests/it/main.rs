@@ -5,6 +5,7 @@
 mod support;
 
 mod api;
+mod api_keys;
 mod browser;
 mod dashboard;
 mod deployment;
@@ -17,4 +18,5 @@ mod parking;
 mod scheduler;
 mod sentry;
 mod text_verified;
+mod tiers;
 mod webhooks;

@@ -1,6 +1,7 @@
 //! API v1: verifications, the account and the service catalogue.
 
 pub mod account;
+pub mod api_keys;
 pub mod services;
 pub mod verifications;
 pub mod webhook_endpoints;

@@ -8,13 +8,13 @@ use warp::http::StatusCode;
 use namaskah_core::{
     domain::{CountryCode, ServiceCode},
     pricing,
-    store::services,
+    store::services::Offer,
 };
 
 use crate::{
     ApiError, AppState,
     body::parse_query,
-    respond::{Reply, reply_response},
+    respond::{Reply, cacheable_response},
 };
 
 #[derive(Debug, Deserialize)]
@@ -25,7 +25,12 @@ struct Filter {
 }
 
 /// The catalogue is public: integrators browse it before they have a key.
-pub async fn list(state: Arc<AppState>, query: String) -> Result<warp::reply::Response, ApiError> {
+/// Answers carry an `ETag`; a client that sends it back in `If-None-Match` gets `304`.
+pub async fn list(
+    state: Arc<AppState>,
+    query: String,
+    if_none_match: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
     let filter: Filter = parse_query(&query)?;
     let service = filter
         .service
@@ -39,14 +44,17 @@ pub async fn list(state: Arc<AppState>, query: String) -> Result<warp::reply::Re
         .map(CountryCode::parse)
         .transpose()
         .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
-    let offers = services::enabled_offers(
-        &state.pool,
-        &state.provider_order,
-        service.as_ref().map(ServiceCode::as_str),
-        country.as_ref().map(CountryCode::as_str),
-    )
-    .await?;
-    let data: Vec<_> = pricing::price_list(&offers, &state.provider_order)
+    let offers = state
+        .caches
+        .offers(&state.pool, &state.provider_order)
+        .await?;
+    let wanted: Vec<Offer> = offers
+        .iter()
+        .filter(|o| service.as_ref().is_none_or(|s| o.service == s.as_str()))
+        .filter(|o| country.as_ref().is_none_or(|c| o.country == c.as_str()))
+        .cloned()
+        .collect();
+    let data: Vec<_> = pricing::price_list(&wanted, &state.provider_order)
         .into_iter()
         .map(|quote| {
             json!({
@@ -57,8 +65,8 @@ pub async fn list(state: Arc<AppState>, query: String) -> Result<warp::reply::Re
             })
         })
         .collect();
-    Ok(reply_response(Reply::json(
-        StatusCode::OK,
-        &json!({ "data": data }),
-    )))
+    Ok(cacheable_response(
+        Reply::json(StatusCode::OK, &json!({ "data": data })),
+        if_none_match.as_deref(),
+    ))
 }

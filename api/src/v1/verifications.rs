@@ -10,7 +10,7 @@ use namaskah_core::{
     domain::{CountryCode, Scope, ServiceCode, Status, VerificationId, new_trace_id},
     pricing,
     store::{
-        accounts, services,
+        accounts,
         verifications::{self, CancelOutcome, NewVerification},
     },
 };
@@ -59,13 +59,10 @@ pub async fn create(
         Begin::Proceed(guard) => guard,
     };
     let result = async {
-        let offers = services::enabled_offers(
-            &state.pool,
-            &state.provider_order,
-            Some(service.as_str()),
-            country.as_ref().map(CountryCode::as_str),
-        )
-        .await?;
+        let offers = state
+            .caches
+            .offers(&state.pool, &state.provider_order)
+            .await?;
         let quote = pricing::quote(
             &offers,
             &state.provider_order,
@@ -86,7 +83,7 @@ pub async fn create(
             account_id: owner.account_id,
             service: quote.service,
             country: quote.country,
-            price_cents: quote.price_cents,
+            price_cents: owner.plan.price_cents(quote.price_cents),
             trace_id: new_trace_id(),
         };
         let mut tx = state
@@ -94,6 +91,12 @@ pub async fn create(
             .begin()
             .await
             .map_err(namaskah_core::store::StoreError::from)?;
+        let open = verifications::lock_account_and_count_open(&mut tx, owner.account_id).await?;
+        if open >= i64::from(owner.plan.max_open_verifications) {
+            return Err(ApiError::OpenVerificationLimit {
+                limit: owner.plan.max_open_verifications,
+            });
+        }
         let Some(verification) = verifications::insert_charged(&mut tx, &new).await? else {
             drop(tx);
             let balance = accounts::find(&state.pool, owner.account_id)

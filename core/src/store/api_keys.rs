@@ -5,7 +5,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::domain::{AccountId, ApiKey, ApiKeyHash, Scope, TenantId};
+use crate::domain::{AccountId, ApiKey, ApiKeyHash, Scope, TenantId, Tier};
 
 /// Who a presented key belongs to.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -13,9 +13,25 @@ pub struct KeyOwner {
     pub key_id: Uuid,
     pub account_id: AccountId,
     pub tenant_id: TenantId,
+    #[sqlx(try_from = "String")]
+    pub tier: Tier,
     pub scopes: Vec<String>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
+
+/// A key as its owner sees it: never the key itself.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct KeySummary {
+    pub id: Uuid,
+    pub prefix: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+const SUMMARY_COLUMNS: &str = "id, prefix, name, scopes, created_at, last_used_at, revoked_at";
 
 impl KeyOwner {
     pub fn has_scope(&self, scope: Scope) -> bool {
@@ -57,7 +73,7 @@ pub async fn find_by_hash(
     hash: &ApiKeyHash,
 ) -> Result<Option<KeyOwner>, StoreError> {
     Ok(sqlx::query_as::<_, KeyOwner>(
-        "SELECT k.id AS key_id, k.account_id, a.tenant_id, k.scopes, k.revoked_at
+        "SELECT k.id AS key_id, k.account_id, a.tenant_id, a.tier, k.scopes, k.revoked_at
          FROM api_keys k JOIN accounts a ON a.id = k.account_id
          WHERE k.key_hash = $1",
     )
@@ -73,4 +89,58 @@ pub async fn touch(pool: &PgPool, key_id: Uuid) -> Result<(), StoreError> {
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// The account's keys, newest first, revoked ones included (they explain old requests).
+pub async fn list_for_account(
+    pool: &PgPool,
+    account: AccountId,
+) -> Result<Vec<KeySummary>, StoreError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC, id DESC"
+    );
+    Ok(sqlx::query_as::<_, KeySummary>(sqlx::AssertSqlSafe(sql))
+        .bind(account)
+        .fetch_all(pool)
+        .await?)
+}
+
+pub async fn find_for_account(
+    conn: &mut sqlx::PgConnection,
+    account: AccountId,
+    id: Uuid,
+) -> Result<Option<KeySummary>, StoreError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM api_keys WHERE id = $1 AND account_id = $2");
+    Ok(sqlx::query_as::<_, KeySummary>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(account)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Revokes the account's key; revoking a revoked key changes nothing. `None` when the
+/// account has no such key. The `api_key_changed` trigger tells every API process to drop
+/// the key from its cache.
+pub async fn revoke(
+    pool: &PgPool,
+    account: AccountId,
+    id: Uuid,
+) -> Result<Option<(KeySummary, ApiKeyHash)>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Revoked {
+        #[sqlx(flatten)]
+        summary: KeySummary,
+        key_hash: Vec<u8>,
+    }
+    let sql = format!(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+         WHERE id = $1 AND account_id = $2
+         RETURNING {SUMMARY_COLUMNS}, key_hash"
+    );
+    let revoked = sqlx::query_as::<_, Revoked>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(account)
+        .fetch_optional(pool)
+        .await?;
+    Ok(revoked.map(|r| (r.summary, ApiKeyHash(r.key_hash))))
 }

@@ -18,6 +18,7 @@ pub mod provider_calls;
 pub mod scheduler_runs;
 pub mod services;
 pub mod sweeps;
+pub mod tiers;
 pub mod verifications;
 pub mod webhook_deliveries;
 pub mod webhook_endpoints;
@@ -41,6 +42,8 @@ pub enum StoreError {
     BadUrl(String),
     #[error("{0} already exists")]
     AlreadyExists(&'static str),
+    #[error("{0} is missing from the database")]
+    Missing(&'static str),
 }
 
 impl StoreError {
@@ -92,6 +95,11 @@ pub fn migrator() -> Migrator {
             6,
             "operations",
             include_str!("../../../migrations/0006_operations.sql"),
+        ),
+        (
+            7,
+            "tiers and caching",
+            include_str!("../../../migrations/0007_tiers_and_caching.sql"),
         ),
     ];
     Migrator::with_migrations(

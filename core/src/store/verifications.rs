@@ -61,6 +61,27 @@ pub struct NewVerification {
     pub trace_id: String,
 }
 
+/// Locks the account row for the rest of the transaction, then counts its open
+/// verifications (not yet completed or refunded). Two statements on purpose: the count is
+/// read after the lock is held, so it sees every verification of a charge that held the
+/// lock before, and two concurrent requests cannot both squeeze under a limit.
+pub async fn lock_account_and_count_open(
+    conn: &mut PgConnection,
+    account: AccountId,
+) -> Result<i64, StoreError> {
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(account)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM verifications
+         WHERE account_id = $1 AND status NOT IN ('completed', 'refunded')",
+    )
+    .bind(account)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// Charges the account and inserts the verification, its charge and its ordering message,
 /// all in one statement. `None` when the balance does not cover the price.
 pub async fn insert_charged(

@@ -38,9 +38,17 @@ pub struct TestEnvBuilder {
     behaviour: Behaviour,
     backup_provider: bool,
     amqp_url: Option<String>,
+    seeded_tier_limits: bool,
 }
 
 impl TestEnvBuilder {
+    /// Keep the tiers' rate and open-verification limits as the migration seeds them. By
+    /// default tests lift them, so that only the tests about limits meet them.
+    pub fn seeded_tier_limits(mut self) -> Self {
+        self.seeded_tier_limits = true;
+        self
+    }
+
     /// Only these roles (the default is all of them).
     pub fn roles(mut self, roles: Roles) -> Self {
         self.roles = roles;
@@ -140,6 +148,15 @@ impl TestEnvBuilder {
         let pool = store::connect(&config.database_url, 4)
             .await
             .expect("test database");
+        if !self.seeded_tier_limits {
+            sqlx::query(
+                "UPDATE tiers SET requests_per_second = 100000, burst = 100000,
+                                  max_open_verifications = 1000000",
+            )
+            .execute(&pool)
+            .await
+            .expect("lift tier limits");
+        }
         if backup.is_some() {
             sqlx::query(
                 "INSERT INTO services (service, country, provider, provider_product, provider_country,
@@ -241,6 +258,7 @@ impl TestEnv {
             },
             backup_provider: false,
             amqp_url: None,
+            seeded_tier_limits: false,
         }
     }
 
@@ -262,6 +280,16 @@ impl TestEnv {
     }
 
     pub async fn account_with_scopes(&self, balance_cents: i64, scopes: &[Scope]) -> Account {
+        self.account_on_tier(balance_cents, scopes, Tier::Free)
+            .await
+    }
+
+    pub async fn account_on_tier(
+        &self,
+        balance_cents: i64,
+        scopes: &[Scope],
+        tier: Tier,
+    ) -> Account {
         let key = ApiKey::generate();
         let mut tx = self.pool.begin().await.expect("tx");
         let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
@@ -269,7 +297,7 @@ impl TestEnv {
             &mut tx,
             TenantId::DEFAULT,
             &email,
-            Tier::Free,
+            tier,
             Cents::new(balance_cents).expect("balance"),
         )
         .await

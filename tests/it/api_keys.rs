@@ -1,0 +1,195 @@
+//! `/v1/api-keys`: keys shown once, scoped, and revoked at once on every API replica
+//! despite their caches.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+
+use crate::support::{TestEnv, eventually};
+use namaskah::pipeline::Roles;
+use namaskah_core::domain::Scope;
+
+#[tokio::test]
+async fn an_admin_key_creates_lists_and_revokes_keys() {
+    let env = TestEnv::start().await;
+    let admin = env.account_with_scopes(1_000, &[Scope::Admin]).await;
+
+    let (status, created) = env
+        .post(
+            "/v1/api-keys",
+            &admin.key,
+            json!({ "name": "ci runner", "scopes": ["read", "write", "read"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"]
+        .as_str()
+        .expect("the key, this once")
+        .to_owned();
+    assert!(key.starts_with(created["prefix"].as_str().expect("prefix")));
+    assert_eq!(created["scopes"], json!(["read", "write"]));
+    assert_eq!(created["name"], "ci runner");
+
+    // The new key works, within its scopes.
+    let (status, _) = env.get("/v1/account", &key).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = env.get("/v1/api-keys", &key).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "insufficient_scope");
+
+    // Listed without the key itself.
+    let (_, listed) = env.get("/v1/api-keys", &admin.key).await;
+    let entries = listed["data"].as_array().expect("data");
+    assert_eq!(entries.len(), 2, "{listed}");
+    assert!(entries.iter().all(|entry| entry["key"].is_null()));
+
+    let id = created["id"].as_str().expect("id");
+    let (status, revoked) = env
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/api-keys/{id}"),
+            Some(&admin.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert!(revoked["revoked_at"].is_string());
+    let (status, body) = env.get("/v1/account", &key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "revoked_api_key");
+
+    // Revoking again is harmless; another account's key id is not found.
+    let (status, _) = env
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/api-keys/{id}"),
+            Some(&admin.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let stranger = env.account_with_scopes(0, &[Scope::Admin]).await;
+    let (status, _) = env
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/api-keys/{id}"),
+            Some(&stranger.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_key_requests_get_clear_errors() {
+    let env = TestEnv::start().await;
+    let admin = env.account_with_scopes(0, &[Scope::Admin]).await;
+    for (body, code) in [
+        (json!({ "scopes": [] }), "invalid_request"),
+        (json!({ "scopes": ["root"] }), "invalid_request"),
+        (json!({ "scopes": "read" }), "invalid_request"),
+        (
+            json!({ "name": "x".repeat(101), "scopes": ["read"] }),
+            "invalid_request",
+        ),
+        (
+            json!({ "scopes": ["read"], "expires": "never" }),
+            "invalid_request",
+        ),
+    ] {
+        let (status, answer) = env.post("/v1/api-keys", &admin.key, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body} → {answer}");
+    }
+    let (status, _) = env
+        .request(
+            reqwest::Method::DELETE,
+            "/v1/api-keys/not-a-uuid",
+            Some(&admin.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_replayed_create_makes_no_second_key_and_never_repeats_the_secret() {
+    let env = TestEnv::start().await;
+    let admin = env.account_with_scopes(0, &[Scope::Admin]).await;
+    let send = || async {
+        let response = env
+            .http
+            .post(format!("{}/v1/api-keys", env.api))
+            .bearer_auth(&admin.key)
+            .header("idempotency-key", "key-create-1")
+            .json(&json!({ "scopes": ["read"] }))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("json");
+        (status, body)
+    };
+    let (first_status, first) = send().await;
+    let (second_status, second) = send().await;
+    assert_eq!(
+        (first_status, second_status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(first["id"], second["id"]);
+    assert!(first["key"].is_string());
+    assert!(second["key"].is_null(), "the key is never stored: {second}");
+    let (_, listed) = env.get("/v1/api-keys", &admin.key).await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_by_another_replica_that_had_it_cached() {
+    let env = TestEnv::start().await;
+    let account = env
+        .account_with_scopes(1_000, &[Scope::Read, Scope::Admin])
+        .await;
+    let second = env
+        .start_roles(Roles {
+            api: true,
+            ..Roles::default()
+        })
+        .await;
+    let second_api = format!("http://{}", second.api_addr.expect("second API"));
+    let account_on_second = || async {
+        env.http
+            .get(format!("{second_api}/v1/account"))
+            .bearer_auth(&account.key)
+            .send()
+            .await
+            .expect("request")
+            .status()
+    };
+    // Both replicas now hold the key in their caches.
+    assert_eq!(account_on_second().await, StatusCode::OK);
+    let (_, keys) = env.get("/v1/api-keys", &account.key).await;
+    let id = keys["data"][0]["id"]
+        .as_str()
+        .expect("the key's id")
+        .to_owned();
+
+    // The key revokes itself through the first replica, which refuses it from then on.
+    let (status, _) = env
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/api-keys/{id}"),
+            Some(&account.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = env.get("/v1/account", &account.key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The second replica hears of it from PostgreSQL within milliseconds.
+    eventually(
+        Duration::from_secs(2),
+        "the second replica to refuse the revoked key",
+        || async { (account_on_second().await == StatusCode::UNAUTHORIZED).then_some(()) },
+    )
+    .await;
+}
