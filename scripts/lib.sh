@@ -35,6 +35,15 @@ require_postgres() {
             docker compose up -d postgres                                            (Docker)"
 }
 
+# The tests share rate limits between two API instances through Redis.
+require_redis() {
+    local target
+    target="$(host_port "${TEST_REDIS_URL:-redis://127.0.0.1:6379}")"
+    port_open "$target" || fail "Redis is not reachable at $target (TEST_REDIS_URL).
+  Start it: redis-server --daemonize yes          (Debian: apt-get install redis-server)
+            brew services start redis            (macOS)"
+}
+
 require_rabbitmq() {
     local target
     target="$(host_port "$AMQP_URL")"
