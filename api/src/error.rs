@@ -58,6 +58,8 @@ pub enum ApiError {
         "the account already has {limit} open verifications, the most its tier allows; wait for one to finish"
     )]
     OpenVerificationLimit { limit: i32 },
+    #[error("{} of the batch's items cannot be accepted, so none was (`atomic: true`)", .0.len())]
+    BatchRejected(Vec<crate::v2::verifications::ItemError>),
     #[error("a dependency is unavailable; retry shortly")]
     Unavailable,
     #[error("internal error")]
@@ -77,7 +79,7 @@ impl ApiError {
             NotFound(_) | NoRoute(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             InsufficientBalance { .. } => StatusCode::PAYMENT_REQUIRED,
-            UnknownService(_) | InvalidWebhookUrl(_) | IdempotencyKeyReused => {
+            UnknownService(_) | InvalidWebhookUrl(_) | IdempotencyKeyReused | BatchRejected(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             IdempotencyKeyInUse | NotCancellable(_) | OpenVerificationLimit { .. } => {
@@ -111,6 +113,7 @@ impl ApiError {
             IdempotencyKeyInUse => "idempotency_key_in_use",
             NotCancellable(_) => "not_cancellable",
             RateLimited { .. } => "rate_limited",
+            BatchRejected(_) => "batch_rejected",
             OpenVerificationLimit { .. } => "open_verification_limit",
             Unavailable => "service_unavailable",
             Internal => "internal_error",
@@ -121,6 +124,26 @@ impl ApiError {
     /// server errors are not: the client should be able to retry them.
     pub fn is_client_error(&self) -> bool {
         self.status().is_client_error()
+    }
+
+    /// RFC 9457 problem details: `type` points at this error's entry in the API reference.
+    pub fn problem_body(&self) -> Vec<u8> {
+        let status = self.status();
+        let mut problem = json!({
+            "type": format!("/docs#error-{}", self.code()),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+            "code": self.code(),
+        });
+        match self {
+            ApiError::RateLimited { retry_after_secs } => {
+                problem["retry_after"] = json!(retry_after_secs);
+            }
+            ApiError::BatchRejected(errors) => problem["errors"] = json!(errors),
+            _ => {}
+        }
+        serde_json::to_vec(&problem).unwrap_or_default()
     }
 
     pub fn body(&self) -> Vec<u8> {

@@ -20,7 +20,7 @@ use namaskah_core::{
 
 use crate::{
     ApiError, AppState,
-    respond::{Reply, error_response, json_response, reply_response},
+    respond::{Reply, Version, error_body, error_response, json_response, reply_response, version},
 };
 
 /// What to do with a request that may carry a key.
@@ -82,6 +82,12 @@ pub async fn begin(
         Claim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut response = json_response(status, body);
+            if status.is_client_error() && version() == Version::V2 {
+                response.headers_mut().insert(
+                    warp::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+            }
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -110,7 +116,7 @@ pub async fn finish(
                     guard.account,
                     &guard.key,
                     error.status().as_u16(),
-                    &error.body(),
+                    &error_body(&error).1,
                 )
                 .await
             }

@@ -6,6 +6,7 @@
 mod auth;
 mod body;
 mod cache;
+mod charge;
 mod error;
 mod health;
 mod idempotency;
@@ -14,6 +15,7 @@ mod respond;
 mod routes;
 mod state;
 mod v1;
+mod v2;
 
 pub use error::ApiError;
 pub use routes::routes;
@@ -38,6 +40,13 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: Shutdo
         Arc::clone(&state),
         shutdown.clone(),
     ));
+    // Event streams never end by themselves; they must end for the graceful shutdown to.
+    let streams_stop = state.streams_stop.clone();
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.wait().await;
+        streams_stop.trigger();
+    });
     warp::serve(routes(state))
         .incoming(listener)
         .graceful(async move { shutdown.wait().await })

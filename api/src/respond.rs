@@ -78,8 +78,47 @@ pub fn cacheable_response(reply: Reply, if_none_match: Option<&str>) -> Response
     response
 }
 
+/// Which wire format errors take: v1's `{"error": {"code", "message"}}`, or RFC 9457
+/// problem details (`application/problem+json`) for v2. Set per request by [`respond`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    /// The path prefix, `v1` or `v2`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        }
+    }
+}
+
+tokio::task_local! {
+    static VERSION: Version;
+}
+
+/// The version of the request being handled (v1 outside any request).
+pub fn version() -> Version {
+    VERSION.try_with(|version| *version).unwrap_or(Version::V1)
+}
+
+/// An error's body and content type, in the request's version.
+pub fn error_body(error: &ApiError) -> (&'static str, Vec<u8>) {
+    match version() {
+        Version::V1 => ("application/json", error.body()),
+        Version::V2 => ("application/problem+json", error.problem_body()),
+    }
+}
+
 pub fn error_response(error: &ApiError) -> Response {
-    let mut response = json_response(error.status(), error.body());
+    let (content_type, body) = error_body(error);
+    let mut response = json_response(error.status(), body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if error.status() == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()
@@ -107,6 +146,29 @@ fn add_rate_limit_headers(response: &mut Response, decision: Decision) {
 pub async fn respond(
     handler: impl Future<Output = Result<Response, ApiError>>,
 ) -> Result<Response, Infallible> {
+    respond_as(Version::V1, handler).await
+}
+
+/// [`respond`] for `/v2`: errors as problem details.
+pub async fn respond_v2(
+    handler: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<Response, Infallible> {
+    respond_as(Version::V2, handler).await
+}
+
+async fn respond_as(
+    version: Version,
+    handler: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<Response, Infallible> {
+    // Boxed: handler futures are large, and warp's nested filters already use a lot of stack.
+    VERSION
+        .scope(version, Box::pin(respond_in_version(handler)))
+        .await
+}
+
+async fn respond_in_version(
+    handler: impl Future<Output = Result<Response, ApiError>>,
+) -> Result<Response, Infallible> {
     let (outcome, rate_limit) = RATE_LIMIT
         .scope(Cell::new(None), async {
             let outcome = AssertUnwindSafe(handler).catch_unwind().await;
@@ -131,4 +193,22 @@ pub async fn respond(
         add_rate_limit_headers(&mut response, decision);
     }
     Ok(response)
+}
+
+/// What a routing miss means for the client.
+pub fn routing_error(rejection: &warp::Rejection) -> ApiError {
+    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::PayloadTooLarge {
+            limit: crate::body::BODY_LIMIT,
+        }
+    } else if let Some(header) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::InvalidRequest(format!("the `{}` header is malformed", header.name()))
+    } else if rejection.is_not_found() {
+        ApiError::NoRoute("this method and path".to_owned())
+    } else {
+        tracing::warn!(?rejection, "unhandled rejection");
+        ApiError::Internal
+    }
 }

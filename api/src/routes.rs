@@ -26,9 +26,9 @@ use std::{convert::Infallible, sync::Arc};
 use warp::{Filter, Rejection, reply::Response};
 
 use crate::{
-    ApiError, AppState, body, health,
-    respond::{error_response, respond},
-    v1,
+    AppState, body, health,
+    respond::{error_response, respond, routing_error},
+    v1, v2,
 };
 
 pub fn routes(
@@ -123,6 +123,8 @@ pub fn routes(
         .unify()
         .or(api_key_routes(with_state.clone()))
         .unify()
+        .or(v2::routes(with_state.clone()))
+        .unify()
         .recover(recover)
         .unify()
         .with(warp::log::custom(record_request))
@@ -144,7 +146,10 @@ fn record_request(info: warp::log::Info<'_>) {
 fn route_template(path: &str) -> String {
     let known = [
         "v1",
+        "v2",
         "verifications",
+        "batch",
+        "events",
         "cancel",
         "account",
         "services",
@@ -318,19 +323,5 @@ fn api_key_routes(
 
 /// Routing misses as JSON errors.
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    let error = if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::PayloadTooLarge {
-            limit: body::BODY_LIMIT,
-        }
-    } else if let Some(header) = rejection.find::<warp::reject::InvalidHeader>() {
-        ApiError::InvalidRequest(format!("the `{}` header is malformed", header.name()))
-    } else if rejection.is_not_found() {
-        ApiError::NoRoute("this method and path".to_owned())
-    } else {
-        tracing::warn!(?rejection, "unhandled rejection");
-        ApiError::Internal
-    };
-    Ok(error_response(&error))
+    Ok(error_response(&routing_error(&rejection)))
 }

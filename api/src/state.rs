@@ -38,6 +38,8 @@ pub struct AppState {
     /// How long a rotated-out webhook secret keeps signing.
     pub webhook_rotation_overlap: Duration,
     pub caches: Arc<Caches>,
+    /// Ends the open event streams when the API shuts down.
+    pub streams_stop: namaskah_core::Shutdown,
     pub rate_limiter: RateLimiter,
     /// For the cache-change listener's own connection.
     pub(crate) database_url: String,
@@ -63,6 +65,7 @@ impl AppState {
             },
             webhook_rotation_overlap: config.webhooks.rotation_overlap,
             caches: Arc::new(Caches::default()),
+            streams_stop: namaskah_core::Shutdown::new(),
             rate_limiter: RateLimiter::new(config.redis_url.as_deref())
                 .map_err(SetupError::Redis)?,
             database_url: config.database_url.clone(),

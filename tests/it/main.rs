@@ -19,4 +19,5 @@ mod scheduler;
 mod sentry;
 mod text_verified;
 mod tiers;
+mod v2;
 mod webhooks;

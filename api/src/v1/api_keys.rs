@@ -109,13 +109,13 @@ pub async fn create(
             "`name` must be at most {MAX_NAME_CHARS} printable characters"
         )));
     }
-    let path = "/v1/api-keys";
+    let path = format!("/{}/api-keys", crate::respond::version().prefix());
     let guard = match idempotency::start(
         &state,
         caller.account_id,
         idempotency_key.as_deref(),
         "POST",
-        path,
+        &path,
         &body,
     )
     .await?

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use warp::http::StatusCode;
 
 use namaskah_core::{
-    domain::{CountryCode, Scope, ServiceCode, Status, VerificationId, new_trace_id},
-    pricing,
+    domain::{Scope, Status, VerificationId},
     store::{
-        accounts,
-        verifications::{self, CancelOutcome, NewVerification},
+        StoreError,
+        verifications::{self, CancelOutcome},
     },
 };
 
@@ -19,117 +18,52 @@ use crate::{
     ApiError, AppState,
     auth::authenticate,
     body::{parse_json, parse_query},
+    charge::{self, OrderRequest},
     idempotency::{self, Begin},
-    respond::{Reply, reply_response},
+    respond::{Reply, reply_response, version},
 };
 use namaskah_core::views::VerificationView;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateRequest {
-    service: String,
-    #[serde(default)]
-    country: Option<String>,
-}
-
-/// `POST /v1/verifications`: charge the price and queue the order, in one transaction.
+/// `POST /v1/verifications` (and `/v2/verifications`): charge the price and queue the
+/// order, in one transaction.
 pub async fn create(
     state: Arc<AppState>,
     authorization: Option<String>,
     idempotency_key: Option<String>,
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
-    let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
+    let caller = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
     let body = body?;
-    let request: CreateRequest = parse_json(&body)?;
-    let service = ServiceCode::parse(&request.service)
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let country = request
-        .country
-        .as_deref()
-        .map(CountryCode::parse)
-        .transpose()
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-
+    let order = parse_json::<OrderRequest>(&body)?.validate()?;
+    let path = format!("/{}/verifications", version().prefix());
     let key = idempotency_key.as_deref();
-    let path = "/v1/verifications";
-    let guard = match idempotency::start(&state, owner.account_id, key, "POST", path, &body).await?
-    {
-        Begin::Replay(response) => return Ok(response),
-        Begin::Proceed(guard) => guard,
-    };
+    let guard =
+        match idempotency::start(&state, caller.account_id, key, "POST", &path, &body).await? {
+            Begin::Replay(response) => return Ok(response),
+            Begin::Proceed(guard) => guard,
+        };
     let result = async {
         let offers = state
             .caches
             .offers(&state.pool, &state.provider_order)
             .await?;
-        let quote = pricing::quote(
-            &offers,
-            &state.provider_order,
-            service.as_str(),
-            country.as_ref().map(CountryCode::as_str),
-        )
-        .ok_or_else(|| {
-            ApiError::UnknownService(match &country {
-                Some(country) => {
-                    format!("no provider sells `{service}` in `{country}`; see GET /v1/services")
-                }
-                None => format!("no provider sells `{service}`; see GET /v1/services"),
-            })
-        })?;
-
-        let new = NewVerification {
-            id: VerificationId::new(),
-            account_id: owner.account_id,
-            service: quote.service,
-            country: quote.country,
-            price_cents: owner.plan.price_cents(quote.price_cents),
-            trace_id: new_trace_id(),
-        };
-        let mut tx = state
-            .pool
-            .begin()
-            .await
-            .map_err(namaskah_core::store::StoreError::from)?;
-        let open = verifications::lock_account_and_count_open(&mut tx, owner.account_id).await?;
-        if open >= i64::from(owner.plan.max_open_verifications) {
+        let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
+        let open = verifications::lock_account_and_count_open(&mut tx, caller.account_id).await?;
+        if open >= i64::from(caller.plan.max_open_verifications) {
             return Err(ApiError::OpenVerificationLimit {
-                limit: owner.plan.max_open_verifications,
+                limit: caller.plan.max_open_verifications,
             });
         }
-        let Some(verification) = verifications::insert_charged(&mut tx, &new).await? else {
-            drop(tx);
-            let balance = accounts::find(&state.pool, owner.account_id)
-                .await?
-                .map_or(0, |account| account.balance_cents);
-            return Err(ApiError::InsufficientBalance {
-                price_cents: new.price_cents,
-                balance_cents: balance,
-            });
-        };
+        let verification =
+            charge::charge(&mut tx, &caller, &offers, &state.provider_order, &order).await?;
         let reply = Reply::json(StatusCode::CREATED, &VerificationView::from(&verification))
-            .with_location(format!("/v1/verifications/{}", verification.id));
+            .with_location(format!("{path}/{}", verification.id));
         if let Some(guard) = &guard {
             guard.store(&mut tx, &reply).await?;
         }
-        tx.commit()
-            .await
-            .map_err(namaskah_core::store::StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
         state.outbox.notify();
-        metrics::counter!("namaskah_charges_total").increment(1);
-        metrics::counter!("namaskah_charged_cents_total")
-            .increment(u64::try_from(verification.price_cents).unwrap_or(0));
-        let span = tracing::info_span!("accept_verification", trace_id = %verification.trace_id);
-        namaskah_core::telemetry::adopt_trace_id(&span, &verification.trace_id);
-        span.in_scope(|| {
-            tracing::info!(
-                verification_id = %verification.id,
-                service = %verification.service,
-                country = %verification.country,
-                price_cents = verification.price_cents,
-                "verification accepted"
-            );
-        });
+        charge::record_accepted(&verification);
         Ok(reply)
     }
     .await;
@@ -215,7 +149,7 @@ pub async fn cancel(
     let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
     let body = body?;
     let key = idempotency_key.as_deref();
-    let path = format!("/v1/verifications/{id}/cancel");
+    let path = format!("/{}/verifications/{id}/cancel", version().prefix());
     let guard =
         match idempotency::start(&state, owner.account_id, key, "POST", &path, &body).await? {
             Begin::Replay(response) => return Ok(response),

@@ -9,6 +9,7 @@ pub mod admins;
 pub mod api_keys;
 pub mod audit;
 pub mod error_groups;
+pub mod events;
 pub mod housekeeping;
 pub mod idempotency;
 pub mod invariants;
@@ -100,6 +101,11 @@ pub fn migrator() -> Migrator {
             7,
             "tiers and caching",
             include_str!("../../../migrations/0007_tiers_and_caching.sql"),
+        ),
+        (
+            8,
+            "event stream",
+            include_str!("../../../migrations/0008_event_stream.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -171,6 +171,34 @@ pub async fn list_for_account(
     )
 }
 
+/// A page of an account's verifications, newest first, strictly after `cursor` (the
+/// creation time and id of the last row of the previous page). Keyset pagination: a row
+/// that existed when the first page was read appears on exactly one page, whatever is
+/// inserted meanwhile (offsets would shift and skip or repeat rows).
+pub async fn page_for_account(
+    pool: &PgPool,
+    account: AccountId,
+    status: Option<Status>,
+    cursor: Option<(DateTime<Utc>, VerificationId)>,
+    limit: i64,
+) -> Result<Vec<Verification>, StoreError> {
+    let (created_at, id) = cursor.unzip();
+    Ok(
+        sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications
+         WHERE account_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $5"))
+        .bind(account)
+        .bind(status.map(Status::as_str))
+        .bind(created_at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?,
+    )
+}
+
 /// The outcome of trying to claim a verification for ordering.
 #[derive(Debug)]
 pub enum OrderingClaim {

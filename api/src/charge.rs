@@ -1,0 +1,117 @@
+//! Accepting a verification: validate the order, price it for the caller's tier, charge it.
+//! Shared by `POST /v1/verifications` and the bulk `POST /v2/verifications/batch`.
+
+use serde::Deserialize;
+use sqlx::PgConnection;
+
+use namaskah_core::{
+    domain::{CountryCode, ServiceCode, VerificationId, new_trace_id},
+    pricing,
+    store::{
+        StoreError,
+        services::Offer,
+        verifications::{self, NewVerification, Verification},
+    },
+};
+
+use crate::{ApiError, auth::Caller, respond::version};
+
+/// One verification to rent, as a request names it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub service: String,
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+/// A validated order.
+#[derive(Clone, Debug)]
+pub struct Order {
+    service: ServiceCode,
+    country: Option<CountryCode>,
+}
+
+impl OrderRequest {
+    pub fn validate(&self) -> Result<Order, ApiError> {
+        let service = ServiceCode::parse(&self.service)
+            .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+        let country = self
+            .country
+            .as_deref()
+            .map(CountryCode::parse)
+            .transpose()
+            .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+        Ok(Order { service, country })
+    }
+}
+
+/// Prices `order` for the caller's tier and charges it: one statement debits the balance and
+/// inserts the verification, its ledger entry and its ordering message. `conn` must be in a
+/// transaction that holds the account's lock
+/// ([`verifications::lock_account_and_count_open`]).
+pub async fn charge(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    offers: &[Offer],
+    provider_order: &[String],
+    order: &Order,
+) -> Result<Verification, ApiError> {
+    let Order { service, country } = order;
+    let quote = pricing::quote(
+        offers,
+        provider_order,
+        service.as_str(),
+        country.as_ref().map(CountryCode::as_str),
+    )
+    .ok_or_else(|| {
+        let catalogue = format!("GET /{}/services", version().prefix());
+        ApiError::UnknownService(match country {
+            Some(country) => {
+                format!("no provider sells `{service}` in `{country}`; see {catalogue}")
+            }
+            None => format!("no provider sells `{service}`; see {catalogue}"),
+        })
+    })?;
+    let new = NewVerification {
+        id: VerificationId::new(),
+        account_id: caller.account_id,
+        service: quote.service,
+        country: quote.country,
+        price_cents: caller.plan.price_cents(quote.price_cents),
+        trace_id: new_trace_id(),
+    };
+    match verifications::insert_charged(&mut *conn, &new).await? {
+        Some(verification) => Ok(verification),
+        None => {
+            let balance_cents: i64 =
+                sqlx::query_scalar("SELECT balance_cents FROM accounts WHERE id = $1")
+                    .bind(caller.account_id)
+                    .fetch_one(conn)
+                    .await
+                    .map_err(StoreError::from)?;
+            Err(ApiError::InsufficientBalance {
+                price_cents: new.price_cents,
+                balance_cents,
+            })
+        }
+    }
+}
+
+/// Metrics and the log line of an accepted verification, once its transaction committed.
+pub fn record_accepted(verification: &Verification) {
+    metrics::counter!("namaskah_charges_total").increment(1);
+    metrics::counter!("namaskah_charged_cents_total")
+        .increment(u64::try_from(verification.price_cents).unwrap_or(0));
+    let span = tracing::info_span!("accept_verification", trace_id = %verification.trace_id);
+    namaskah_core::telemetry::adopt_trace_id(&span, &verification.trace_id);
+    span.in_scope(|| {
+        tracing::info!(
+            verification_id = %verification.id,
+            service = %verification.service,
+            country = %verification.country,
+            price_cents = verification.price_cents,
+            "verification accepted"
+        );
+    });
+}

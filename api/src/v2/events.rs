@@ -1,0 +1,146 @@
+//! `GET /v2/events`: the account's events (the same ones webhooks carry) as server-sent
+//! events, resumable. Each event's `id` is its stream position; a client that reconnects
+//! with `Last-Event-ID` (or `?after=`) gets exactly the events after it, none skipped, none
+//! repeated (see `store/events.rs` for why that holds with concurrent writers). Without a
+//! position the stream starts with events from now on; `?after=0-0` replays everything.
+//!
+//! The stream polls PostgreSQL once a second while idle, ends when the API shuts down, and
+//! ends when its key is revoked.
+
+use futures_util::stream;
+use serde::Deserialize;
+use std::{collections::VecDeque, convert::Infallible, sync::Arc, time::Duration};
+use warp::{Reply as _, sse};
+
+use namaskah_core::{
+    domain::{AccountId, ApiKey, Scope},
+    store::events::{self, Event, StreamPosition},
+};
+
+use crate::{ApiError, AppState, auth::authenticate, body::parse_query};
+
+const IDLE_POLL: Duration = Duration::from_secs(1);
+const BATCH: i64 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    after: Option<String>,
+}
+
+struct Cursor {
+    state: Arc<AppState>,
+    account: AccountId,
+    key: ApiKey,
+    position: StreamPosition,
+    ready: VecDeque<Event>,
+}
+
+pub async fn stream(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+    last_event_id: Option<String>,
+    query: String,
+) -> Result<warp::reply::Response, ApiError> {
+    let caller = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
+    let query: StreamQuery = parse_query(&query)?;
+    let position = match last_event_id.or(query.after) {
+        Some(id) => StreamPosition::parse(&id).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "{id:?} is not an event id of this stream (`Last-Event-ID` and `after` take the `id` of an event)"
+            ))
+        })?,
+        None => events::head(&state.pool, caller.account_id).await?,
+    };
+    let key = authorization
+        .as_deref()
+        .and_then(|header| header.trim().split_once(' '))
+        .and_then(|(_, token)| ApiKey::parse(token.trim()))
+        .ok_or(ApiError::InvalidApiKey)?;
+    let cursor = Cursor {
+        state,
+        account: caller.account_id,
+        key,
+        position,
+        ready: VecDeque::new(),
+    };
+    // A task reads the events and hands them over; it ends when the client goes away (the
+    // channel closes) or the stream should end.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<sse::Event>(16);
+    tokio::spawn(async move {
+        let mut cursor = cursor;
+        loop {
+            let event = tokio::select! {
+                event = next_event(&mut cursor) => event,
+                _ = sender.closed() => None,
+            };
+            let Some(event) = event else { break };
+            if sender.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    let events = stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), receiver))
+    });
+    Ok(sse::reply(
+        sse::keep_alive()
+            .interval(Duration::from_secs(15))
+            .stream(events),
+    )
+    .into_response())
+}
+
+/// The next event to send, waiting for one as long as the stream should stay open.
+async fn next_event(cursor: &mut Cursor) -> Option<sse::Event> {
+    loop {
+        if let Some(event) = cursor.ready.pop_front() {
+            cursor.position = event.position();
+            let message = sse::Event::default()
+                .id(cursor.position.to_event_id())
+                .event(event.event_type.clone())
+                .data(event.payload.to_string());
+            return Some(message);
+        }
+        if cursor.state.streams_stop.is_triggered() || !key_still_valid(cursor).await {
+            return None;
+        }
+        match events::after(
+            &cursor.state.pool,
+            cursor.account,
+            Some(cursor.position),
+            BATCH,
+        )
+        .await
+        {
+            Ok(batch) if !batch.is_empty() => cursor.ready.extend(batch),
+            outcome => {
+                if let Err(error) = outcome {
+                    tracing::warn!(%error, "event stream cannot read events; retrying");
+                }
+                tokio::select! {
+                    _ = cursor.state.streams_stop.wait() => return None,
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+        }
+    }
+}
+
+/// A revoked key loses its open streams too (the key cache makes this check cheap).
+async fn key_still_valid(cursor: &Cursor) -> bool {
+    match cursor
+        .state
+        .caches
+        .key_owner(&cursor.state.pool, &cursor.key.hash())
+        .await
+    {
+        Ok(Some(owner)) => owner.revoked_at.is_none(),
+        Ok(None) => false,
+        // The database being away is no reason to drop the client; the next poll retries.
+        Err(_) => true,
+    }
+}
