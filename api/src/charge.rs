@@ -17,11 +17,15 @@ use namaskah_core::{
 use crate::{ApiError, auth::Caller, respond::version};
 
 /// One verification to rent, as a request names it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
+    /// A service code from `GET /v1/services`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,31}$", example = "telegram")]
     pub service: String,
+    /// ISO 3166 alpha-2, lowercase; without it, the cheapest country.
     #[serde(default)]
+    #[schema(pattern = "^[a-z]{2}$", example = "us")]
     pub country: Option<String>,
 }
 

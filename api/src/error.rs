@@ -67,6 +67,45 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// One of each error, for the reference page's table of codes.
+    pub fn examples() -> Vec<ApiError> {
+        use ApiError::*;
+        vec![
+            MissingApiKey,
+            InvalidApiKey,
+            RevokedApiKey,
+            InsufficientScope(Scope::Write),
+            InvalidJson("expected value at line 1 column 1".to_owned()),
+            InvalidRequest("unknown field `colour`".to_owned()),
+            InvalidQuery("`limit` must be from 1 to 100".to_owned()),
+            PayloadTooLarge {
+                limit: crate::body::BODY_LIMIT,
+            },
+            InvalidIdempotencyKey(
+                "the Idempotency-Key must be 1 to 255 visible characters".to_owned(),
+            ),
+            NotFound("verification"),
+            NoRoute("this method and path".to_owned()),
+            MethodNotAllowed,
+            InsufficientBalance {
+                price_cents: 90,
+                balance_cents: 40,
+            },
+            UnknownService("no provider sells `telegram` in `zz`".to_owned()),
+            InvalidWebhookUrl("the address is private".to_owned()),
+            IdempotencyKeyReused,
+            IdempotencyKeyInUse,
+            NotCancellable("completed".to_owned()),
+            RateLimited {
+                retry_after_secs: 1,
+            },
+            OpenVerificationLimit { limit: 5 },
+            BatchRejected(Vec::new()),
+            Unavailable,
+            Internal,
+        ]
+    }
+
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {

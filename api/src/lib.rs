@@ -10,6 +10,7 @@ mod charge;
 mod error;
 mod health;
 mod idempotency;
+mod openapi;
 mod rate_limit;
 mod respond;
 mod routes;

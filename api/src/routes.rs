@@ -3,6 +3,8 @@
 //! | method | path                               | handler                        |
 //! |--------|------------------------------------|--------------------------------|
 //! | GET    | /healthz, /readyz                  | [`health`]                     |
+//! | GET    | /openapi.json, /docs               | [`crate::openapi`]             |
+//! | GET    | /metrics                           | Prometheus exposition          |
 //! | POST   | /v1/verifications                  | [`v1::verifications::create`]  |
 //! | GET    | /v1/verifications                  | [`v1::verifications::list`]    |
 //! | GET    | /v1/verifications/{id}             | [`v1::verifications::get`]     |
@@ -23,11 +25,11 @@
 //! misses reach [`recover`].
 
 use std::{convert::Infallible, sync::Arc};
-use warp::{Filter, Rejection, reply::Response};
+use warp::{Filter, Rejection, http::StatusCode, reply::Response};
 
 use crate::{
     AppState, body, health,
-    respond::{error_response, respond, routing_error},
+    respond::{error_response, json_response, respond, routing_error},
     v1, v2,
 };
 
@@ -107,6 +109,17 @@ pub fn routes(
         .unify()
         .boxed();
 
+    let openapi = warp::path!("openapi.json")
+        .and(warp::get())
+        .map(|| json_response(StatusCode::OK, crate::openapi::document_json().to_vec()));
+    let docs = warp::path!("docs").and(warp::get()).map(|| {
+        let mut response = Response::new(crate::openapi::reference_page().into());
+        response.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        response
+    });
     let metrics = warp::path!("metrics").and(warp::get()).map(|| {
         let mut response = Response::new(namaskah_core::metrics_exporter::render().into());
         response.headers_mut().insert(
@@ -117,6 +130,10 @@ pub fn routes(
     });
 
     metrics
+        .or(openapi)
+        .unify()
+        .or(docs)
+        .unify()
         .or(core)
         .unify()
         .or(webhook_routes(with_state.clone()))
@@ -164,6 +181,8 @@ fn route_template(path: &str) -> String {
         "healthz",
         "readyz",
         "metrics",
+        "openapi.json",
+        "docs",
     ];
     let segments: Vec<&str> = path
         .split('/')

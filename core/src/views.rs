@@ -8,9 +8,14 @@ use serde::{Serialize, Serializer};
 
 use crate::store::verifications::Verification;
 
-#[derive(Debug, Serialize)]
+/// A verification as customers see it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VerificationView {
+    #[schema(format = Uuid)]
     pub id: String,
+    /// `pending`, `ordering`, `waiting_sms`, `completed`, `timed_out`, `cancelled`,
+    /// `failed` or `refunded`.
+    #[schema(value_type = String, example = "waiting_sms")]
     pub status: &'static str,
     pub service: String,
     pub country: String,

@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod api_keys;
 mod browser;
+mod contract;
 mod dashboard;
 mod deployment;
 mod lifecycle;

@@ -33,16 +33,18 @@ use crate::{
 
 const MAX_NAME_CHARS: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+#[schema(as = CreateApiKeyRequest)]
+pub(crate) struct CreateRequest {
     #[serde(default)]
     name: String,
     scopes: Vec<String>,
 }
 
 /// A key as the API shows it; `key` only in the answer that created it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
 pub struct KeyView {
     pub id: Uuid,
     pub key: Option<String>,

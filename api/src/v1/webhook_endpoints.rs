@@ -39,8 +39,9 @@ pub const EVENT_TYPES: [&str; 9] = [
     "webhook.test",
 ];
 
-#[derive(Debug, Serialize)]
-struct EndpointView {
+/// A webhook endpoint.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct EndpointView {
     id: Uuid,
     url: String,
     description: String,
@@ -78,9 +79,10 @@ impl EndpointView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+#[schema(as = CreateEndpointRequest)]
+pub(crate) struct CreateRequest {
     url: String,
     #[serde(default)]
     description: String,
@@ -94,18 +96,19 @@ fn enabled_by_default() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchRequest {
+#[schema(as = PatchEndpointRequest)]
+pub(crate) struct PatchRequest {
     url: Option<String>,
     description: Option<String>,
     event_types: Option<Vec<String>>,
     enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RecoverRequest {
+pub(crate) struct RecoverRequest {
     since: DateTime<Utc>,
 }
 

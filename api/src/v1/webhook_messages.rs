@@ -22,8 +22,8 @@ use crate::{
     respond::{Reply, reply_response},
 };
 
-#[derive(Debug, Serialize)]
-struct DeliveryView {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct DeliveryView {
     endpoint_id: Uuid,
     status: String,
     attempts: i32,
@@ -31,8 +31,9 @@ struct DeliveryView {
     next_attempt_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
-struct MessageView {
+/// An event and its delivery to each endpoint.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct MessageView {
     id: String,
     event_type: String,
     payload: Value,
@@ -62,8 +63,8 @@ impl MessageView {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct AttemptView {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AttemptView {
     endpoint_id: Uuid,
     attempt: i32,
     #[serde(serialize_with = "timestamp")]
@@ -98,9 +99,9 @@ struct ListQuery {
     offset: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplayRequest {
+pub(crate) struct ReplayRequest {
     endpoint_id: Option<Uuid>,
 }
 

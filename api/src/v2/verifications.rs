@@ -33,8 +33,9 @@ const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
 /// An event as `expand=events` shows it.
-#[derive(Debug, Serialize)]
-struct EventView {
+/// An event of a verification (`expand=events`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct EventView {
     id: String,
     #[serde(rename = "type")]
     event_type: String,
@@ -198,16 +199,18 @@ pub async fn list(
     )))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub(crate) struct BatchRequest {
+    /// Each item is checked on its own, so a malformed item fails alone.
+    #[schema(value_type = Vec<OrderRequest>, min_items = 1, max_items = 100)]
     items: Vec<Value>,
     #[serde(default)]
     atomic: bool,
 }
 
 /// One item's failure in a bulk request.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ItemError {
     pub index: usize,
     pub status: u16,

@@ -1,0 +1,364 @@
+//! The OpenAPI 3.1 document (`GET /openapi.json`) and the reference page (`GET /docs`).
+//!
+//! Request and response bodies are the handlers' own types (`ToSchema` derives), so their
+//! schemas follow the code. The operations are listed here, in one table per version;
+//! `tests/it/contract.rs` calls every one of them and checks each answer against this
+//! document, and schemathesis fuzzes them, so the list cannot quietly drift from the router.
+
+mod page;
+pub mod schemas;
+
+use std::sync::LazyLock;
+use utoipa::{
+    ToSchema,
+    openapi::{
+        ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, ObjectBuilder, OpenApi,
+        OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, ResponseBuilder, Schema, Tag, Type,
+        path::{OperationBuilder, ParameterBuilder, ParameterIn},
+        request_body::RequestBodyBuilder,
+        security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+    },
+};
+
+pub use page::reference_page;
+
+use crate::{
+    charge::OrderRequest,
+    v1::{
+        api_keys::{CreateRequest as CreateApiKeyRequest, KeyView},
+        webhook_endpoints::{CreateRequest, EndpointView, PatchRequest, RecoverRequest},
+        webhook_messages::{AttemptView, DeliveryView, MessageView, ReplayRequest},
+    },
+    v2::verifications::{BatchRequest, EventView, ItemError},
+};
+use namaskah_core::views::VerificationView;
+
+/// How an operation is reached and what it answers.
+struct Operation {
+    method: HttpMethod,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    /// Needs `Authorization: Bearer <key>`.
+    authenticated: bool,
+    /// The JSON body schema, if the operation takes one.
+    body: Option<&'static str>,
+    query: &'static [(&'static str, &'static str)],
+    headers: &'static [(&'static str, &'static str)],
+    /// Successful answers: status, what it means, body schema (None: no body).
+    answers: &'static [(u16, &'static str, Option<&'static str>)],
+    /// Error statuses besides those every authenticated operation can answer.
+    errors: &'static [u16],
+}
+
+const IDEMPOTENCY: (&str, &str) = (
+    "Idempotency-Key",
+    "1–255 visible ASCII characters; the same key and request within 24 h replays the first answer",
+);
+const IF_NONE_MATCH: (&str, &str) = (
+    "If-None-Match",
+    "an ETag from an earlier answer: `304` if unchanged",
+);
+const EXPAND: (&str, &str) = ("expand", "`events`: include the verification's events");
+
+#[rustfmt::skip]
+const OPERATIONS: &[Operation] = &[
+    op(HttpMethod::Get, "/healthz", "health", "The process is alive", false, None, &[], &[], &[(200, "alive", Some("Health"))], &[]),
+    op(HttpMethod::Get, "/readyz", "health", "PostgreSQL and RabbitMQ answer", false, None, &[], &[], &[(200, "ready", Some("Readiness"))], &[503]),
+
+    op(HttpMethod::Post, "/v1/verifications", "verifications", "Rent a number: the price is charged now", true, Some("OrderRequest"), &[], &[IDEMPOTENCY], &[(201, "accepted and charged", Some("VerificationView"))], &[400, 402, 409, 413, 422]),
+    op(HttpMethod::Get, "/v1/verifications", "verifications", "The account's verifications, newest first (offset pages)", true, None, &[("status", "only this status"), ("limit", "1–100, default 20"), ("offset", "rows to skip")], &[], &[(200, "a page", Some("VerificationList"))], &[400]),
+    op(HttpMethod::Get, "/v1/verifications/{id}", "verifications", "One verification", true, None, &[], &[], &[(200, "the verification", Some("VerificationView"))], &[404]),
+    op(HttpMethod::Post, "/v1/verifications/{id}/cancel", "verifications", "Cancel: refunded once the provider order is cancelled", true, None, &[], &[IDEMPOTENCY], &[(200, "cancelled at once", Some("VerificationView")), (202, "cancellation under way", Some("VerificationView"))], &[404, 409, 413]),
+    op(HttpMethod::Get, "/v1/account", "account", "Balance and tier", true, None, &[], &[], &[(200, "the account", Some("Account"))], &[]),
+    op(HttpMethod::Get, "/v1/services", "services", "What can be bought, where, at what catalogue price", false, None, &[("service", "one service"), ("country", "one country (ISO 3166 alpha-2, lowercase)")], &[IF_NONE_MATCH], &[(200, "the catalogue", Some("ServiceList")), (304, "unchanged since the ETag sent", None)], &[400]),
+    op(HttpMethod::Post, "/v1/api-keys", "api-keys", "Create a key (shown only in this answer); needs `admin`", true, Some("CreateApiKeyRequest"), &[], &[IDEMPOTENCY], &[(201, "the key", Some("ApiKey"))], &[400, 413]),
+    op(HttpMethod::Get, "/v1/api-keys", "api-keys", "The account's keys; needs `admin`", true, None, &[], &[], &[(200, "the keys", Some("ApiKeyList"))], &[]),
+    op(HttpMethod::Delete, "/v1/api-keys/{id}", "api-keys", "Revoke a key, at once on every replica; needs `admin`", true, None, &[], &[], &[(200, "the revoked key", Some("ApiKey"))], &[404]),
+    op(HttpMethod::Post, "/v1/webhook-endpoints", "webhooks", "Add an endpoint (its secret is shown only here)", true, Some("CreateEndpointRequest"), &[], &[IDEMPOTENCY], &[(201, "the endpoint", Some("EndpointView"))], &[400, 413, 422]),
+    op(HttpMethod::Get, "/v1/webhook-endpoints", "webhooks", "The account's endpoints", true, None, &[], &[], &[(200, "the endpoints", Some("EndpointList"))], &[]),
+    op(HttpMethod::Get, "/v1/webhook-endpoints/{id}", "webhooks", "One endpoint", true, None, &[], &[], &[(200, "the endpoint", Some("EndpointView"))], &[404]),
+    op(HttpMethod::Patch, "/v1/webhook-endpoints/{id}", "webhooks", "Change an endpoint; `enabled: true` re-enables it", true, Some("PatchEndpointRequest"), &[], &[], &[(200, "the endpoint", Some("EndpointView"))], &[400, 404, 413, 422]),
+    op(HttpMethod::Delete, "/v1/webhook-endpoints/{id}", "webhooks", "Delete an endpoint", true, None, &[], &[], &[(204, "deleted", None)], &[404]),
+    op(HttpMethod::Post, "/v1/webhook-endpoints/{id}/rotate-secret", "webhooks", "A new secret; the old one keeps signing for a while", true, None, &[], &[IDEMPOTENCY], &[(200, "the endpoint with its new secret", Some("EndpointView"))], &[404, 413]),
+    op(HttpMethod::Post, "/v1/webhook-endpoints/{id}/test", "webhooks", "Send a `webhook.test` event to this endpoint", true, None, &[], &[IDEMPOTENCY], &[(202, "queued", Some("TestSent"))], &[404, 413]),
+    op(HttpMethod::Post, "/v1/webhook-endpoints/{id}/recover", "webhooks", "Re-send every message that failed for it since a time", true, Some("RecoverRequest"), &[], &[IDEMPOTENCY], &[(202, "queued", Some("Recovered"))], &[400, 404, 413]),
+    op(HttpMethod::Get, "/v1/webhook-messages", "webhooks", "Events, newest first, with their deliveries", true, None, &[("event_type", "only this type"), ("limit", "1–100, default 20"), ("offset", "rows to skip")], &[], &[(200, "a page", Some("MessageList"))], &[400]),
+    op(HttpMethod::Get, "/v1/webhook-messages/{id}/attempts", "webhooks", "Every delivery attempt of a message", true, None, &[], &[], &[(200, "the attempts", Some("AttemptList"))], &[404]),
+    op(HttpMethod::Post, "/v1/webhook-messages/{id}/replay", "webhooks", "Send a message again, with the same id", true, Some("ReplayRequest"), &[], &[IDEMPOTENCY], &[(202, "queued", Some("Replayed"))], &[400, 404, 413]),
+
+    op(HttpMethod::Post, "/v2/verifications", "verifications", "Rent a number: the price is charged now", true, Some("OrderRequest"), &[], &[IDEMPOTENCY], &[(201, "accepted and charged", Some("VerificationView"))], &[400, 402, 409, 413, 422]),
+    op(HttpMethod::Post, "/v2/verifications/batch", "verifications", "Rent up to 100 numbers; each item succeeds or fails on its own, or all together with `atomic`", true, Some("BatchRequest"), &[], &[IDEMPOTENCY], &[(201, "every item accepted", Some("BatchResult")), (200, "some items refused (see each result)", Some("BatchResult"))], &[400, 413, 422]),
+    op(HttpMethod::Get, "/v2/verifications", "verifications", "The account's verifications, newest first (cursor pages)", true, None, &[("status", "only this status"), ("limit", "1–100, default 20"), ("cursor", "`next_cursor` of the previous page"), EXPAND], &[], &[(200, "a page", Some("VerificationPage"))], &[400]),
+    op(HttpMethod::Get, "/v2/verifications/{id}", "verifications", "One verification", true, None, &[EXPAND], &[], &[(200, "the verification", Some("ExpandedVerification"))], &[400, 404]),
+    op(HttpMethod::Post, "/v2/verifications/{id}/cancel", "verifications", "Cancel: refunded once the provider order is cancelled", true, None, &[], &[IDEMPOTENCY], &[(200, "cancelled at once", Some("VerificationView")), (202, "cancellation under way", Some("VerificationView"))], &[404, 409, 413]),
+    op(HttpMethod::Get, "/v2/account", "account", "Balance and tier", true, None, &[], &[], &[(200, "the account", Some("Account"))], &[]),
+    op(HttpMethod::Get, "/v2/services", "services", "What can be bought, where, at what catalogue price", false, None, &[("service", "one service"), ("country", "one country (ISO 3166 alpha-2, lowercase)")], &[IF_NONE_MATCH], &[(200, "the catalogue", Some("ServiceList")), (304, "unchanged since the ETag sent", None)], &[400]),
+    op(HttpMethod::Post, "/v2/api-keys", "api-keys", "Create a key (shown only in this answer); needs `admin`", true, Some("CreateApiKeyRequest"), &[], &[IDEMPOTENCY], &[(201, "the key", Some("ApiKey"))], &[400, 413]),
+    op(HttpMethod::Get, "/v2/api-keys", "api-keys", "The account's keys; needs `admin`", true, None, &[], &[], &[(200, "the keys", Some("ApiKeyList"))], &[]),
+    op(HttpMethod::Delete, "/v2/api-keys/{id}", "api-keys", "Revoke a key, at once on every replica; needs `admin`", true, None, &[], &[], &[(200, "the revoked key", Some("ApiKey"))], &[404]),
+    op(HttpMethod::Get, "/v2/events", "events", "The account's events as server-sent events, resumable with `Last-Event-ID`", true, None, &[("after", "an event id: start after it (`0-0`: from the beginning)")], &[("Last-Event-ID", "the id of the last event received: resume after it")], &[(200, "an endless `text/event-stream`", None)], &[400]),
+];
+
+#[allow(clippy::too_many_arguments)]
+const fn op(
+    method: HttpMethod,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    authenticated: bool,
+    body: Option<&'static str>,
+    query: &'static [(&'static str, &'static str)],
+    headers: &'static [(&'static str, &'static str)],
+    answers: &'static [(u16, &'static str, Option<&'static str>)],
+    errors: &'static [u16],
+) -> Operation {
+    Operation {
+        method,
+        path,
+        tag,
+        summary,
+        authenticated,
+        body,
+        query,
+        headers,
+        answers,
+        errors,
+    }
+}
+
+/// What an error status means, for the document.
+fn error_meaning(status: u16) -> &'static str {
+    match status {
+        400 => "the request is malformed (see `code`)",
+        401 => "no key, an unknown key or a revoked key",
+        402 => "the balance does not cover the price",
+        403 => "the key lacks the scope",
+        404 => "no such resource for this account",
+        409 => "conflicts with the resource's state or a running request",
+        413 => "the body is over 64 KiB",
+        422 => "understood but refused (see `code`)",
+        429 => "over the tier's rate limit; see `Retry-After`",
+        503 => "a dependency is unavailable; retry",
+        _ => "error",
+    }
+}
+
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+fn json_content(schema: &str) -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(schema_ref(schema)))
+        .build()
+}
+
+fn build_operation(operation: &Operation) -> utoipa::openapi::path::Operation {
+    let v2 = operation.path.starts_with("/v2/");
+    let mut builder = OperationBuilder::new()
+        .tag(operation.tag)
+        .summary(Some(operation.summary))
+        .operation_id(Some(operation_id(operation)));
+    if operation.path.contains("{id}") {
+        builder = builder.parameter(
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(utoipa::openapi::Required::True)
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
+        );
+    }
+    for (name, description) in operation.query {
+        builder = builder.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .description(Some(*description))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
+        );
+    }
+    for (name, description) in operation.headers {
+        builder = builder.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Header)
+                .description(Some(*description))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
+        );
+    }
+    if let Some(body) = operation.body {
+        builder = builder.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(utoipa::openapi::Required::True))
+                .content("application/json", json_content(body))
+                .build(),
+        ));
+    }
+    for (status, description, body) in operation.answers {
+        let mut response = ResponseBuilder::new().description(*description);
+        if let Some(body) = body {
+            response = response.content("application/json", json_content(body));
+        } else if operation.path == "/v2/events" {
+            response = response.content(
+                "text/event-stream",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
+                    .build(),
+            );
+        }
+        builder = builder.response(status.to_string(), response.build());
+    }
+    let mut errors: Vec<u16> = operation.errors.to_vec();
+    if operation.authenticated {
+        errors.extend([401, 403, 429]);
+        builder = builder.security(SecurityRequirement::new("api_key", Vec::<String>::new()));
+    }
+    errors.push(503);
+    errors.sort_unstable();
+    errors.dedup();
+    for status in errors {
+        let content = if v2 {
+            ("application/problem+json", json_content("Problem"))
+        } else {
+            ("application/json", json_content("V1Error"))
+        };
+        builder = builder.response(
+            status.to_string(),
+            ResponseBuilder::new()
+                .description(error_meaning(status))
+                .content(content.0, content.1)
+                .build(),
+        );
+    }
+    builder.build()
+}
+
+/// `v1_post_verifications_id_cancel`, from the method and path.
+fn operation_id(operation: &Operation) -> String {
+    let method = match operation.method {
+        HttpMethod::Get => "get",
+        HttpMethod::Post => "post",
+        HttpMethod::Patch => "patch",
+        HttpMethod::Delete => "delete",
+        _ => "other",
+    };
+    let path: String = operation
+        .path
+        .trim_start_matches('/')
+        .replace(['/', '-'], "_")
+        .replace(['{', '}'], "");
+    let (version, rest) = path.split_once('_').unwrap_or(("", &path));
+    if version.starts_with('v') {
+        format!("{version}_{method}_{rest}")
+    } else {
+        format!("{method}_{path}")
+    }
+}
+
+fn schema_of<T: ToSchema>(components: ComponentsBuilder) -> ComponentsBuilder {
+    components.schema_from::<T>()
+}
+
+fn build() -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    for operation in OPERATIONS {
+        paths = paths.path(
+            operation.path,
+            PathItem::new(operation.method.clone(), build_operation(operation)),
+        );
+    }
+    let mut components = ComponentsBuilder::new().security_scheme(
+        "api_key",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("nmk_…")
+                .build(),
+        ),
+    );
+    components = schema_of::<VerificationView>(components);
+    components = schema_of::<OrderRequest>(components);
+    components = schema_of::<BatchRequest>(components);
+    components = schema_of::<ItemError>(components);
+    components = schema_of::<EventView>(components);
+    components = schema_of::<KeyView>(components);
+    components = schema_of::<CreateApiKeyRequest>(components);
+    components = schema_of::<EndpointView>(components);
+    components = schema_of::<CreateRequest>(components);
+    components = schema_of::<PatchRequest>(components);
+    components = schema_of::<RecoverRequest>(components);
+    components = schema_of::<MessageView>(components);
+    components = schema_of::<DeliveryView>(components);
+    components = schema_of::<AttemptView>(components);
+    components = schema_of::<ReplayRequest>(components);
+    components = schema_of::<schemas::V1Error>(components);
+    components = schema_of::<schemas::V1ErrorDetail>(components);
+    components = schema_of::<schemas::Problem>(components);
+    components = schema_of::<schemas::Account>(components);
+    components = schema_of::<schemas::Service>(components);
+    components = schema_of::<schemas::ServiceList>(components);
+    components = schema_of::<schemas::VerificationList>(components);
+    components = schema_of::<schemas::ExpandedVerification>(components);
+    components = schema_of::<schemas::VerificationPage>(components);
+    components = schema_of::<schemas::BatchItemResult>(components);
+    components = schema_of::<schemas::BatchResult>(components);
+    components = schema_of::<schemas::ApiKeyList>(components);
+    components = schema_of::<schemas::EndpointList>(components);
+    components = schema_of::<schemas::MessageList>(components);
+    components = schema_of::<schemas::AttemptList>(components);
+    components = schema_of::<schemas::TestSent>(components);
+    components = schema_of::<schemas::Recovered>(components);
+    components = schema_of::<schemas::Replayed>(components);
+    components = schema_of::<schemas::Health>(components);
+    components = schema_of::<schemas::Readiness>(components);
+    components = schema_of::<schemas::ReadinessChecks>(components);
+
+    let tags = [
+        ("verifications", "Rent numbers, read the codes, cancel"),
+        ("account", "Balance and tier"),
+        ("services", "The catalogue"),
+        ("api-keys", "The account's API keys"),
+        (
+            "webhooks",
+            "Endpoints that receive events, and the events sent",
+        ),
+        ("events", "The event stream"),
+        ("health", "For load balancers"),
+    ]
+    .into_iter()
+    .map(|(name, description)| {
+        let mut tag = Tag::new(name);
+        tag.description = Some(description.to_owned());
+        tag
+    });
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Namaskah")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Rent temporary phone numbers for SMS verification; refunded automatically \
+                     when no SMS arrives or the verification is cancelled. v1 answers errors as \
+                     `{\"error\": {\"code\", \"message\"}}`, v2 as RFC 9457 problem details.",
+                ))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components.build()))
+        .tags(Some(tags))
+        .build()
+}
+
+/// The document, built once.
+pub fn document() -> &'static OpenApi {
+    static DOCUMENT: LazyLock<OpenApi> = LazyLock::new(build);
+    &DOCUMENT
+}
+
+/// The document as JSON, built once.
+pub fn document_json() -> &'static [u8] {
+    static JSON: LazyLock<Vec<u8>> =
+        LazyLock::new(|| serde_json::to_vec_pretty(document()).unwrap_or_default());
+    &JSON
+}

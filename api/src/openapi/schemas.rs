@@ -1,0 +1,173 @@
+//! Schemas of the answers that handlers build as JSON envelopes around the typed views.
+//! The contract tests (`tests/it/contract.rs`: every documented route, and schemathesis
+//! checking every answer against these schemas) keep them true.
+#![allow(dead_code)] // read by the OpenAPI derive only
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use namaskah_core::views::VerificationView;
+
+use crate::{
+    v1::{
+        api_keys::KeyView,
+        webhook_endpoints::EndpointView,
+        webhook_messages::{AttemptView, MessageView},
+    },
+    v2::verifications::{EventView, ItemError},
+};
+
+/// v1's error body.
+#[derive(Serialize, ToSchema)]
+pub struct V1Error {
+    error: V1ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct V1ErrorDetail {
+    /// Machine-readable, stable: `rate_limited`, `not_found`, … (see `/docs#errors`).
+    code: String,
+    /// For people.
+    message: String,
+}
+
+/// v2's error body: RFC 9457 problem details (`application/problem+json`).
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// `/docs#error-<code>`: this error's entry in the API reference.
+    #[serde(rename = "type")]
+    problem_type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    code: String,
+    /// `rate_limited` only: seconds until a retry may succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+    /// `batch_rejected` only: why each refused item was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<ItemError>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Account {
+    id: uuid::Uuid,
+    email: String,
+    /// `free`, `basic`, `pro` or `enterprise`.
+    tier: String,
+    balance_cents: i64,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Service {
+    service: String,
+    country: String,
+    /// The catalogue price; the account's tier multiplier applies when charging.
+    price_cents: i64,
+    sms_timeout_secs: i32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServiceList {
+    data: Vec<Service>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerificationList {
+    data: Vec<VerificationView>,
+    limit: i64,
+    offset: i64,
+    has_more: bool,
+}
+
+/// A verification, with its events when `expand=events` asked for them.
+#[derive(Serialize, ToSchema)]
+pub struct ExpandedVerification {
+    #[serde(flatten)]
+    verification: VerificationView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<EventView>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerificationPage {
+    data: Vec<ExpandedVerification>,
+    /// Pass back as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchItemResult {
+    index: usize,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verification: Option<VerificationView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Problem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    results: Vec<BatchItemResult>,
+    created: usize,
+    failed: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyList {
+    data: Vec<KeyView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointList {
+    data: Vec<EndpointView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageList {
+    data: Vec<MessageView>,
+    limit: i64,
+    offset: i64,
+    has_more: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptList {
+    data: Vec<AttemptView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TestSent {
+    message_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Recovered {
+    recovered: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Replayed {
+    replayed: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    status: String,
+    checks: ReadinessChecks,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    /// `ok`, or what went wrong.
+    postgres: String,
+    rabbitmq: String,
+}
