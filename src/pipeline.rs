@@ -7,7 +7,9 @@ use tokio::task::JoinSet;
 
 use namaskah_api::AppState;
 use namaskah_core::{
-    Config, Shutdown, errors, metrics_exporter,
+    Config, Shutdown,
+    config::PoolRoles,
+    errors, metrics_exporter,
     providers::{Providers, instrumented::CallStats},
     queue::{OutboxRelay, OutboxSignal, Topology},
     store,
@@ -33,6 +35,16 @@ pub struct Roles {
 }
 
 impl Roles {
+    fn pool_roles(&self) -> PoolRoles {
+        PoolRoles {
+            api: self.api,
+            workers: u32::try_from(self.workers.len()).unwrap_or(u32::MAX),
+            scheduler: self.scheduler,
+            dashboard: self.dashboard,
+            relay: self.relay,
+        }
+    }
+
     pub fn everything() -> Self {
         Self {
             api: true,
@@ -104,7 +116,8 @@ pub async fn start(
     roles: Roles,
     shutdown: Shutdown,
 ) -> Result<Running, StartError> {
-    let pool = store::connect(&config.database_url, config.database_max_connections).await?;
+    let pool_size = config.database_pools.process_pool(roles.pool_roles());
+    let pool = store::connect(&config.database_url, pool_size).await?;
     metrics_exporter::install();
     let call_stats = CallStats::default();
     let providers = Providers::from_config(&config, &call_stats)?;

@@ -12,8 +12,8 @@ use std::{
 pub struct Config {
     /// PostgreSQL; the database is created if it does not exist.
     pub database_url: String,
-    /// Connections in this process's pool.
-    pub database_max_connections: u32,
+    /// How many connections each role may hold in this process's pool.
+    pub database_pools: PoolSettings,
     /// RabbitMQ.
     pub amqp_url: String,
     /// Prepended to every exchange and queue name, so several installations (or tests) can
@@ -55,6 +55,54 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// Redis shared by the API replicas for rate limits; `None` limits in each process.
     pub redis_url: Option<String>,
+}
+
+/// PostgreSQL connections per role. The roles of one process share one pool, sized as the
+/// sum of their shares; the reasoning behind the defaults is in docs/deployment.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// The API: one short transaction per request, plus event-stream polls.
+    pub api: u32,
+    /// Each worker role (ordering, polling, refund, webhooks): connections are held only
+    /// between provider calls, so far fewer than the prefetch.
+    pub worker: u32,
+    pub scheduler: u32,
+    pub dashboard: u32,
+    /// `DATABASE_MAX_CONNECTIONS`: when set, the whole process's pool, whatever it runs.
+    pub process_cap: Option<u32>,
+}
+
+impl PoolSettings {
+    /// The pool of a process running these roles. The outbox relay holds one connection
+    /// while it awaits the broker's confirms, hence the extra one.
+    pub fn process_pool(&self, roles: PoolRoles) -> u32 {
+        if let Some(cap) = self.process_cap {
+            return cap;
+        }
+        let shares = [
+            (roles.api, self.api),
+            (roles.scheduler, self.scheduler),
+            (roles.dashboard, self.dashboard),
+        ];
+        let fixed: u32 = shares
+            .iter()
+            .filter(|(runs, _)| *runs)
+            .map(|(_, share)| share)
+            .sum();
+        let workers = self.worker.saturating_mul(roles.workers);
+        (fixed + workers + u32::from(roles.relay)).max(1)
+    }
+}
+
+/// Which roles share a process's pool (see [`PoolSettings::process_pool`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolRoles {
+    pub api: bool,
+    /// How many worker roles run here.
+    pub workers: u32,
+    pub scheduler: bool,
+    pub dashboard: bool,
+    pub relay: bool,
 }
 
 /// The operator dashboard.
@@ -226,7 +274,16 @@ impl Config {
                 "postgres://postgres@127.0.0.1:5432/namaskah",
                 &["postgres", "postgresql"],
             )?,
-            database_max_connections: env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=1000)?,
+            database_pools: PoolSettings {
+                api: env.number("DATABASE_POOL_API", 16, 1..=1000)?,
+                worker: env.number("DATABASE_POOL_WORKER", 6, 1..=1000)?,
+                scheduler: env.number("DATABASE_POOL_SCHEDULER", 4, 1..=1000)?,
+                dashboard: env.number("DATABASE_POOL_DASHBOARD", 4, 1..=1000)?,
+                process_cap: match env.raw("DATABASE_MAX_CONNECTIONS") {
+                    Some(_) => Some(env.number("DATABASE_MAX_CONNECTIONS", 10, 1..=1000)?),
+                    None => None,
+                },
+            },
             amqp_url: env.url(
                 "AMQP_URL",
                 "amqp://guest:guest@127.0.0.1:5672/%2f",
@@ -635,6 +692,45 @@ mod tests {
         assert_eq!(config.provider_names(), vec!["simulator"]);
         assert_eq!(config.providers[0].base_url, "http://127.0.0.1:8090/v1");
         assert_eq!(config.retry.ordering.max_attempts, 5);
+    }
+
+    #[test]
+    fn a_process_pool_is_the_sum_of_its_roles_shares_unless_capped() {
+        let pools = config(&[]).expect("defaults").database_pools;
+        let api_only = PoolRoles {
+            api: true,
+            relay: true,
+            ..PoolRoles::default()
+        };
+        assert_eq!(pools.process_pool(api_only), 17);
+        let one_worker = PoolRoles {
+            workers: 1,
+            relay: true,
+            ..PoolRoles::default()
+        };
+        assert_eq!(pools.process_pool(one_worker), 7);
+        let everything = PoolRoles {
+            api: true,
+            workers: 4,
+            scheduler: true,
+            dashboard: true,
+            relay: true,
+        };
+        assert_eq!(pools.process_pool(everything), 16 + 4 * 6 + 4 + 4 + 1);
+
+        let capped = config(&[
+            ("DATABASE_MAX_CONNECTIONS", "8"),
+            ("DATABASE_POOL_API", "50"),
+        ])
+        .expect("valid")
+        .database_pools;
+        assert_eq!(capped.process_pool(everything), 8);
+        assert_eq!(
+            config(&[("DATABASE_POOL_WORKER", "0")])
+                .unwrap_err()
+                .variable,
+            "DATABASE_POOL_WORKER"
+        );
     }
 
     #[test]
