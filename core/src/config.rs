@@ -275,7 +275,7 @@ impl Config {
                 &["postgres", "postgresql"],
             )?,
             database_pools: PoolSettings {
-                api: env.number("DATABASE_POOL_API", 16, 1..=1000)?,
+                api: env.number("DATABASE_POOL_API", 8, 1..=1000)?,
                 worker: env.number("DATABASE_POOL_WORKER", 6, 1..=1000)?,
                 scheduler: env.number("DATABASE_POOL_SCHEDULER", 4, 1..=1000)?,
                 dashboard: env.number("DATABASE_POOL_DASHBOARD", 4, 1..=1000)?,
@@ -702,7 +702,7 @@ mod tests {
             relay: true,
             ..PoolRoles::default()
         };
-        assert_eq!(pools.process_pool(api_only), 17);
+        assert_eq!(pools.process_pool(api_only), 9);
         let one_worker = PoolRoles {
             workers: 1,
             relay: true,
@@ -716,7 +716,7 @@ mod tests {
             dashboard: true,
             relay: true,
         };
-        assert_eq!(pools.process_pool(everything), 16 + 4 * 6 + 4 + 4 + 1);
+        assert_eq!(pools.process_pool(everything), 8 + 4 * 6 + 4 + 4 + 1);
 
         let capped = config(&[
             ("DATABASE_MAX_CONNECTIONS", "8"),

@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
+use std::time::Duration;
 
 use crate::support::{TestEnv, never_sms};
 use namaskah::pipeline::Roles;
@@ -138,21 +139,42 @@ async fn each_tier_pays_its_price_and_may_hold_only_so_many_open_verifications()
     );
 
     let free = env.account(10_000).await; // at most 5 open
+    let mut open = Vec::new();
     for _ in 0..5 {
         let id = env.create_verification(&free, "telegram", "us").await;
         assert_eq!(
             env.verification(&free, &id).await["price_cents"],
             catalogue_price
         );
+        open.push(id);
     }
+    let order = json!({ "service": "telegram", "country": "us" });
     let (status, body) = env
-        .post(
-            "/v1/verifications",
-            &free.key,
-            json!({ "service": "telegram", "country": "us" }),
-        )
+        .post("/v1/verifications", &free.key, order.clone())
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "open_verification_limit");
     assert_eq!(env.balance(&free).await, 10_000 - 5 * catalogue_price);
+
+    // A cancelled verification stays open until its refund; then the slot is free again.
+    let cancelled = &open[0];
+    env.wait_for_status(&free, cancelled, "waiting_sms", Duration::from_secs(10))
+        .await;
+    let (status, body) = env
+        .post(
+            &format!("/v1/verifications/{cancelled}/cancel"),
+            &free.key,
+            json!({}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    env.wait_for_status(&free, cancelled, "refunded", Duration::from_secs(10))
+        .await;
+    let (status, body) = env
+        .post("/v1/verifications", &free.key, order.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = env.post("/v1/verifications", &free.key, order).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    env.assert_invariants().await;
 }

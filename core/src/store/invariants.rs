@@ -40,7 +40,7 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
         .fetch_one(pool)
         .await?;
     // Each check lists the rows that break it, as short human-readable lines.
-    let checks: [(&'static str, &'static str); 5] = [
+    let checks: [(&'static str, &'static str); 6] = [
         (
             "balance_equals_ledger",
             "SELECT a.id::text || ': balance ' || a.balance_cents || ', ledger ' || coalesce(l.total, 0)
@@ -70,6 +70,16 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
              GROUP BY v.id, v.status
              HAVING count(l.id) > 1
                  OR (v.status = 'refunded') <> (count(l.id) = 1)",
+        ),
+        (
+            // The open-verification cap reads this counter instead of counting.
+            "open_count_matches",
+            "SELECT a.id::text || ': counter ' || a.open_verifications || ', open ' || coalesce(o.open, 0)
+             FROM accounts a
+             LEFT JOIN (SELECT account_id, count(*) AS open FROM verifications
+                        WHERE status NOT IN ('completed', 'refunded') GROUP BY account_id) o
+                    ON o.account_id = a.id
+             WHERE a.open_verifications <> coalesce(o.open, 0)",
         ),
         (
             // Before a number is assigned there is no deadline; ordering (with its retries)

@@ -107,6 +107,11 @@ pub fn migrator() -> Migrator {
             "event stream",
             include_str!("../../../migrations/0008_event_stream.sql"),
         ),
+        (
+            9,
+            "open verification count",
+            include_str!("../../../migrations/0009_open_verification_count.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
@@ -217,5 +222,25 @@ pub(crate) fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
     match error {
         sqlx::Error::Database(e) if e.code().as_deref() == Some("23505") => e.constraint(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(directory)
+            .expect("migrations directory")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<i64> = super::migrator().iter().map(|m| m.version).collect();
+        let numbered: Vec<i64> = files
+            .iter()
+            .filter_map(|name| name.split('_').next()?.parse().ok())
+            .collect();
+        assert_eq!(embedded, numbered, "migrations/ holds {files:?}");
     }
 }
