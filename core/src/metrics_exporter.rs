@@ -129,6 +129,14 @@ fn describe() {
         "Look-ups in in-process caches, by cache and result (hit or miss)."
     );
     describe_counter!(
+        "namaskah_rate_limited_total",
+        "API requests refused with 429 by the per-key rate limit, by the account's tier."
+    );
+    describe_counter!(
+        "namaskah_rate_limit_fallbacks_total",
+        "Rate-limit decisions taken in memory because Redis did not answer."
+    );
+    describe_counter!(
         "namaskah_jobs_total",
         "Messages handled by workers, by queue and outcome."
     );
