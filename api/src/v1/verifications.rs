@@ -99,6 +99,24 @@ struct ListQuery {
 const DEFAULT_PAGE: i64 = 20;
 const MAX_PAGE: i64 = 100;
 
+/// The `status` filter and page size of a list request (v1 and v2), checked.
+pub(crate) fn list_filter(
+    status: Option<&str>,
+    limit: Option<i64>,
+) -> Result<(Option<Status>, i64), ApiError> {
+    let status = status
+        .map(Status::parse)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!(
+            "`limit` must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    Ok((status, limit))
+}
+
 /// `GET /v1/verifications?status=&limit=&offset=`: newest first.
 pub async fn list(
     state: Arc<AppState>,
@@ -107,18 +125,7 @@ pub async fn list(
 ) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let query: ListQuery = parse_query(&query)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(Status::parse)
-        .transpose()
-        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "`limit` must be from 1 to {MAX_PAGE}"
-        )));
-    }
+    let (status, limit) = list_filter(query.status.as_deref(), query.limit)?;
     let offset = query.offset.unwrap_or(0);
     if !(0..=1_000_000).contains(&offset) {
         return Err(ApiError::InvalidQuery(

@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Arc};
 use warp::http::StatusCode;
 
 use namaskah_core::{
-    domain::{Scope, Status, VerificationId},
+    domain::{Scope, VerificationId},
     store::{
         StoreError,
         events::{self, Event},
@@ -24,15 +24,13 @@ use crate::{
     charge::{self, OrderRequest},
     idempotency::{self, Begin},
     respond::{Reply, reply_response},
+    v1::verifications::list_filter,
     v2::cursor,
 };
 
 /// The API's own ceiling on a bulk request; tiers may allow fewer.
 pub const MAX_BATCH_ITEMS: usize = 100;
-const DEFAULT_PAGE: i64 = 20;
-const MAX_PAGE: i64 = 100;
 
-/// An event as `expand=events` shows it.
 /// An event of a verification (`expand=events`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct EventView {
@@ -142,18 +140,7 @@ pub async fn list(
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let query: ListQuery = parse_query(&query)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(Status::parse)
-        .transpose()
-        .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "`limit` must be from 1 to {MAX_PAGE}"
-        )));
-    }
+    let (status, limit) = list_filter(query.status.as_deref(), query.limit)?;
     let after = query.cursor.as_deref().map(cursor::decode).transpose()?;
     let expand = parse_expand(query.expand.as_deref())?;
     // One row more than asked tells whether another page exists.
