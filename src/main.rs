@@ -74,6 +74,10 @@ enum AccountsCommand {
         balance_cents: i64,
         #[arg(long, default_value = "free")]
         tier: String,
+        /// Another account's referral code: that account is rewarded when this one first
+        /// tops up.
+        #[arg(long)]
+        referral_code: Option<String>,
     },
 }
 
@@ -222,8 +226,17 @@ fn main() -> ExitCode {
                         email,
                         balance_cents,
                         tier,
+                        referral_code,
                     },
-            } => commands::accounts::create(config, &email, balance_cents, &tier).await,
+            } => {
+                let options = commands::accounts::NewAccount {
+                    email,
+                    balance_cents,
+                    tier,
+                    referral_code,
+                };
+                commands::accounts::create(config, options).await
+            }
         }
     });
     match outcome {

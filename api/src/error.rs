@@ -60,6 +60,24 @@ pub enum ApiError {
     OpenVerificationLimit { limit: i32 },
     #[error("{} of the batch's items cannot be accepted, so none was (`atomic: true`)", .0.len())]
     BatchRejected(Vec<crate::v2::verifications::ItemError>),
+    #[error("payments through {0} are not enabled on this installation")]
+    PaymentProviderDisabled(&'static str),
+    #[error("top-ups are in {expected}, the wallet's currency")]
+    UnsupportedCurrency { expected: String },
+    #[error("the payment provider could not open a checkout: {0}")]
+    PaymentProviderUnavailable(String),
+    #[error("{0}")]
+    PaymentNotice(#[from] namaskah_core::payments::notices::NoticeError),
+    #[error("no payment has this reference")]
+    UnknownPaymentReference,
+    #[error("the event does not match the payment: expected {expected}, received {received}")]
+    PaymentMismatch { expected: String, received: String },
+    #[error("{message}")]
+    ReferralRefused {
+        code: &'static str,
+        message: &'static str,
+        status: StatusCode,
+    },
     #[error("a dependency is unavailable; retry shortly")]
     Unavailable,
     #[error("internal error")]
@@ -101,6 +119,22 @@ impl ApiError {
             },
             OpenVerificationLimit { limit: 5 },
             BatchRejected(Vec::new()),
+            PaymentProviderDisabled("Stripe"),
+            UnsupportedCurrency {
+                expected: "USD".to_owned(),
+            },
+            PaymentProviderUnavailable("Paystack did not answer".to_owned()),
+            PaymentNotice(namaskah_core::payments::notices::NoticeError::BadSignature),
+            UnknownPaymentReference,
+            PaymentMismatch {
+                expected: "5000 USD".to_owned(),
+                received: "500 USD".to_owned(),
+            },
+            ReferralRefused {
+                code: "self_referral",
+                message: "an account cannot use its own referral code",
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+            },
             Unavailable,
             Internal,
         ]
@@ -125,7 +159,14 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            PaymentProviderDisabled(_) | UnsupportedCurrency { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            PaymentNotice(_) | UnknownPaymentReference | PaymentMismatch { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ReferralRefused { status, .. } => *status,
+            PaymentProviderUnavailable(_) | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,6 +195,13 @@ impl ApiError {
             RateLimited { .. } => "rate_limited",
             BatchRejected(_) => "batch_rejected",
             OpenVerificationLimit { .. } => "open_verification_limit",
+            PaymentProviderDisabled(_) => "payment_provider_disabled",
+            UnsupportedCurrency { .. } => "unsupported_currency",
+            PaymentProviderUnavailable(_) => "payment_provider_unavailable",
+            PaymentNotice(error) => error.code(),
+            UnknownPaymentReference => "unknown_reference",
+            PaymentMismatch { .. } => "payment_mismatch",
+            ReferralRefused { code, .. } => code,
             Unavailable => "service_unavailable",
             Internal => "internal_error",
         }

@@ -20,6 +20,9 @@
 //! | POST   | /v1/webhook-messages/{id}/replay   | [`v1::webhook_messages::replay`] |
 //! | POST, GET | /v1/api-keys                    | [`v1::api_keys::create`], [`v1::api_keys::list`] |
 //! | DELETE | /v1/api-keys/{id}                  | [`v1::api_keys::revoke`]       |
+//! | POST, GET | /v1/payments, GET /v1/payments/{id} | [`v1::payments`]            |
+//! | POST   | /v1/payments/paystack/webhook, /v1/payments/stripe/webhook | [`v1::payments`] |
+//! | GET    | /v1/referrals, POST /v1/referrals/claim | [`v1::referrals`]         |
 //!
 //! Handlers never reject: their errors become JSON responses in [`respond`]. Only routing
 //! misses reach [`recover`].
@@ -140,6 +143,8 @@ pub fn routes(
         .unify()
         .or(api_key_routes(with_state.clone()))
         .unify()
+        .or(money_routes(with_state.clone()))
+        .unify()
         .or(v2::routes(with_state.clone()))
         .unify()
         .recover(recover)
@@ -178,6 +183,12 @@ fn route_template(path: &str) -> String {
         "attempts",
         "replay",
         "api-keys",
+        "payments",
+        "paystack",
+        "stripe",
+        "webhook",
+        "referrals",
+        "claim",
         "healthz",
         "readyz",
         "metrics",
@@ -338,6 +349,77 @@ fn api_key_routes(
         .and(authorization)
         .and_then(|id, state, auth| respond(api_keys::revoke(state, id, auth)));
     create.or(list).unify().or(revoke).unify().boxed()
+}
+
+/// `/v1/payments` (top-ups and the providers' webhooks) and `/v1/referrals`.
+fn money_routes(
+    with_state: impl Filter<Extract = (Arc<AppState>,), Error = Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> warp::filters::BoxedFilter<(Response,)> {
+    use v1::{payments, referrals};
+    let authorization = warp::header::optional::<String>("authorization");
+    let create = warp::path!("v1" / "payments")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(body::limited())
+        .and_then(|state, auth, key, body| respond(payments::create(state, auth, key, body)));
+    let list = warp::path!("v1" / "payments")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(body::raw_query())
+        .and_then(|state, auth, query| respond(payments::list(state, auth, query)));
+    let get = warp::path!("v1" / "payments" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|id, state, auth| respond(payments::get(state, id, auth)));
+    let paystack = warp::path!("v1" / "payments" / "paystack" / "webhook")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::optional::<String>("x-paystack-signature"))
+        .and(body::limited())
+        .and_then(|state, signature, body| {
+            respond(payments::paystack_webhook(state, signature, body))
+        });
+    let stripe = warp::path!("v1" / "payments" / "stripe" / "webhook")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(warp::header::optional::<String>("stripe-signature"))
+        .and(body::limited())
+        .and_then(|state, signature, body| {
+            respond(payments::stripe_webhook(state, signature, body))
+        });
+    let referrals_get = warp::path!("v1" / "referrals")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(referrals::get(state, auth)));
+    let claim = warp::path!("v1" / "referrals" / "claim")
+        .and(warp::post())
+        .and(with_state)
+        .and(authorization)
+        .and(body::limited())
+        .and_then(|state, auth, body| respond(referrals::claim(state, auth, body)));
+    paystack
+        .or(stripe)
+        .unify()
+        .or(create)
+        .unify()
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(referrals_get)
+        .unify()
+        .or(claim)
+        .unify()
+        .boxed()
 }
 
 /// Routing misses as JSON errors.

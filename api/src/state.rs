@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 use namaskah_core::{
     Config,
+    config::PaymentSettings,
+    payments::gateway::Gateways,
     queue::{BrokerProbe, OutboxSignal},
     webhooks::ssrf::UrlPolicy,
 };
@@ -21,6 +23,8 @@ use crate::{cache::Caches, rate_limit::RateLimiter};
 pub enum SetupError {
     #[error("REDIS_URL is not usable: {0}")]
     Redis(redis::RedisError),
+    #[error("cannot build the payment providers' HTTP client: {0}")]
+    PaymentGateways(#[from] reqwest::Error),
 }
 
 /// `last_used_at` is bookkeeping; writing it once a minute per key is plenty.
@@ -41,6 +45,9 @@ pub struct AppState {
     /// Ends the open event streams when the API shuts down.
     pub streams_stop: namaskah_core::Shutdown,
     pub rate_limiter: RateLimiter,
+    /// Checkouts at Paystack and Stripe; only the configured ones.
+    pub payment_gateways: Gateways,
+    pub payment_settings: PaymentSettings,
     /// For the cache-change listener's own connection.
     pub(crate) database_url: String,
     key_touches: Mutex<HashMap<Uuid, Instant>>,
@@ -68,6 +75,8 @@ impl AppState {
             streams_stop: namaskah_core::Shutdown::new(),
             rate_limiter: RateLimiter::new(config.redis_url.as_deref())
                 .map_err(SetupError::Redis)?,
+            payment_gateways: Gateways::from_config(&config.payments)?,
+            payment_settings: config.payments.clone(),
             database_url: config.database_url.clone(),
             key_touches: Mutex::new(HashMap::new()),
         })

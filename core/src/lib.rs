@@ -16,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod errors;
 pub mod metrics_exporter;
+pub mod payments;
 pub mod pricing;
 pub mod providers;
 pub mod queue;

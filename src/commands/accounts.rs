@@ -8,15 +8,27 @@ use namaskah::prerequisites;
 use namaskah_core::{
     Config,
     domain::{ApiKey, Cents, Scope, TenantId, Tier},
-    store::{self, StoreError, accounts, api_keys},
+    store::{
+        self, StoreError, accounts, api_keys,
+        referrals::{self, Link},
+    },
 };
 
-pub async fn create(
-    config: Config,
-    email: &str,
-    balance_cents: i64,
-    tier: &str,
-) -> Result<ExitCode> {
+/// What `namaskah accounts create` was asked for.
+pub struct NewAccount {
+    pub email: String,
+    pub balance_cents: i64,
+    pub tier: String,
+    pub referral_code: Option<String>,
+}
+
+pub async fn create(config: Config, options: NewAccount) -> Result<ExitCode> {
+    let NewAccount {
+        email,
+        balance_cents,
+        tier,
+        referral_code,
+    } = options;
     let email = email.trim();
     if !(3..=254).contains(&email.len()) || !email.contains('@') {
         eprintln!("--email must be an e-mail address, got {email:?}");
@@ -26,7 +38,7 @@ pub async fn create(
         eprintln!("--balance-cents cannot be negative, got {balance_cents}");
         return Ok(ExitCode::from(2));
     };
-    let tier = match Tier::parse(tier) {
+    let tier = match Tier::parse(&tier) {
         Ok(tier) => tier,
         Err(error) => {
             eprintln!("--tier: {error}");
@@ -48,6 +60,13 @@ pub async fn create(
         }
         Err(error) => return Err(error.into()),
     };
+    if let Some(code) = referral_code {
+        let link = referrals::link(&mut tx, account.id, &code).await?;
+        if !matches!(link, Link::Linked { .. }) {
+            eprintln!("--referral-code {code:?} not accepted: {link:?}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     api_keys::insert(
         &mut tx,
         account.id,
@@ -62,6 +81,7 @@ pub async fn create(
         "email": account.email,
         "tier": account.tier,
         "balance_cents": account.balance_cents,
+        "referral_code": account.referral_code,
         "api_key": key.expose(),
         "api_key_prefix": key.prefix(),
     });

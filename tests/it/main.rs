@@ -16,6 +16,7 @@ mod observability;
 mod ordering;
 mod outbox;
 mod parking;
+mod payments;
 mod scheduler;
 mod sentry;
 mod text_verified;

@@ -2,6 +2,8 @@
 
 pub mod account;
 pub mod api_keys;
+pub mod payments;
+pub mod referrals;
 pub mod services;
 pub mod verifications;
 pub mod webhook_endpoints;

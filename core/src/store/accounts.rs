@@ -14,10 +14,11 @@ pub struct Account {
     #[sqlx(try_from = "String")]
     pub tier: Tier,
     pub balance_cents: i64,
+    pub referral_code: String,
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, tenant_id, email, tier, balance_cents, created_at";
+const COLUMNS: &str = "id, tenant_id, email, tier, balance_cents, referral_code, created_at";
 
 /// Creates an account; an opening balance is written to the ledger as a top-up so that the
 /// balance equals the ledger from the first moment.
@@ -31,7 +32,7 @@ pub async fn create(
     let inserted = sqlx::query_as::<_, Account>(
         "INSERT INTO accounts (id, tenant_id, email, tier, balance_cents)
          VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, tenant_id, email, tier, balance_cents, created_at",
+         RETURNING id, tenant_id, email, tier, balance_cents, referral_code, created_at",
     )
     .bind(AccountId::new())
     .bind(tenant)

@@ -15,7 +15,9 @@ pub mod idempotency;
 pub mod invariants;
 pub mod ledger;
 pub mod outbox;
+pub mod payments;
 pub mod provider_calls;
+pub mod referrals;
 pub mod scheduler_runs;
 pub mod services;
 pub mod sweeps;
@@ -111,6 +113,11 @@ pub fn migrator() -> Migrator {
             9,
             "open verification count",
             include_str!("../../../migrations/0009_open_verification_count.sql"),
+        ),
+        (
+            10,
+            "payments and referrals",
+            include_str!("../../../migrations/0010_payments_and_referrals.sql"),
         ),
     ];
     Migrator::with_migrations(

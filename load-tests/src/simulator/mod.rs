@@ -11,6 +11,7 @@
 //! - `GET /_sim/orders/{id}` shows an order; `GET /_sim/stats` counts calls.
 
 mod behaviour;
+mod checkout;
 mod orders;
 mod routes;
 

@@ -94,6 +94,8 @@ pub fn routes(
         .unify()
         .or(stats)
         .unify()
+        .or(super::checkout::routes())
+        .unify()
         .recover(|_| async { Ok::<_, Infallible>(text(StatusCode::NOT_FOUND, "not found")) })
         .unify()
 }

@@ -123,6 +123,18 @@ impl TestEnvBuilder {
         // The 5SIM client is the simulator's client: listing `5sim` points it at the simulator.
         values.insert("FIVESIM_BASE_URL".into(), format!("http://{sim_addr}/v1"));
         values.insert("FIVESIM_API_KEY".into(), SIMULATOR_KEY.into());
+        // Top-ups: the simulator stands in for both providers' checkout APIs.
+        values.insert("PAYSTACK_SECRET_KEY".into(), PAYSTACK_SECRET.into());
+        values.insert(
+            "PAYSTACK_BASE_URL".into(),
+            format!("http://{sim_addr}/paystack"),
+        );
+        values.insert("STRIPE_SECRET_KEY".into(), "sk_test_stripe".into());
+        values.insert("STRIPE_WEBHOOK_SECRET".into(), STRIPE_WEBHOOK_SECRET.into());
+        values.insert(
+            "STRIPE_BASE_URL".into(),
+            format!("http://{sim_addr}/stripe"),
+        );
         values.insert(
             "AMQP_URL".into(),
             self.amqp_url.clone().unwrap_or_else(amqp_url),
@@ -234,6 +246,10 @@ pub struct TestEnv {
 }
 
 /// A customer account with a key that can read and write.
+/// The payment providers' secrets in every test configuration.
+pub const PAYSTACK_SECRET: &str = "sk_test_paystack";
+pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_test_stripe";
+
 #[derive(Clone, Debug)]
 pub struct Account {
     pub id: AccountId,

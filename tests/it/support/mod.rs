@@ -4,7 +4,7 @@ mod env;
 mod proxy;
 mod sink;
 
-pub use env::{Account, TestEnv, TestEnvBuilder};
+pub use env::{Account, PAYSTACK_SECRET, STRIPE_WEBHOOK_SECRET, TestEnv, TestEnvBuilder};
 pub use proxy::TcpProxy;
 pub use sink::{Answer, Received, Sink};
 
