@@ -26,12 +26,17 @@ use crate::{
     charge::OrderRequest,
     v1::{
         api_keys::{CreateRequest as CreateApiKeyRequest, KeyView},
+        payments::{CreatePaymentRequest, PaymentView},
+        referrals::ClaimRequest,
         webhook_endpoints::{CreateRequest, EndpointView, PatchRequest, RecoverRequest},
         webhook_messages::{AttemptView, DeliveryView, MessageView, ReplayRequest},
     },
     v2::verifications::{BatchRequest, EventView, ItemError},
 };
-use namaskah_core::views::VerificationView;
+use namaskah_core::{
+    store::referrals::{Referee, Summary},
+    views::VerificationView,
+};
 
 /// How an operation is reached and what it answers.
 struct Operation {
@@ -86,6 +91,14 @@ const OPERATIONS: &[Operation] = &[
     op(HttpMethod::Get, "/v1/webhook-messages", "webhooks", "Events, newest first, with their deliveries", true, None, &[("event_type", "only this type"), ("limit", "1–100, default 20"), ("offset", "rows to skip")], &[], &[(200, "a page", Some("MessageList"))], &[400]),
     op(HttpMethod::Get, "/v1/webhook-messages/{id}/attempts", "webhooks", "Every delivery attempt of a message", true, None, &[], &[], &[(200, "the attempts", Some("AttemptList"))], &[404]),
     op(HttpMethod::Post, "/v1/webhook-messages/{id}/replay", "webhooks", "Send a message again, with the same id", true, Some("ReplayRequest"), &[], &[IDEMPOTENCY], &[(202, "queued", Some("Replayed"))], &[400, 404, 413]),
+
+    op(HttpMethod::Post, "/v1/payments", "payments", "Top up the wallet: opens the provider's checkout; credited when the provider confirms", true, Some("CreatePaymentRequest"), &[], &[IDEMPOTENCY], &[(201, "pending, with the checkout URL", Some("Payment"))], &[400, 413, 422]),
+    op(HttpMethod::Get, "/v1/payments", "payments", "The account's top-ups, newest first", true, None, &[("limit", "1–100, default 20")], &[], &[(200, "the payments", Some("PaymentList"))], &[400]),
+    op(HttpMethod::Get, "/v1/payments/{id}", "payments", "One top-up", true, None, &[], &[], &[(200, "the payment", Some("Payment"))], &[404]),
+    op(HttpMethod::Post, "/v1/payments/paystack/webhook", "payments", "Paystack's webhook (`charge.success`), signed with `x-paystack-signature`", false, None, &[], &[("x-paystack-signature", "hex HMAC-SHA512 of the raw body with the secret key")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 413]),
+    op(HttpMethod::Post, "/v1/payments/stripe/webhook", "payments", "Stripe's webhook (`checkout.session.completed`, `payment_intent.succeeded`), signed with `Stripe-Signature`", false, None, &[], &[("Stripe-Signature", "`t=<unix>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">`")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 413]),
+    op(HttpMethod::Get, "/v1/referrals", "referrals", "The account's referral code, its referees and its earnings", true, None, &[], &[], &[(200, "the referrals", Some("ReferralSummary"))], &[]),
+    op(HttpMethod::Post, "/v1/referrals/claim", "referrals", "This account was referred by the owner of a code (before its first top-up)", true, Some("ClaimRequest"), &[], &[], &[(200, "linked", Some("ReferralSummary"))], &[400, 409, 413, 422]),
 
     op(HttpMethod::Post, "/v2/verifications", "verifications", "Rent a number: the price is charged now", true, Some("OrderRequest"), &[], &[IDEMPOTENCY], &[(201, "accepted and charged", Some("VerificationView"))], &[400, 402, 409, 413, 422]),
     op(HttpMethod::Post, "/v2/verifications/batch", "verifications", "Rent up to 100 numbers; each item succeeds or fails on its own, or all together with `atomic`", true, Some("BatchRequest"), &[], &[IDEMPOTENCY], &[(201, "every item accepted", Some("BatchResult")), (200, "some items refused (see each result)", Some("BatchResult"))], &[400, 413, 422]),
@@ -292,6 +305,13 @@ fn build() -> OpenApi {
     components = schema_of::<DeliveryView>(components);
     components = schema_of::<AttemptView>(components);
     components = schema_of::<ReplayRequest>(components);
+    components = schema_of::<PaymentView>(components);
+    components = schema_of::<CreatePaymentRequest>(components);
+    components = schema_of::<ClaimRequest>(components);
+    components = schema_of::<Summary>(components);
+    components = schema_of::<Referee>(components);
+    components = schema_of::<schemas::PaymentList>(components);
+    components = schema_of::<schemas::PaymentReceipt>(components);
     components = schema_of::<schemas::V1Error>(components);
     components = schema_of::<schemas::V1ErrorDetail>(components);
     components = schema_of::<schemas::Problem>(components);
@@ -324,6 +344,8 @@ fn build() -> OpenApi {
             "Endpoints that receive events, and the events sent",
         ),
         ("events", "The event stream"),
+        ("payments", "Wallet top-ups through Paystack and Stripe"),
+        ("referrals", "Referral codes and rewards"),
         ("health", "For load balancers"),
     ]
     .into_iter()

@@ -57,6 +57,8 @@ pub struct Account {
     /// `free`, `basic`, `pro` or `enterprise`.
     tier: String,
     balance_cents: i64,
+    /// Hand it out: the account is rewarded when a referee first tops up.
+    referral_code: String,
     created_at: DateTime<Utc>,
 }
 
@@ -113,6 +115,19 @@ pub struct BatchResult {
     results: Vec<BatchItemResult>,
     created: usize,
     failed: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentList {
+    data: Vec<crate::v1::payments::PaymentView>,
+}
+
+/// The answer to a provider's webhook.
+#[derive(Serialize, ToSchema)]
+pub struct PaymentReceipt {
+    received: bool,
+    /// `credited`, or `duplicate` when the payment was credited before.
+    outcome: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -25,6 +25,7 @@ pub async fn get(
         "email": account.email,
         "tier": account.tier,
         "balance_cents": account.balance_cents,
+        "referral_code": account.referral_code,
         "created_at": account.created_at,
     });
     Ok(reply_response(Reply::json(StatusCode::OK, &body)))

@@ -97,6 +97,7 @@ pub struct Referee {
 }
 
 #[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ReferralSummary)]
 pub struct Summary {
     /// The code to hand out.
     pub code: String,
