@@ -129,6 +129,18 @@ fn describe() {
         "Look-ups in in-process caches, by cache and result (hit or miss)."
     );
     describe_counter!(
+        "namaskah_top_ups_total",
+        "Wallet top-ups credited, by payment provider."
+    );
+    describe_counter!(
+        "namaskah_topped_up_cents_total",
+        "Cents credited by wallet top-ups, by payment provider."
+    );
+    describe_counter!(
+        "namaskah_payment_notices_refused_total",
+        "Payment provider webhooks refused, by provider and error code."
+    );
+    describe_counter!(
         "namaskah_rate_limited_total",
         "API requests refused with 429 by the per-key rate limit, by the account's tier."
     );
