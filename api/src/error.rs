@@ -78,6 +78,8 @@ pub enum ApiError {
         message: &'static str,
         status: StatusCode,
     },
+    #[error("{0} verifications are still open; erase the account once they have finished")]
+    OpenVerificationsBlockErasure(i64),
     #[error("a dependency is unavailable; retry shortly")]
     Unavailable,
     #[error("internal error")]
@@ -135,6 +137,7 @@ impl ApiError {
                 message: "an account cannot use its own referral code",
                 status: StatusCode::UNPROCESSABLE_ENTITY,
             },
+            OpenVerificationsBlockErasure(2),
             Unavailable,
             Internal,
         ]
@@ -166,6 +169,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ReferralRefused { status, .. } => *status,
+            OpenVerificationsBlockErasure(_) => StatusCode::CONFLICT,
             PaymentProviderUnavailable(_) | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -202,6 +206,7 @@ impl ApiError {
             UnknownPaymentReference => "unknown_reference",
             PaymentMismatch { .. } => "payment_mismatch",
             ReferralRefused { code, .. } => code,
+            OpenVerificationsBlockErasure(_) => "open_verifications",
             Unavailable => "service_unavailable",
             Internal => "internal_error",
         }

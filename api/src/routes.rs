@@ -10,6 +10,8 @@
 //! | GET    | /v1/verifications/{id}             | [`v1::verifications::get`]     |
 //! | POST   | /v1/verifications/{id}/cancel      | [`v1::verifications::cancel`]  |
 //! | GET    | /v1/account                        | [`v1::account::get`]           |
+//! | GET    | /v1/account/export                 | [`v1::account::export`] (GDPR) |
+//! | DELETE | /v1/account                        | [`v1::account::erase`] (GDPR)  |
 //! | GET    | /v1/services                       | [`v1::services::list`]         |
 //! | POST   | /v1/webhook-endpoints              | [`v1::webhook_endpoints::create`] |
 //! | GET    | /v1/webhook-endpoints              | [`v1::webhook_endpoints::list`] |
@@ -88,6 +90,16 @@ pub fn routes(
         .and(with_state.clone())
         .and(authorization)
         .and_then(|state, auth| respond(v1::account::get(state, auth)));
+    let export = warp::path!("v1" / "account" / "export")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(v1::account::export(state, auth)));
+    let erase = warp::path!("v1" / "account")
+        .and(warp::delete())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(v1::account::erase(state, auth)));
     let services = warp::path!("v1" / "services")
         .and(warp::get())
         .and(with_state.clone())
@@ -107,6 +119,10 @@ pub fn routes(
         .or(cancel)
         .unify()
         .or(account)
+        .unify()
+        .or(export)
+        .unify()
+        .or(erase)
         .unify()
         .or(services)
         .unify()
@@ -174,6 +190,7 @@ fn route_template(path: &str) -> String {
         "events",
         "cancel",
         "account",
+        "export",
         "services",
         "webhook-endpoints",
         "webhook-messages",

@@ -148,7 +148,11 @@ async fn retention(context: &JobContext) -> Result<u64, String> {
     let deleted = housekeeping::delete_old_outbox_rows(&context.pool, settings.history_retention)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(erased + deleted)
+    let attempts =
+        housekeeping::delete_old_webhook_attempts(&context.pool, settings.history_retention)
+            .await
+            .map_err(|e| e.to_string())?;
+    Ok(erased + deleted + attempts)
 }
 
 async fn low_balance(context: &JobContext) -> Result<u64, String> {

@@ -29,9 +29,20 @@ async fn every_documented_route_answers_with_a_documented_status_and_content_typ
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().expect("paths");
     assert!(paths.len() >= 25, "{} paths", paths.len());
+    // Erasing the account would end the key: that operation goes last.
+    let mut operations: Vec<(&String, &String, &Value)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("operations")
+                .iter()
+                .map(move |(method, operation)| (path, method, operation))
+        })
+        .collect();
+    operations.sort_by_key(|(path, method, _)| *path == "/v1/account" && *method == "delete");
     let mut checked = 0;
-    for (path, item) in paths {
-        for (method, operation) in item.as_object().expect("operations") {
+    {
+        for (path, method, operation) in operations {
             let mut url = format!(
                 "{}{}",
                 env.api,

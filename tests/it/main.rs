@@ -17,6 +17,7 @@ mod ordering;
 mod outbox;
 mod parking;
 mod payments;
+mod privacy;
 mod scheduler;
 mod sentry;
 mod text_verified;

@@ -76,6 +76,8 @@ const OPERATIONS: &[Operation] = &[
     op(HttpMethod::Get, "/v1/verifications/{id}", "verifications", "One verification", true, None, &[], &[], &[(200, "the verification", Some("VerificationView"))], &[404]),
     op(HttpMethod::Post, "/v1/verifications/{id}/cancel", "verifications", "Cancel: refunded once the provider order is cancelled", true, None, &[], &[IDEMPOTENCY], &[(200, "cancelled at once", Some("VerificationView")), (202, "cancellation under way", Some("VerificationView"))], &[404, 409, 413]),
     op(HttpMethod::Get, "/v1/account", "account", "Balance and tier", true, None, &[], &[], &[(200, "the account", Some("Account"))], &[]),
+    op(HttpMethod::Get, "/v1/account/export", "account", "Everything the account holds, as one JSON document (GDPR); needs `admin`", true, None, &[], &[], &[(200, "the document", Some("AccountExport"))], &[]),
+    op(HttpMethod::Delete, "/v1/account", "account", "Erase the account's personal data (GDPR); revokes every key; needs `admin`", true, None, &[], &[], &[(200, "erased", Some("Erased"))], &[409]),
     op(HttpMethod::Get, "/v1/services", "services", "What can be bought, where, at what catalogue price", false, None, &[("service", "one service"), ("country", "one country (ISO 3166 alpha-2, lowercase)")], &[IF_NONE_MATCH], &[(200, "the catalogue", Some("ServiceList")), (304, "unchanged since the ETag sent", None)], &[400]),
     op(HttpMethod::Post, "/v1/api-keys", "api-keys", "Create a key (shown only in this answer); needs `admin`", true, Some("CreateApiKeyRequest"), &[], &[IDEMPOTENCY], &[(201, "the key", Some("ApiKey"))], &[400, 413]),
     op(HttpMethod::Get, "/v1/api-keys", "api-keys", "The account's keys; needs `admin`", true, None, &[], &[], &[(200, "the keys", Some("ApiKeyList"))], &[]),
@@ -312,6 +314,8 @@ fn build() -> OpenApi {
     components = schema_of::<Referee>(components);
     components = schema_of::<schemas::PaymentList>(components);
     components = schema_of::<schemas::PaymentReceipt>(components);
+    components = schema_of::<schemas::AccountExport>(components);
+    components = schema_of::<schemas::Erased>(components);
     components = schema_of::<schemas::V1Error>(components);
     components = schema_of::<schemas::V1ErrorDetail>(components);
     components = schema_of::<schemas::Problem>(components);

@@ -130,6 +130,26 @@ pub struct PaymentReceipt {
     outcome: String,
 }
 
+/// Every row of every table that belongs to the account (without credentials).
+#[derive(Serialize, ToSchema)]
+pub struct AccountExport {
+    account: serde_json::Value,
+    api_keys: Vec<serde_json::Value>,
+    verifications: Vec<serde_json::Value>,
+    ledger_entries: Vec<serde_json::Value>,
+    payments: Vec<serde_json::Value>,
+    webhook_endpoints: Vec<serde_json::Value>,
+    webhook_messages: Vec<serde_json::Value>,
+    referees: Vec<serde_json::Value>,
+    exported_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Erased {
+    id: uuid::Uuid,
+    erased: bool,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ApiKeyList {
     data: Vec<KeyView>,

@@ -1,10 +1,16 @@
-//! `GET /v1/account`: balance and tier.
+//! `/v1/account`: balance and tier; the GDPR export and erasure.
 
 use serde_json::json;
 use std::sync::Arc;
 use warp::http::StatusCode;
 
-use namaskah_core::{domain::Scope, store::accounts};
+use namaskah_core::{
+    domain::Scope,
+    store::{
+        accounts,
+        privacy::{self, Erasure},
+    },
+};
 
 use crate::{
     ApiError, AppState,
@@ -29,4 +35,52 @@ pub async fn get(
         "created_at": account.created_at,
     });
     Ok(reply_response(Reply::json(StatusCode::OK, &body)))
+}
+
+/// `GET /v1/account/export`: everything the account holds, as one JSON document (GDPR
+/// access and portability). Needs `admin`: it holds the account's whole history.
+pub async fn export(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let owner = authenticate(&state, authorization.as_deref(), Scope::Admin).await?;
+    let document = privacy::export(&state.pool, owner.account_id)
+        .await?
+        .ok_or(ApiError::NotFound("account"))?;
+    tracing::info!(account = %owner.account_id, "account data exported");
+    let mut response = reply_response(Reply::json(StatusCode::OK, &document));
+    if let Ok(value) = format!(
+        "attachment; filename=\"namaskah-account-{}.json\"",
+        owner.account_id
+    )
+    .parse()
+    {
+        response
+            .headers_mut()
+            .insert(warp::http::header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// `DELETE /v1/account`: erases the account's personal data (GDPR erasure). The ledger and
+/// payments stay, anonymous; every key is revoked, so this is the key's last request.
+pub async fn erase(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let owner = authenticate(&state, authorization.as_deref(), Scope::Admin).await?;
+    match privacy::erase(&state.pool, owner.account_id).await? {
+        Erasure::Erased | Erasure::AlreadyErased => {}
+        Erasure::OpenVerifications(open) => {
+            return Err(ApiError::OpenVerificationsBlockErasure(open));
+        }
+        Erasure::NoSuchAccount => return Err(ApiError::NotFound("account")),
+    }
+    // The revocations notify every replica; this one need not wait for it.
+    state.caches.apply("api_keys").await;
+    tracing::info!(account = %owner.account_id, "account erased");
+    Ok(reply_response(Reply::json(
+        StatusCode::OK,
+        &json!({ "id": owner.account_id, "erased": true }),
+    )))
 }

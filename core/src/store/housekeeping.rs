@@ -36,6 +36,21 @@ pub async fn erase_personal_data(pool: &PgPool, older_than: Duration) -> Result<
     Ok(erased)
 }
 
+/// Deletes webhook delivery attempts older than `older_than`: they keep the first KiB of
+/// whatever the customer's server answered, which may be personal data.
+pub async fn delete_old_webhook_attempts(
+    pool: &PgPool,
+    older_than: Duration,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "DELETE FROM webhook_attempts WHERE attempted_at < now() - make_interval(secs => $1)",
+    )
+    .bind(older_than.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// Deletes sent outbox rows older than `older_than`.
 pub async fn delete_old_outbox_rows(
     pool: &PgPool,

@@ -16,6 +16,7 @@ pub mod invariants;
 pub mod ledger;
 pub mod outbox;
 pub mod payments;
+pub mod privacy;
 pub mod provider_calls;
 pub mod referrals;
 pub mod scheduler_runs;
@@ -118,6 +119,11 @@ pub fn migrator() -> Migrator {
             10,
             "payments and referrals",
             include_str!("../../../migrations/0010_payments_and_referrals.sql"),
+        ),
+        (
+            11,
+            "erasure",
+            include_str!("../../../migrations/0011_erasure.sql"),
         ),
     ];
     Migrator::with_migrations(
