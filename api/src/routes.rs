@@ -25,6 +25,7 @@
 //! | POST, GET | /v1/payments, GET /v1/payments/{id} | [`v1::payments`]            |
 //! | POST   | /v1/payments/paystack/webhook, /v1/payments/stripe/webhook | [`v1::payments`] |
 //! | GET    | /v1/referrals, POST /v1/referrals/claim | [`v1::referrals`]         |
+//! | GET, POST | /v1/subscription                | [`v1::subscription`]           |
 //!
 //! Handlers never reject: their errors become JSON responses in [`respond`]. Only routing
 //! misses reach [`recover`].
@@ -206,6 +207,7 @@ fn route_template(path: &str) -> String {
         "webhook",
         "referrals",
         "claim",
+        "subscription",
         "healthz",
         "readyz",
         "metrics",
@@ -368,7 +370,7 @@ fn api_key_routes(
     create.or(list).unify().or(revoke).unify().boxed()
 }
 
-/// `/v1/payments` (top-ups and the providers' webhooks) and `/v1/referrals`.
+/// `/v1/payments` (top-ups and the providers' webhooks), `/v1/referrals`, `/v1/subscription`.
 fn money_routes(
     with_state: impl Filter<Extract = (Arc<AppState>,), Error = Infallible>
     + Clone
@@ -412,6 +414,17 @@ fn money_routes(
         .and_then(|state, signature, body| {
             respond(payments::stripe_webhook(state, signature, body))
         });
+    let subscription_get = warp::path!("v1" / "subscription")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(v1::subscription::get(state, auth)));
+    let subscription_change = warp::path!("v1" / "subscription")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(body::limited())
+        .and_then(|state, auth, body| respond(v1::subscription::change(state, auth, body)));
     let referrals_get = warp::path!("v1" / "referrals")
         .and(warp::get())
         .and(with_state.clone())
@@ -433,6 +446,10 @@ fn money_routes(
         .or(get)
         .unify()
         .or(referrals_get)
+        .unify()
+        .or(subscription_get)
+        .unify()
+        .or(subscription_change)
         .unify()
         .or(claim)
         .unify()

@@ -165,7 +165,7 @@ pub struct SchedulerSettings {
 }
 
 /// The jobs and their default schedules (cron with seconds: sec min hour day month weekday).
-pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 7] = [
+pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 8] = [
     ("sweeper", "SCHEDULE_SWEEPER", "*/10 * * * * *"),
     (
         "idempotency_expiry",
@@ -176,6 +176,7 @@ pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 7] = [
     ("backup", "SCHEDULE_BACKUP", "0 0 2 * * *"),
     ("sampling", "SCHEDULE_SAMPLING", "*/15 * * * * *"),
     ("low_balance", "SCHEDULE_LOW_BALANCE", "30 * * * * *"),
+    ("renewals", "SCHEDULE_RENEWALS", "0 */10 * * * *"),
     ("invariants", "SCHEDULE_INVARIANTS", "0 */5 * * * *"),
 ];
 

@@ -7,7 +7,7 @@ use namaskah_core::{
     domain::Transition,
     queue::{self, OutboxRelay, OutboxSignal, QueueName, Topology},
     store::{
-        self, accounts, housekeeping, idempotency, invariants, outbox, sweeps,
+        self, accounts, housekeeping, idempotency, invariants, outbox, subscriptions, sweeps,
         verifications::{self, Guard},
     },
 };
@@ -32,17 +32,19 @@ pub enum JobName {
     Backup,
     Sampling,
     LowBalance,
+    Renewals,
     Invariants,
 }
 
 impl JobName {
-    pub const ALL: [JobName; 7] = [
+    pub const ALL: [JobName; 8] = [
         JobName::Sweeper,
         JobName::IdempotencyExpiry,
         JobName::Retention,
         JobName::Backup,
         JobName::Sampling,
         JobName::LowBalance,
+        JobName::Renewals,
         JobName::Invariants,
     ];
 
@@ -54,6 +56,7 @@ impl JobName {
             JobName::Backup => "backup",
             JobName::Sampling => "sampling",
             JobName::LowBalance => "low_balance",
+            JobName::Renewals => "renewals",
             JobName::Invariants => "invariants",
         }
     }
@@ -77,6 +80,10 @@ pub async fn run(job: JobName, context: &JobContext) -> Result<u64, String> {
             .map_err(|e| e.to_string()),
         JobName::Sampling => sample(context).await,
         JobName::LowBalance => low_balance(context).await,
+        JobName::Renewals => subscriptions::renew_due(&context.pool, chrono::Utc::now())
+            .await
+            .map(|done| done.renewed + done.downgraded)
+            .map_err(|e| e.to_string()),
         JobName::Invariants => check_invariants(context).await,
     };
     if matches!(&result, Ok(rows) if *rows > 0) {

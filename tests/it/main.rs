@@ -20,6 +20,7 @@ mod payments;
 mod privacy;
 mod scheduler;
 mod sentry;
+mod subscriptions;
 mod text_verified;
 mod tiers;
 mod v2;

@@ -28,13 +28,17 @@ use crate::{
         api_keys::{CreateRequest as CreateApiKeyRequest, KeyView},
         payments::{CreatePaymentRequest, PaymentView},
         referrals::ClaimRequest,
+        subscription::ChangeRequest,
         webhook_endpoints::{CreateRequest, EndpointView, PatchRequest, RecoverRequest},
         webhook_messages::{AttemptView, DeliveryView, MessageView, ReplayRequest},
     },
     v2::verifications::{BatchRequest, EventView, ItemError},
 };
 use namaskah_core::{
-    store::referrals::{Referee, Summary},
+    store::{
+        referrals::{Referee, Summary},
+        subscriptions::Subscription,
+    },
     views::VerificationView,
 };
 
@@ -99,6 +103,8 @@ const OPERATIONS: &[Operation] = &[
     op(HttpMethod::Get, "/v1/payments/{id}", "payments", "One top-up", true, None, &[], &[], &[(200, "the payment", Some("Payment"))], &[404]),
     op(HttpMethod::Post, "/v1/payments/paystack/webhook", "payments", "Paystack's webhook (`charge.success`), signed with `x-paystack-signature`", false, None, &[], &[("x-paystack-signature", "hex HMAC-SHA512 of the raw body with the secret key")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 413]),
     op(HttpMethod::Post, "/v1/payments/stripe/webhook", "payments", "Stripe's webhook (`checkout.session.completed`, `payment_intent.succeeded`), signed with `Stripe-Signature`", false, None, &[], &[("Stripe-Signature", "`t=<unix>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">`")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 413]),
+    op(HttpMethod::Get, "/v1/subscription", "subscription", "The account's tier, its monthly price and when it renews", true, None, &[], &[], &[(200, "the subscription", Some("Subscription"))], &[]),
+    op(HttpMethod::Post, "/v1/subscription", "subscription", "Change tier: upgrades now (prorated), downgrades at the period's end; needs `admin`", true, Some("ChangeRequest"), &[], &[], &[(200, "the subscription after the change", Some("SubscriptionChange"))], &[400, 402, 413]),
     op(HttpMethod::Get, "/v1/referrals", "referrals", "The account's referral code, its referees and its earnings", true, None, &[], &[], &[(200, "the referrals", Some("ReferralSummary"))], &[]),
     op(HttpMethod::Post, "/v1/referrals/claim", "referrals", "This account was referred by the owner of a code (before its first top-up)", true, Some("ClaimRequest"), &[], &[], &[(200, "linked", Some("ReferralSummary"))], &[400, 409, 413, 422]),
 
@@ -310,6 +316,9 @@ fn build() -> OpenApi {
     components = schema_of::<PaymentView>(components);
     components = schema_of::<CreatePaymentRequest>(components);
     components = schema_of::<ClaimRequest>(components);
+    components = schema_of::<ChangeRequest>(components);
+    components = schema_of::<Subscription>(components);
+    components = schema_of::<schemas::SubscriptionChange>(components);
     components = schema_of::<Summary>(components);
     components = schema_of::<Referee>(components);
     components = schema_of::<schemas::PaymentList>(components);
@@ -350,6 +359,7 @@ fn build() -> OpenApi {
         ("events", "The event stream"),
         ("payments", "Wallet top-ups through Paystack and Stripe"),
         ("referrals", "Referral codes and rewards"),
+        ("subscription", "Monthly tiers paid from the wallet"),
         ("health", "For load balancers"),
     ]
     .into_iter()

@@ -144,6 +144,18 @@ pub struct AccountExport {
     exported_at: String,
 }
 
+/// The subscription after a change, and what the change did.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionChange {
+    tier: String,
+    monthly_price_cents: i64,
+    renews_at: Option<DateTime<Utc>>,
+    pending_tier: Option<String>,
+    /// `upgraded`, `downgrade_scheduled`, `downgraded` or `unchanged`.
+    change: String,
+    charged_cents: i64,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Erased {
     id: uuid::Uuid,

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod payments;
 pub mod referrals;
 pub mod services;
+pub mod subscription;
 pub mod verifications;
 pub mod webhook_endpoints;
 pub mod webhook_messages;

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Every event type an endpoint can subscribe to.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 10] = [
     "verification.number_assigned",
     "verification.completed",
     "verification.timed_out",
@@ -35,6 +35,7 @@ pub const EVENT_TYPES: [&str; 9] = [
     "verification.failed",
     "verification.refunded",
     "account.low_balance",
+    "account.subscription_downgraded",
     "endpoint.disabled",
     "webhook.test",
 ];

@@ -21,6 +21,7 @@ pub mod provider_calls;
 pub mod referrals;
 pub mod scheduler_runs;
 pub mod services;
+pub mod subscriptions;
 pub mod sweeps;
 pub mod tiers;
 pub mod verifications;
@@ -124,6 +125,11 @@ pub fn migrator() -> Migrator {
             11,
             "erasure",
             include_str!("../../../migrations/0011_erasure.sql"),
+        ),
+        (
+            12,
+            "subscriptions",
+            include_str!("../../../migrations/0012_subscriptions.sql"),
         ),
     ];
     Migrator::with_migrations(

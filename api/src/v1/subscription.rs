@@ -1,0 +1,75 @@
+//! `/v1/subscription`: the account's tier as a monthly subscription paid from the wallet.
+//! Upgrades now (prorated), downgrades at the end of the paid period, renewals by the
+//! scheduler (`store::subscriptions`).
+
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use warp::http::StatusCode;
+
+use namaskah_core::{
+    domain::{Scope, Tier},
+    store::subscriptions::{self, Change},
+};
+
+use crate::{
+    ApiError, AppState,
+    auth::authenticate,
+    body::parse_json,
+    respond::{Reply, reply_response},
+};
+
+/// `GET /v1/subscription`.
+pub async fn get(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let caller = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
+    let subscription = subscriptions::current(&state.pool, caller.account_id).await?;
+    Ok(reply_response(Reply::json(StatusCode::OK, &subscription)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangeRequest {
+    /// `free`, `basic`, `pro` or `enterprise`.
+    tier: String,
+}
+
+/// `POST /v1/subscription` `{"tier"}`: needs `admin`, since it spends the balance. Asking
+/// twice for the same tier changes nothing the second time, so retries are harmless.
+pub async fn change(
+    state: Arc<AppState>,
+    authorization: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
+    let caller = authenticate(&state, authorization.as_deref(), Scope::Admin).await?;
+    let request: ChangeRequest = parse_json(&body?)?;
+    let target = Tier::parse(&request.tier).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let (change, subscription) =
+        subscriptions::change(&state.pool, caller.account_id, target, Utc::now()).await?;
+    let (outcome, charged_cents) = match change {
+        Change::Upgraded { charged_cents } => ("upgraded", charged_cents),
+        Change::DowngradeScheduled => ("downgrade_scheduled", 0),
+        Change::Downgraded => ("downgraded", 0),
+        Change::Unchanged => ("unchanged", 0),
+        Change::InsufficientBalance {
+            price_cents,
+            balance_cents,
+        } => {
+            return Err(ApiError::InsufficientBalance {
+                price_cents,
+                balance_cents,
+            });
+        }
+    };
+    // The tier drives prices and limits through the caches; this replica need not wait for
+    // the change notification.
+    state.caches.apply("api_keys").await;
+    let mut body = serde_json::to_value(&subscription).unwrap_or_default();
+    body["change"] = json!(outcome);
+    body["charged_cents"] = json!(charged_cents);
+    Ok(reply_response(Reply::json(StatusCode::OK, &body)))
+}
