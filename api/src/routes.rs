@@ -26,6 +26,7 @@
 //! | POST   | /v1/payments/paystack/webhook, /v1/payments/stripe/webhook | [`v1::payments`] |
 //! | GET    | /v1/referrals, POST /v1/referrals/claim | [`v1::referrals`]         |
 //! | GET, POST | /v1/subscription                | [`v1::subscription`]           |
+//! | GET    | /v1/usage                          | [`v1::usage::get`]             |
 //!
 //! Handlers never reject: their errors become JSON responses in [`respond`]. Only routing
 //! misses reach [`recover`].
@@ -208,6 +209,7 @@ fn route_template(path: &str) -> String {
         "referrals",
         "claim",
         "subscription",
+        "usage",
         "healthz",
         "readyz",
         "metrics",
@@ -425,6 +427,12 @@ fn money_routes(
         .and(authorization)
         .and(body::limited())
         .and_then(|state, auth, body| respond(v1::subscription::change(state, auth, body)));
+    let usage = warp::path!("v1" / "usage")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(body::raw_query())
+        .and_then(|state, auth, query| respond(v1::usage::get(state, auth, query)));
     let referrals_get = warp::path!("v1" / "referrals")
         .and(warp::get())
         .and(with_state.clone())
@@ -448,6 +456,8 @@ fn money_routes(
         .or(referrals_get)
         .unify()
         .or(subscription_get)
+        .unify()
+        .or(usage)
         .unify()
         .or(subscription_change)
         .unify()

@@ -202,6 +202,7 @@ async fn route(state: &DashboardState, request: Request) -> Response {
         (false, ["verifications", id]) => pages::verifications::detail(state, &session, id).await,
         (false, ["webhooks"]) => pages::lists::webhooks(state, &session).await,
         (false, ["scheduler"]) => pages::lists::scheduler(state, &session).await,
+        (false, ["usage"]) => pages::usage::page(state, &session).await,
         (false, ["audit"]) => pages::lists::audit(state, &session).await,
         _ => text(StatusCode::NOT_FOUND, "Not found."),
     }

@@ -3,7 +3,7 @@
 use handlebars::{Handlebars, TemplateError};
 use serde_json::Value;
 
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("layout", include_str!("../templates/layout.hbs")),
     ("login", include_str!("../templates/login.hbs")),
     ("overview", include_str!("../templates/overview.hbs")),
@@ -19,6 +19,7 @@ const TEMPLATES: [(&str, &str); 10] = [
     ),
     ("webhooks", include_str!("../templates/webhooks.hbs")),
     ("scheduler", include_str!("../templates/scheduler.hbs")),
+    ("usage", include_str!("../templates/usage.hbs")),
     ("audit", include_str!("../templates/audit.hbs")),
 ];
 

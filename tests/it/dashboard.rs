@@ -449,6 +449,7 @@ async fn every_page_renders_for_a_logged_in_operator() {
         "/webhooks".to_owned(),
         "/scheduler".to_owned(),
         "/audit".to_owned(),
+        "/usage".to_owned(),
     ] {
         let response = get(&env, &session.cookie, &path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
@@ -461,6 +462,15 @@ async fn every_page_renders_for_a_logged_in_operator() {
         .await
         .expect("page");
     assert!(detail.contains("trace-1") && detail.contains("accepted and charged"));
+    let usage = get(&env, &session.cookie, "/usage")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        usage.contains("<td>telegram</td><td>1</td>"),
+        "the usage page counts it"
+    );
     let css = client()
         .get(format!("{}/static/app.css", env.dashboard))
         .send()

@@ -23,5 +23,6 @@ mod sentry;
 mod subscriptions;
 mod text_verified;
 mod tiers;
+mod usage;
 mod v2;
 mod webhooks;

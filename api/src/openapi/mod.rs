@@ -38,6 +38,7 @@ use namaskah_core::{
     store::{
         referrals::{Referee, Summary},
         subscriptions::Subscription,
+        usage::{Report, Usage},
     },
     views::VerificationView,
 };
@@ -105,6 +106,7 @@ const OPERATIONS: &[Operation] = &[
     op(HttpMethod::Post, "/v1/payments/stripe/webhook", "payments", "Stripe's webhook (`checkout.session.completed`, `payment_intent.succeeded`), signed with `Stripe-Signature`", false, None, &[], &[("Stripe-Signature", "`t=<unix>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">`")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 413]),
     op(HttpMethod::Get, "/v1/subscription", "subscription", "The account's tier, its monthly price and when it renews", true, None, &[], &[], &[(200, "the subscription", Some("Subscription"))], &[]),
     op(HttpMethod::Post, "/v1/subscription", "subscription", "Change tier: upgrades now (prorated), downgrades at the period's end; needs `admin`", true, Some("ChangeRequest"), &[], &[], &[(200, "the subscription after the change", Some("SubscriptionChange"))], &[400, 402, 413]),
+    op(HttpMethod::Get, "/v1/usage", "account", "Usage per service and day: verifications, success rate, median time to SMS, spend, refunds", true, None, &[("from", "first day, YYYY-MM-DD (default: 29 days before `to`)"), ("to", "last day, YYYY-MM-DD (default: today, UTC)"), ("service", "one service")], &[], &[(200, "the report", Some("UsageReport"))], &[400]),
     op(HttpMethod::Get, "/v1/referrals", "referrals", "The account's referral code, its referees and its earnings", true, None, &[], &[], &[(200, "the referrals", Some("ReferralSummary"))], &[]),
     op(HttpMethod::Post, "/v1/referrals/claim", "referrals", "This account was referred by the owner of a code (before its first top-up)", true, Some("ClaimRequest"), &[], &[], &[(200, "linked", Some("ReferralSummary"))], &[400, 409, 413, 422]),
 
@@ -318,6 +320,8 @@ fn build() -> OpenApi {
     components = schema_of::<ClaimRequest>(components);
     components = schema_of::<ChangeRequest>(components);
     components = schema_of::<Subscription>(components);
+    components = schema_of::<Report>(components);
+    components = schema_of::<Usage>(components);
     components = schema_of::<schemas::SubscriptionChange>(components);
     components = schema_of::<Summary>(components);
     components = schema_of::<Referee>(components);

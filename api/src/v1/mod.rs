@@ -6,6 +6,7 @@ pub mod payments;
 pub mod referrals;
 pub mod services;
 pub mod subscription;
+pub mod usage;
 pub mod verifications;
 pub mod webhook_endpoints;
 pub mod webhook_messages;

@@ -24,6 +24,7 @@ pub mod services;
 pub mod subscriptions;
 pub mod sweeps;
 pub mod tiers;
+pub mod usage;
 pub mod verifications;
 pub mod webhook_deliveries;
 pub mod webhook_endpoints;
@@ -130,6 +131,11 @@ pub fn migrator() -> Migrator {
             12,
             "subscriptions",
             include_str!("../../../migrations/0012_subscriptions.sql"),
+        ),
+        (
+            13,
+            "usage analytics",
+            include_str!("../../../migrations/0013_usage_daily.sql"),
         ),
     ];
     Migrator::with_migrations(

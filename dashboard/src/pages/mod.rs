@@ -5,6 +5,7 @@ pub mod lists;
 pub mod login;
 pub mod overview;
 pub mod parked;
+pub mod usage;
 pub mod verifications;
 
 use serde_json::{Value, json};
