@@ -203,6 +203,10 @@ async fn route(state: &DashboardState, request: Request) -> Response {
         (false, ["webhooks"]) => pages::lists::webhooks(state, &session).await,
         (false, ["scheduler"]) => pages::lists::scheduler(state, &session).await,
         (false, ["usage"]) => pages::usage::page(state, &session).await,
+        (false, ["export", "accounts.csv"]) => {
+            pages::export::accounts(state, &request, &session).await
+        }
+        (false, ["export", "usage.csv"]) => pages::export::usage(state, &request, &session).await,
         (false, ["audit"]) => pages::lists::audit(state, &session).await,
         _ => text(StatusCode::NOT_FOUND, "Not found."),
     }

@@ -471,6 +471,29 @@ async fn every_page_renders_for_a_logged_in_operator() {
         usage.contains("<td>telegram</td><td>1</td>"),
         "the usage page counts it"
     );
+    let accounts_csv = get(&env, &session.cookie, "/export/accounts.csv").await;
+    assert_eq!(
+        accounts_csv.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let accounts_csv = accounts_csv.text().await.expect("csv");
+    assert!(accounts_csv.starts_with("account_id,email,tier,balance_cents"));
+    assert!(accounts_csv.contains(&account.id.to_string()));
+    let usage_csv = get(&env, &session.cookie, "/export/usage.csv")
+        .await
+        .text()
+        .await
+        .expect("csv");
+    assert!(
+        usage_csv.contains(&format!("{},telegram,1,0,0,90,0", account.id)),
+        "{usage_csv}"
+    );
+    let exports: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action LIKE 'export_%'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("audit");
+    assert_eq!(exports, 2, "every download is audited");
     let css = client()
         .get(format!("{}/static/app.css", env.dashboard))
         .send()

@@ -1,6 +1,7 @@
 //! One module per page.
 
 pub mod errors;
+pub mod export;
 pub mod lists;
 pub mod login;
 pub mod overview;
