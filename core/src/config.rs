@@ -140,6 +140,13 @@ pub struct DashboardSettings {
     pub rabbitmq_management_url: String,
 }
 
+/// The CRM endpoint (`CRM_URL`) and the secret its requests are signed with (`CRM_SECRET`).
+#[derive(Clone, Debug)]
+pub struct CrmSettings {
+    pub url: String,
+    pub secret: crate::webhooks::WebhookSecret,
+}
+
 /// The periodic jobs: when each runs, and their limits.
 #[derive(Clone, Debug)]
 pub struct SchedulerSettings {
@@ -149,6 +156,8 @@ pub struct SchedulerSettings {
     pub personal_data_retention: Duration,
     /// Sent outbox rows and webhook attempts older than this are deleted.
     pub history_retention: Duration,
+    /// Where the `crm` job sends new accounts and usage, signed like our webhooks.
+    pub crm: Option<CrmSettings>,
     pub backup_dir: PathBuf,
     /// Backups kept; older ones are deleted.
     pub backup_keep: usize,
@@ -165,7 +174,7 @@ pub struct SchedulerSettings {
 }
 
 /// The jobs and their default schedules (cron with seconds: sec min hour day month weekday).
-pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 8] = [
+pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 9] = [
     ("sweeper", "SCHEDULE_SWEEPER", "*/10 * * * * *"),
     (
         "idempotency_expiry",
@@ -177,6 +186,7 @@ pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 8] = [
     ("sampling", "SCHEDULE_SAMPLING", "*/15 * * * * *"),
     ("low_balance", "SCHEDULE_LOW_BALANCE", "30 * * * * *"),
     ("renewals", "SCHEDULE_RENEWALS", "0 */10 * * * *"),
+    ("crm", "SCHEDULE_CRM", "0 */5 * * * *"),
     ("invariants", "SCHEDULE_INVARIANTS", "0 */5 * * * *"),
 ];
 
@@ -345,6 +355,22 @@ impl Config {
                     .collect::<Result<_, ConfigError>>()?,
                 personal_data_retention: env.duration("RETENTION_PERSONAL_DATA", "30days")?,
                 history_retention: env.duration("RETENTION_HISTORY", "7days")?,
+                crm: match env.raw("CRM_URL") {
+                    None => None,
+                    Some(_) => Some(CrmSettings {
+                        url: env.url("CRM_URL", "", &["http", "https"])?,
+                        secret: env
+                            .raw("CRM_SECRET")
+                            .as_deref()
+                            .and_then(crate::webhooks::WebhookSecret::parse)
+                            .ok_or_else(|| {
+                                env.error(
+                                    "CRM_SECRET",
+                                    "a whsec_… secret (base64 after whsec_), required with CRM_URL",
+                                )
+                            })?,
+                    }),
+                },
                 backup_dir: PathBuf::from(
                     env.raw("BACKUP_DIR")
                         .unwrap_or_else(|| "backups".to_owned()),

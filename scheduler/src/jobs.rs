@@ -33,11 +33,12 @@ pub enum JobName {
     Sampling,
     LowBalance,
     Renewals,
+    Crm,
     Invariants,
 }
 
 impl JobName {
-    pub const ALL: [JobName; 8] = [
+    pub const ALL: [JobName; 9] = [
         JobName::Sweeper,
         JobName::IdempotencyExpiry,
         JobName::Retention,
@@ -45,6 +46,7 @@ impl JobName {
         JobName::Sampling,
         JobName::LowBalance,
         JobName::Renewals,
+        JobName::Crm,
         JobName::Invariants,
     ];
 
@@ -57,6 +59,7 @@ impl JobName {
             JobName::Sampling => "sampling",
             JobName::LowBalance => "low_balance",
             JobName::Renewals => "renewals",
+            JobName::Crm => "crm",
             JobName::Invariants => "invariants",
         }
     }
@@ -84,6 +87,12 @@ pub async fn run(job: JobName, context: &JobContext) -> Result<u64, String> {
             .await
             .map(|done| done.renewed + done.downgraded)
             .map_err(|e| e.to_string()),
+        JobName::Crm => match &context.config.scheduler.crm {
+            Some(settings) => crate::crm::export(context, settings)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Ok(0),
+        },
         JobName::Invariants => check_invariants(context).await,
     };
     if matches!(&result, Ok(rows) if *rows > 0) {

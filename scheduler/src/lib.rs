@@ -12,6 +12,7 @@
 //! sampling for metrics, low-balance notices and the invariant check.
 
 pub mod backup;
+pub mod crm;
 pub mod jobs;
 mod leader;
 mod runner;

@@ -8,6 +8,7 @@ mod api;
 mod api_keys;
 mod browser;
 mod contract;
+mod crm;
 mod dashboard;
 mod deployment;
 mod lifecycle;

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admins;
 pub mod api_keys;
 pub mod audit;
+pub mod crm;
 pub mod error_groups;
 pub mod events;
 pub mod housekeeping;
@@ -136,6 +137,11 @@ pub fn migrator() -> Migrator {
             13,
             "usage analytics",
             include_str!("../../../migrations/0013_usage_daily.sql"),
+        ),
+        (
+            14,
+            "crm exports",
+            include_str!("../../../migrations/0014_crm_exports.sql"),
         ),
     ];
     Migrator::with_migrations(
