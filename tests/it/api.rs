@@ -217,7 +217,7 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&answer), "no_route");
     let (status, answer) = env
-        .request(Method::DELETE, "/v1/account", Some(&account.key), None)
+        .request(Method::PUT, "/v1/account", Some(&account.key), None)
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&answer), "method_not_allowed");
