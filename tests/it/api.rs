@@ -10,23 +10,13 @@ use namaskah::pipeline::Roles;
 use namaskah_core::domain::Scope;
 
 /// The API alone: no worker moves anything, so states stay as the API left them.
-async fn api_only() -> TestEnv {
-    TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
-        .start()
-        .await
-}
-
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
 #[tokio::test]
 async fn a_verification_is_created_charged_once_and_readable() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     let (status, created) = env
         .post(
@@ -55,7 +45,7 @@ async fn a_verification_is_created_charged_once_and_readable() {
 
 #[tokio::test]
 async fn without_a_country_the_cheapest_is_chosen() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     let (status, created) = env
         .post(
@@ -80,7 +70,7 @@ async fn without_a_country_the_cheapest_is_chosen() {
 
 #[tokio::test]
 async fn keys_are_checked() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let body = json!({"service": "telegram"});
     let (status, answer) = env
         .request(Method::POST, "/v1/verifications", None, Some(body.clone()))
@@ -123,7 +113,7 @@ async fn keys_are_checked() {
 
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     let cases = [
         (
@@ -230,7 +220,7 @@ async fn bad_requests_get_clear_errors() {
 
 #[tokio::test]
 async fn an_uncovered_price_is_refused_with_402() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1).await;
     let (status, answer) = env
         .post(
@@ -247,7 +237,7 @@ async fn an_uncovered_price_is_refused_with_402() {
 
 #[tokio::test]
 async fn another_accounts_verification_is_not_found() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let owner = env.account(1_000).await;
     let stranger = env.account(1_000).await;
     let id = env.create_verification(&owner, "telegram", "us").await;
@@ -273,7 +263,7 @@ async fn another_accounts_verification_is_not_found() {
 
 #[tokio::test]
 async fn lists_are_newest_first_filtered_and_paginated() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(10_000).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -318,7 +308,7 @@ async fn lists_are_newest_first_filtered_and_paginated() {
 
 #[tokio::test]
 async fn cancelling_a_settled_verification_is_a_conflict() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     let id = env.create_verification(&account, "telegram", "us").await;
     let path = format!("/v1/verifications/{id}/cancel");
@@ -332,7 +322,7 @@ async fn cancelling_a_settled_verification_is_a_conflict() {
 
 #[tokio::test]
 async fn the_same_idempotency_key_and_body_replays_the_first_response() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     let send = |key: &'static str, body: &'static str| {
         env.http
@@ -383,7 +373,7 @@ async fn the_same_idempotency_key_and_body_replays_the_first_response() {
 
 #[tokio::test]
 async fn a_refused_request_is_replayed_as_refused() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1).await;
     for _ in 0..2 {
         let response = env
@@ -401,7 +391,7 @@ async fn a_refused_request_is_replayed_as_refused() {
 
 #[tokio::test]
 async fn a_request_still_in_flight_under_the_same_key_is_a_conflict() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     // Another API replica is processing this key right now.
     let body = json!({"service": "telegram", "country": "us"});
@@ -433,7 +423,7 @@ async fn a_request_still_in_flight_under_the_same_key_is_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_duplicates_charge_once() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     let requests = (0..10).map(|_| {
         env.http
@@ -469,7 +459,7 @@ async fn concurrent_duplicates_charge_once() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let (status, body) = env.request(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");

@@ -4,7 +4,6 @@
 use serde_json::Value;
 
 use crate::support::{Answer, Sink, TestEnv};
-use namaskah::pipeline::Roles;
 use namaskah_core::webhooks::WebhookSecret;
 use namaskah_scheduler::{JobName, jobs};
 
@@ -24,10 +23,7 @@ async fn accounts_and_usage_reach_the_crm_signed_and_once() {
     let sink = Sink::start().await;
     let secret = WebhookSecret::generate();
     let env = TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
+        .api_only()
         .set("CRM_URL", &sink.url("/crm"))
         .set("CRM_SECRET", secret.expose())
         .start()

@@ -6,18 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::{Account, PAYSTACK_SECRET, STRIPE_WEBHOOK_SECRET, TestEnv};
-use namaskah::pipeline::Roles;
 use namaskah_core::payments::notices::{paystack_signature, stripe_signature};
-
-async fn api_only() -> TestEnv {
-    TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
-        .start()
-        .await
-}
 
 async fn top_up(env: &TestEnv, account: &Account, provider: &str, amount_cents: i64) -> Value {
     let (status, payment) = env
@@ -98,7 +87,7 @@ async fn notices(env: &TestEnv) -> Vec<(String, Option<String>)> {
 
 #[tokio::test]
 async fn a_paystack_top_up_is_credited_once_however_often_its_webhook_arrives() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(0).await;
     let payment = top_up(&env, &account, "paystack", 5_000).await;
     let reference = payment["reference"].as_str().expect("reference");
@@ -141,7 +130,7 @@ async fn a_paystack_top_up_is_credited_once_however_often_its_webhook_arrives() 
 
 #[tokio::test]
 async fn forged_mismatched_and_unknown_paystack_notices_are_refused_and_recorded() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(0).await;
     let payment = top_up(&env, &account, "paystack", 5_000).await;
     let reference = payment["reference"].as_str().expect("reference");
@@ -206,7 +195,7 @@ async fn forged_mismatched_and_unknown_paystack_notices_are_refused_and_recorded
 
 #[tokio::test]
 async fn a_stripe_checkout_is_credited_once_across_its_two_events_and_stale_signatures_fail() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(0).await;
     let payment = top_up(&env, &account, "stripe", 2_500).await;
     let reference = payment["reference"].as_str().expect("reference");
@@ -240,7 +229,7 @@ async fn a_stripe_checkout_is_credited_once_across_its_two_events_and_stale_sign
 
 #[tokio::test]
 async fn payment_requests_are_checked() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(0).await;
     for (body, status, code) in [
         (
@@ -279,7 +268,7 @@ async fn payment_requests_are_checked() {
 
 #[tokio::test]
 async fn the_referrer_is_rewarded_once_when_the_referee_first_pays() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let referrer = env.account(0).await;
     let referee = env.account(0).await;
     let (_, mine) = env.get("/v1/referrals", &referrer.key).await;

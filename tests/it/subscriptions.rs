@@ -6,16 +6,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::{Account, TestEnv};
-use namaskah::pipeline::Roles;
 use namaskah_core::domain::Scope;
 use namaskah_scheduler::{JobName, jobs};
 
 async fn env() -> TestEnv {
     TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
+        .api_only()
         .seeded_tier_limits()
         .start()
         .await

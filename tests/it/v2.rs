@@ -5,22 +5,11 @@ use serde_json::{Value, json};
 use std::{collections::HashSet, time::Duration};
 
 use crate::support::{TestEnv, never_sms};
-use namaskah::pipeline::Roles;
 use namaskah_core::domain::{Scope, Tier};
-
-async fn api_only() -> TestEnv {
-    TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
-        .start()
-        .await
-}
 
 #[tokio::test]
 async fn every_v2_error_is_a_problem_document() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(0).await;
     let cases = [
         (
@@ -81,7 +70,7 @@ async fn every_v2_error_is_a_problem_document() {
 
 #[tokio::test]
 async fn cursor_pages_never_skip_or_repeat_while_others_insert() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000_000).await;
     let mut existing = HashSet::new();
     for _ in 0..30 {
@@ -191,7 +180,7 @@ async fn ledger_rows(env: &TestEnv, account: &crate::support::Account) -> i64 {
 
 #[tokio::test]
 async fn a_bulk_order_charges_each_valid_item_once_and_reports_the_others() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env
         .account_on_tier(1_000_000, &[Scope::Read, Scope::Write], Tier::Enterprise)
         .await;
@@ -246,7 +235,7 @@ async fn a_bulk_order_charges_each_valid_item_once_and_reports_the_others() {
 
 #[tokio::test]
 async fn an_atomic_bulk_order_is_all_or_nothing() {
-    let env = api_only().await;
+    let env = TestEnv::api_only().await;
     let account = env
         .account_on_tier(1_000_000, &[Scope::Read, Scope::Write], Tier::Enterprise)
         .await;

@@ -49,6 +49,14 @@ impl TestEnvBuilder {
         self
     }
 
+    /// Only the API (and no workers): for tests of what the API itself answers and writes.
+    pub fn api_only(self) -> Self {
+        self.roles(Roles {
+            api: true,
+            ..Roles::default()
+        })
+    }
+
     /// Only these roles (the default is all of them).
     pub fn roles(mut self, roles: Roles) -> Self {
         self.roles = roles;
@@ -279,6 +287,11 @@ impl TestEnv {
     }
 
     /// Everything running: API, relay, all workers.
+    /// [`TestEnvBuilder::api_only`], started.
+    pub async fn api_only() -> TestEnv {
+        Self::builder().api_only().start().await
+    }
+
     pub async fn start() -> TestEnv {
         Self::builder().start().await
     }
