@@ -425,8 +425,11 @@ fn money_routes(
         .and(warp::post())
         .and(with_state.clone())
         .and(authorization)
+        .and(warp::header::optional::<String>("idempotency-key"))
         .and(body::limited())
-        .and_then(|state, auth, body| respond(v1::subscription::change(state, auth, body)));
+        .and_then(|state, auth, key, body| {
+            respond(v1::subscription::change(state, auth, key, body))
+        });
     let usage = warp::path!("v1" / "usage")
         .and(warp::get())
         .and(with_state.clone())
@@ -442,8 +445,9 @@ fn money_routes(
         .and(warp::post())
         .and(with_state)
         .and(authorization)
+        .and(warp::header::optional::<String>("idempotency-key"))
         .and(body::limited())
-        .and_then(|state, auth, body| respond(referrals::claim(state, auth, body)));
+        .and_then(|state, auth, key, body| respond(referrals::claim(state, auth, key, body)));
     paystack
         .or(stripe)
         .unify()

@@ -55,9 +55,22 @@ async fn upgrades_are_prorated_and_take_effect_at_once_downgrades_wait() {
         .await;
     assert_eq!(burst_header(&env, &account).await, "10", "free: burst 10");
 
-    // Free → basic starts a paid period at the full price.
-    let (status, body) = change(&env, &account, "basic").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // Free → basic starts a paid period at the full price; the same request retried under
+    // its Idempotency-Key gets the first answer back and pays nothing more.
+    let keyed = || {
+        env.http
+            .post(format!("{}/v1/subscription", env.api))
+            .bearer_auth(&account.key)
+            .header("idempotency-key", "upgrade-1")
+            .json(&json!({ "tier": "basic" }))
+    };
+    let first = keyed().send().await.expect("change");
+    assert_eq!(first.status(), StatusCode::OK);
+    let body: Value = first.json().await.expect("json");
+    let replay = keyed().send().await.expect("retry");
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replayed: Value = replay.json().await.expect("json");
+    assert_eq!(replayed, body);
     assert_eq!(body["change"], "upgraded");
     assert_eq!(body["charged_cents"], 1_900);
     assert!(body["renews_at"].is_string());

@@ -19,6 +19,7 @@ use crate::{
     ApiError, AppState,
     auth::authenticate,
     body::parse_json,
+    idempotency::{self, Begin},
     respond::{Reply, reply_response},
 };
 
@@ -44,21 +45,38 @@ pub(crate) struct ClaimRequest {
 pub async fn claim(
     state: Arc<AppState>,
     authorization: Option<String>,
+    idempotency_key: Option<String>,
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
-    let request: ClaimRequest = parse_json(&body?)?;
+    let body = body?;
+    let request: ClaimRequest = parse_json(&body)?;
     if request.code.trim().is_empty() || request.code.len() > 64 {
         return Err(ApiError::InvalidRequest(
             "`code` must be a referral code".to_owned(),
         ));
     }
-    let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
-    let link = referrals::link(&mut tx, caller.account_id, &request.code).await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    refusal(&link)?;
-    let summary = referrals::summary(&state.pool, caller.account_id).await?;
-    Ok(reply_response(Reply::json(StatusCode::OK, &summary)))
+    let key = idempotency_key.as_deref();
+    let path = "/v1/referrals/claim";
+    let guard =
+        match idempotency::start(&state, caller.account_id, key, "POST", path, &body).await? {
+            Begin::Replay(response) => return Ok(response),
+            Begin::Proceed(guard) => guard,
+        };
+    let result = async {
+        let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
+        let link = referrals::link(&mut tx, caller.account_id, &request.code).await?;
+        refusal(&link)?;
+        let summary = referrals::summary_in(&mut tx, caller.account_id).await?;
+        let reply = Reply::json(StatusCode::OK, &summary);
+        if let Some(guard) = &guard {
+            guard.store(&mut tx, &reply).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(reply)
+    }
+    .await;
+    Ok(idempotency::finish(&state, guard, result).await)
 }
 
 /// A link that did not happen, as the error that says why.

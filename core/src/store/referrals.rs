@@ -108,12 +108,21 @@ pub struct Summary {
 }
 
 pub async fn summary(pool: &PgPool, account: AccountId) -> Result<Summary, StoreError> {
+    let mut conn = pool.acquire().await?;
+    summary_in(&mut conn, account).await
+}
+
+/// [`summary`] on a given connection (inside the transaction that just linked, say).
+pub async fn summary_in(
+    conn: &mut PgConnection,
+    account: AccountId,
+) -> Result<Summary, StoreError> {
     let (code, referred_by): (String, Option<String>) = sqlx::query_as(
         "SELECT a.referral_code, r.referral_code
          FROM accounts a LEFT JOIN accounts r ON r.id = a.referred_by WHERE a.id = $1",
     )
     .bind(account)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?
     .ok_or(StoreError::Missing("account"))?;
     let referees = sqlx::query_as::<_, Referee>(
@@ -126,7 +135,7 @@ pub async fn summary(pool: &PgPool, account: AccountId) -> Result<Summary, Store
          ORDER BY a.referred_at DESC NULLS LAST, a.id",
     )
     .bind(account)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let earnings_cents = referees.iter().map(|r| r.reward_cents).sum();
     Ok(Summary {
