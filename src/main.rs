@@ -62,6 +62,32 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Manage white-label tenants.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Create a tenant, its first administrator account and that account's `tenant_admin`
+    /// key; prints them as JSON (the key only this once).
+    Create {
+        /// Lowercase letters, digits and dashes: `acme`.
+        #[arg(long)]
+        slug: String,
+        /// The brand name its customers see.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+        /// A host name whose requests are the tenant's: `verify.acme.example`.
+        #[arg(long)]
+        custom_domain: Option<String>,
+        #[arg(long)]
+        support_email: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +245,25 @@ fn main() -> ExitCode {
                     rate,
                 };
                 commands::load::webhooks(config, load).await
+            }
+            Command::Tenants {
+                command:
+                    TenantsCommand::Create {
+                        slug,
+                        name,
+                        admin_email,
+                        custom_domain,
+                        support_email,
+                    },
+            } => {
+                let options = commands::tenants::NewTenant {
+                    slug,
+                    name,
+                    admin_email,
+                    custom_domain,
+                    support_email,
+                };
+                commands::tenants::create(config, options).await
             }
             Command::Accounts {
                 command:

@@ -1,5 +1,5 @@
 //! What nearly every request reads, kept in this process (moka): API keys by hash, the tier
-//! plans and the catalogue. PostgreSQL tells every API process what changed (triggers of
+//! plans, the catalogue and the tenants (brand and prices, and which host names are whose). PostgreSQL tells every API process what changed (triggers of
 //! migration 0007 `NOTIFY namaskah_cache`), and [`listen_for_changes`] drops it at once, so a
 //! revoked key or a new price is seen by every replica within milliseconds; the time-to-live
 //! bounds staleness should a notification ever be missed.
@@ -21,11 +21,12 @@ use std::{
 
 use namaskah_core::{
     Shutdown,
-    domain::{ApiKeyHash, Tier},
+    domain::{ApiKeyHash, TenantId, Tier},
     store::{
         StoreError,
         api_keys::{self, KeyOwner},
         services::{self, Offer},
+        tenants::{self, PriceBook, Tenant},
         tiers::{self, TierPlan},
     },
 };
@@ -92,6 +93,16 @@ pub struct Caches {
     keys: Generational<Vec<u8>, KeyOwner>,
     tiers: Generational<(), Arc<HashMap<Tier, TierPlan>>>,
     catalogue: Generational<(), Arc<Vec<Offer>>>,
+    tenants: Generational<TenantId, Arc<TenantProfile>>,
+    /// Host name → the tenant whose custom domain it is; `None` (also cached) for none.
+    domains: Generational<String, Option<TenantId>>,
+}
+
+/// A tenant as requests need it: what its customers see and what they pay.
+#[derive(Debug)]
+pub struct TenantProfile {
+    pub tenant: Tenant,
+    pub prices: PriceBook,
 }
 
 impl Default for Caches {
@@ -100,6 +111,8 @@ impl Default for Caches {
             keys: Generational::new("api_keys", 100_000, Duration::from_secs(300)),
             tiers: Generational::new("tiers", 1, Duration::from_secs(60)),
             catalogue: Generational::new("catalogue", 1, Duration::from_secs(60)),
+            tenants: Generational::new("tenants", 10_000, Duration::from_secs(60)),
+            domains: Generational::new("tenant_domains", 10_000, Duration::from_secs(60)),
         }
     }
 }
@@ -152,6 +165,48 @@ impl Caches {
             .unwrap_or_default())
     }
 
+    /// The tenant's brand and prices.
+    pub async fn tenant(
+        &self,
+        pool: &PgPool,
+        id: TenantId,
+    ) -> Result<Arc<TenantProfile>, StoreError> {
+        self.tenants
+            .get_or_load(id, async {
+                let Some(tenant) = tenants::find(pool, id).await? else {
+                    return Ok(None);
+                };
+                let prices = tenants::price_book(pool, id).await?;
+                Ok(Some(Arc::new(TenantProfile { tenant, prices })))
+            })
+            .await?
+            // Accounts reference their tenant, so only a hand-edited database lacks it.
+            .ok_or(StoreError::Missing("the account's tenant"))
+    }
+
+    /// The tenant a request's `Host` names by its custom domain, or the default tenant.
+    pub async fn tenant_for_host(
+        &self,
+        pool: &PgPool,
+        host: Option<&str>,
+    ) -> Result<TenantId, StoreError> {
+        let Some(host) = host.and_then(host_name) else {
+            return Ok(TenantId::DEFAULT);
+        };
+        let found = self
+            .domains
+            .get_or_load(host.clone(), async {
+                Ok(Some(
+                    tenants::find_by_domain(pool, &host)
+                        .await?
+                        .map(|tenant| tenant.id),
+                ))
+            })
+            .await?
+            .flatten();
+        Ok(found.unwrap_or(TenantId::DEFAULT))
+    }
+
     /// Drops a key at once (this replica's revocations need not wait for the notification).
     pub async fn forget_key(&self, hash: &ApiKeyHash) {
         self.keys.invalidate(&hash.0).await;
@@ -163,6 +218,10 @@ impl Caches {
             "services" => self.catalogue.clear(),
             "tiers" => self.tiers.clear(),
             "api_keys" => self.keys.clear(),
+            "tenants" => {
+                self.tenants.clear();
+                self.domains.clear();
+            }
             other => match other
                 .strip_prefix("api_key:")
                 .and_then(|hex| hex::decode(hex).ok())
@@ -180,7 +239,23 @@ impl Caches {
         self.keys.clear();
         self.tiers.clear();
         self.catalogue.clear();
+        self.tenants.clear();
+        self.domains.clear();
     }
+}
+
+/// `Host` without its port, lowercase, if it could be a tenant's custom domain at all
+/// (IP addresses and single labels such as `localhost` cannot).
+fn host_name(host: &str) -> Option<String> {
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    });
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    tenants::is_host_name(&name).then_some(name)
 }
 
 /// Applies change notifications until shutdown. Whenever the listening connection is

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use sqlx::PgConnection;
+use std::sync::Arc;
 
 use namaskah_core::{
     domain::{CountryCode, ServiceCode, VerificationId, new_trace_id},
@@ -14,7 +15,7 @@ use namaskah_core::{
     },
 };
 
-use crate::{ApiError, auth::Caller, respond::version};
+use crate::{ApiError, AppState, auth::Caller, cache::TenantProfile, respond::version};
 
 /// One verification to rent, as a request names it.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -50,21 +51,40 @@ impl OrderRequest {
     }
 }
 
-/// Prices `order` for the caller's tier and charges it: one statement debits the balance and
+/// What a caller pays: the catalogue, with its tenant's own prices where it has set them.
+pub struct PriceSheet {
+    offers: Arc<Vec<Offer>>,
+    tenant: Arc<TenantProfile>,
+}
+
+impl PriceSheet {
+    pub async fn for_caller(state: &AppState, caller: &Caller) -> Result<Self, ApiError> {
+        Ok(Self {
+            offers: state
+                .caches
+                .offers(&state.pool, &state.provider_order)
+                .await?,
+            tenant: state.caches.tenant(&state.pool, caller.tenant_id).await?,
+        })
+    }
+}
+
+/// Prices `order` for the caller's tenant and tier and charges it: one statement debits the balance and
 /// inserts the verification, its ledger entry and its ordering message. `conn` must be in a
 /// transaction that holds the account's lock
 /// ([`verifications::lock_account_and_count_open`]).
 pub async fn charge(
     conn: &mut PgConnection,
     caller: &Caller,
-    offers: &[Offer],
+    sheet: &PriceSheet,
     provider_order: &[String],
     order: &Order,
 ) -> Result<Verification, ApiError> {
     let Order { service, country } = order;
     let quote = pricing::quote(
-        offers,
+        &sheet.offers,
         provider_order,
+        &sheet.tenant.prices,
         service.as_str(),
         country.as_ref().map(CountryCode::as_str),
     )

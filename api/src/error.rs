@@ -78,6 +78,8 @@ pub enum ApiError {
         message: &'static str,
         status: StatusCode,
     },
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
     #[error("{0} verifications are still open; erase the account once they have finished")]
     OpenVerificationsBlockErasure(i64),
     #[error("a dependency is unavailable; retry shortly")]
@@ -137,6 +139,7 @@ impl ApiError {
                 message: "an account cannot use its own referral code",
                 status: StatusCode::UNPROCESSABLE_ENTITY,
             },
+            AlreadyExists("a tenant with this custom domain"),
             OpenVerificationsBlockErasure(2),
             Unavailable,
             Internal,
@@ -169,7 +172,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ReferralRefused { status, .. } => *status,
-            OpenVerificationsBlockErasure(_) => StatusCode::CONFLICT,
+            OpenVerificationsBlockErasure(_) | AlreadyExists(_) => StatusCode::CONFLICT,
             PaymentProviderUnavailable(_) | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -207,6 +210,7 @@ impl ApiError {
             PaymentMismatch { .. } => "payment_mismatch",
             ReferralRefused { code, .. } => code,
             OpenVerificationsBlockErasure(_) => "open_verifications",
+            AlreadyExists(_) => "already_exists",
             Unavailable => "service_unavailable",
             Internal => "internal_error",
         }

@@ -27,6 +27,10 @@
 //! | GET    | /v1/referrals, POST /v1/referrals/claim | [`v1::referrals`]         |
 //! | GET, POST | /v1/subscription                | [`v1::subscription`]           |
 //! | GET    | /v1/usage                          | [`v1::usage::get`]             |
+//! | GET    | /v1/brand                          | [`v1::account::brand`] (public) |
+//! | GET, PATCH | /v1/tenant                     | [`v1::tenant`] (`tenant_admin`) |
+//! | POST, GET | /v1/tenant/accounts, GET /v1/tenant/accounts/{id} | [`v1::tenant`] |
+//! | GET, PUT | /v1/tenant/prices                | [`v1::tenant`]                 |
 //!
 //! Handlers never reject: their errors become JSON responses in [`respond`]. Only routing
 //! misses reach [`recover`].
@@ -106,8 +110,8 @@ pub fn routes(
         .and(warp::get())
         .and(with_state.clone())
         .and(body::raw_query())
-        .and(warp::header::optional::<String>("if-none-match"))
-        .and_then(|state, query, etag| respond(v1::services::list(state, query, etag)));
+        .and(v1::services::Asked::filter())
+        .and_then(|state, query, asked| respond(v1::services::list(state, query, asked)));
 
     let core = healthz
         .or(readyz)
@@ -163,6 +167,8 @@ pub fn routes(
         .unify()
         .or(money_routes(with_state.clone()))
         .unify()
+        .or(tenant_routes(with_state.clone()))
+        .unify()
         .or(v2::routes(with_state.clone()))
         .unify()
         .recover(recover)
@@ -210,6 +216,9 @@ fn route_template(path: &str) -> String {
         "claim",
         "subscription",
         "usage",
+        "brand",
+        "tenant",
+        "prices",
         "healthz",
         "readyz",
         "metrics",
@@ -228,6 +237,79 @@ fn route_template(path: &str) -> String {
         })
         .collect();
     format!("/{}", segments.join("/"))
+}
+
+/// `/v1/brand` and the tenant administration under `/v1/tenant`.
+fn tenant_routes(
+    with_state: impl Filter<Extract = (Arc<AppState>,), Error = Infallible>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> warp::filters::BoxedFilter<(Response,)> {
+    use v1::tenant;
+    let authorization = warp::header::optional::<String>("authorization");
+    let brand = warp::path!("v1" / "brand")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::header::optional::<String>("host"))
+        .and_then(|state, host| respond(v1::account::brand(state, host)));
+    let get = warp::path!("v1" / "tenant")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(tenant::get(state, auth)));
+    let update = warp::path!("v1" / "tenant")
+        .and(warp::patch())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(body::limited())
+        .and_then(|state, auth, body| respond(tenant::update(state, auth, body)));
+    let accounts = warp::path!("v1" / "tenant" / "accounts")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(body::raw_query())
+        .and_then(|state, auth, query| respond(tenant::accounts(state, auth, query)));
+    let create_account = warp::path!("v1" / "tenant" / "accounts")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(authorization)
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(body::limited())
+        .and_then(|state, auth, key, body| respond(tenant::create_account(state, auth, key, body)));
+    let account = warp::path!("v1" / "tenant" / "accounts" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|id, state, auth| respond(tenant::account(state, id, auth)));
+    let prices = warp::path!("v1" / "tenant" / "prices")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(authorization)
+        .and_then(|state, auth| respond(tenant::prices(state, auth)));
+    let replace_prices = warp::path!("v1" / "tenant" / "prices")
+        .and(warp::put())
+        .and(with_state)
+        .and(authorization)
+        .and(body::limited())
+        .and_then(|state, auth, body| respond(tenant::replace_prices(state, auth, body)));
+    brand
+        .or(get)
+        .unify()
+        .or(update)
+        .unify()
+        .or(accounts)
+        .unify()
+        .or(create_account)
+        .unify()
+        .or(account)
+        .unify()
+        .or(prices)
+        .unify()
+        .or(replace_prices)
+        .unify()
+        .boxed()
 }
 
 /// `/v1/webhook-endpoints` and `/v1/webhook-messages`.

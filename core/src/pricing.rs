@@ -5,10 +5,14 @@
 //! that is the provider the ordering worker tries first. If a later provider fills the
 //! order, the customer still pays the quoted price; the margin is ours to win or lose.
 //! Without a country, the cheapest country is chosen (ties by country code).
+//!
+//! A white-label tenant may set its own prices ([`PriceBook`]); where it has, its price
+//! replaces the catalogue's for its accounts. A tenant price never makes an unsold service
+//! sellable. The tier's percentage applies afterwards, to either.
 
 use std::collections::BTreeMap;
 
-use crate::store::services::Offer;
+use crate::store::{services::Offer, tenants::PriceBook};
 
 /// The price of one service in one country.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,8 +23,9 @@ pub struct Quote {
     pub sms_timeout_secs: i32,
 }
 
-/// One quote per (service, country), from the preferred provider of each.
-pub fn price_list(offers: &[Offer], provider_order: &[String]) -> Vec<Quote> {
+/// One quote per (service, country), from the preferred provider of each, at the tenant's
+/// price where `book` has one.
+pub fn price_list(offers: &[Offer], provider_order: &[String], book: &PriceBook) -> Vec<Quote> {
     let rank = |provider: &str| {
         provider_order
             .iter()
@@ -42,7 +47,10 @@ pub fn price_list(offers: &[Offer], provider_order: &[String]) -> Vec<Quote> {
         .map(|offer| Quote {
             service: offer.service.clone(),
             country: offer.country.clone(),
-            price_cents: offer.price_cents,
+            price_cents: book
+                .get(&(offer.service.clone(), offer.country.clone()))
+                .copied()
+                .unwrap_or(offer.price_cents),
             sms_timeout_secs: offer.sms_timeout_secs,
         })
         .collect()
@@ -52,10 +60,11 @@ pub fn price_list(offers: &[Offer], provider_order: &[String]) -> Vec<Quote> {
 pub fn quote(
     offers: &[Offer],
     provider_order: &[String],
+    book: &PriceBook,
     service: &str,
     country: Option<&str>,
 ) -> Option<Quote> {
-    price_list(offers, provider_order)
+    price_list(offers, provider_order, book)
         .into_iter()
         .filter(|q| q.service == service && country.is_none_or(|c| q.country == c))
         .min_by(|a, b| {
@@ -96,7 +105,8 @@ mod tests {
     #[test]
     fn the_first_provider_in_failover_order_sets_the_price() {
         let offers = [offer("us", "b", 50), offer("us", "a", 90)];
-        let quote = quote(&offers, &order(), "telegram", Some("us")).expect("quoted");
+        let quote =
+            quote(&offers, &order(), &PriceBook::new(), "telegram", Some("us")).expect("quoted");
         assert_eq!(quote.price_cents, 90);
         let tries: Vec<&str> = failover_order(&offers, &order())
             .iter()
@@ -112,14 +122,23 @@ mod tests {
             offer("in", "a", 30),
             offer("id", "a", 30),
         ];
-        let quote = quote(&offers, &order(), "telegram", None).expect("quoted");
+        let quote = quote(&offers, &order(), &PriceBook::new(), "telegram", None).expect("quoted");
         assert_eq!(quote.country, "id");
     }
 
     #[test]
     fn an_unsold_service_has_no_quote() {
         let offers = [offer("us", "a", 90)];
-        assert!(quote(&offers, &order(), "whatsapp", None).is_none());
-        assert!(quote(&offers, &order(), "telegram", Some("gb")).is_none());
+        let book = PriceBook::from([(("telegram".to_owned(), "gb".to_owned()), 10)]);
+        assert!(quote(&offers, &order(), &book, "whatsapp", None).is_none());
+        assert!(quote(&offers, &order(), &book, "telegram", Some("gb")).is_none());
+    }
+
+    #[test]
+    fn a_tenant_price_replaces_the_catalogue_price_and_can_change_the_cheapest_country() {
+        let offers = [offer("us", "a", 90), offer("in", "a", 30)];
+        let book = PriceBook::from([(("telegram".to_owned(), "us".to_owned()), 20)]);
+        let quote = quote(&offers, &order(), &book, "telegram", None).expect("quoted");
+        assert_eq!((quote.country.as_str(), quote.price_cents), ("us", 20));
     }
 }

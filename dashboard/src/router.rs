@@ -10,6 +10,7 @@
 //! | `/verifications` | search | |
 //! | `/verifications/{id}` | detail and timeline | |
 //! | `/webhooks`, `/scheduler`, `/audit` | lists | |
+//! | `/tenants` | white-label tenants and their brands | |
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -207,6 +208,7 @@ async fn route(state: &DashboardState, request: Request) -> Response {
             pages::export::accounts(state, &request, &session).await
         }
         (false, ["export", "usage.csv"]) => pages::export::usage(state, &request, &session).await,
+        (false, ["tenants"]) => pages::tenants::page(state, &session).await,
         (false, ["audit"]) => pages::lists::audit(state, &session).await,
         _ => text(StatusCode::NOT_FOUND, "Not found."),
     }

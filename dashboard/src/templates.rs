@@ -3,7 +3,7 @@
 use handlebars::{Handlebars, TemplateError};
 use serde_json::Value;
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("layout", include_str!("../templates/layout.hbs")),
     ("login", include_str!("../templates/login.hbs")),
     ("overview", include_str!("../templates/overview.hbs")),
@@ -20,6 +20,7 @@ const TEMPLATES: [(&str, &str); 11] = [
     ("webhooks", include_str!("../templates/webhooks.hbs")),
     ("scheduler", include_str!("../templates/scheduler.hbs")),
     ("usage", include_str!("../templates/usage.hbs")),
+    ("tenants", include_str!("../templates/tenants.hbs")),
     ("audit", include_str!("../templates/audit.hbs")),
 ];
 

@@ -30,7 +30,7 @@ pub async fn create(config: Config, options: NewAccount) -> Result<ExitCode> {
         referral_code,
     } = options;
     let email = email.trim();
-    if !(3..=254).contains(&email.len()) || !email.contains('@') {
+    if !accounts::is_email(email) {
         eprintln!("--email must be an e-mail address, got {email:?}");
         return Ok(ExitCode::from(2));
     }

@@ -7,3 +7,4 @@ pub mod load;
 pub mod migrate;
 pub mod roles;
 pub mod scheduler;
+pub mod tenants;

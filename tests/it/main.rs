@@ -22,6 +22,7 @@ mod privacy;
 mod scheduler;
 mod sentry;
 mod subscriptions;
+mod tenants;
 mod text_verified;
 mod tiers;
 mod usage;

@@ -29,6 +29,7 @@ use crate::{
         payments::{CreatePaymentRequest, PaymentView},
         referrals::ClaimRequest,
         subscription::ChangeRequest,
+        tenant::{BrandPatch, CreateAccountRequest, PricesRequest, TenantAccount},
         webhook_endpoints::{CreateRequest, EndpointView, PatchRequest, RecoverRequest},
         webhook_messages::{AttemptView, DeliveryView, MessageView, ReplayRequest},
     },
@@ -38,6 +39,7 @@ use namaskah_core::{
     store::{
         referrals::{Referee, Summary},
         subscriptions::Subscription,
+        tenants::{Brand, Price, Tenant},
         usage::{Report, Usage},
     },
     views::VerificationView,
@@ -69,6 +71,10 @@ const IF_NONE_MATCH: (&str, &str) = (
     "If-None-Match",
     "an ETag from an earlier answer: `304` if unchanged",
 );
+const BEARER_OPTIONAL: (&str, &str) = (
+    "Authorization",
+    "optional `Bearer <key>`: prices of the key's tenant",
+);
 const EXPAND: (&str, &str) = ("expand", "`events`: include the verification's events");
 
 #[rustfmt::skip]
@@ -83,7 +89,7 @@ const OPERATIONS: &[Operation] = &[
     op(HttpMethod::Get, "/v1/account", "account", "Balance and tier", true, None, &[], &[], &[(200, "the account", Some("Account"))], &[]),
     op(HttpMethod::Get, "/v1/account/export", "account", "Everything the account holds, as one JSON document (GDPR); needs `admin`", true, None, &[], &[], &[(200, "the document", Some("AccountExport"))], &[]),
     op(HttpMethod::Delete, "/v1/account", "account", "Erase the account's personal data (GDPR); revokes every key; needs `admin`", true, None, &[], &[], &[(200, "erased", Some("Erased"))], &[409]),
-    op(HttpMethod::Get, "/v1/services", "services", "What can be bought, where, at what catalogue price", false, None, &[("service", "one service"), ("country", "one country (ISO 3166 alpha-2, lowercase)")], &[IF_NONE_MATCH], &[(200, "the catalogue", Some("ServiceList")), (304, "unchanged since the ETag sent", None)], &[400]),
+    op(HttpMethod::Get, "/v1/services", "services", "What can be bought, where, at what price: the key's tenant's, else the tenant of the custom domain asked, else the catalogue's", false, None, &[("service", "one service"), ("country", "one country (ISO 3166 alpha-2, lowercase)")], &[IF_NONE_MATCH, BEARER_OPTIONAL], &[(200, "the catalogue", Some("ServiceList")), (304, "unchanged since the ETag sent", None)], &[400, 401, 429]),
     op(HttpMethod::Post, "/v1/api-keys", "api-keys", "Create a key (shown only in this answer); needs `admin`", true, Some("CreateApiKeyRequest"), &[], &[IDEMPOTENCY], &[(201, "the key", Some("ApiKey"))], &[400, 413]),
     op(HttpMethod::Get, "/v1/api-keys", "api-keys", "The account's keys; needs `admin`", true, None, &[], &[], &[(200, "the keys", Some("ApiKeyList"))], &[]),
     op(HttpMethod::Delete, "/v1/api-keys/{id}", "api-keys", "Revoke a key, at once on every replica; needs `admin`", true, None, &[], &[], &[(200, "the revoked key", Some("ApiKey"))], &[404]),
@@ -108,6 +114,14 @@ const OPERATIONS: &[Operation] = &[
     op(HttpMethod::Post, "/v1/subscription", "subscription", "Change tier: upgrades now (prorated), downgrades at the period's end; needs `admin`", true, Some("ChangeRequest"), &[], &[IDEMPOTENCY], &[(200, "the subscription after the change", Some("SubscriptionChange"))], &[400, 402, 413]),
     op(HttpMethod::Get, "/v1/usage", "account", "Usage per service and day: verifications, success rate, median time to SMS, spend, refunds", true, None, &[("from", "first day, YYYY-MM-DD (default: 29 days before `to`)"), ("to", "last day, YYYY-MM-DD (default: today, UTC)"), ("service", "one service")], &[], &[(200, "the report", Some("UsageReport"))], &[400]),
     op(HttpMethod::Get, "/v1/referrals", "referrals", "The account's referral code, its referees and its earnings", true, None, &[], &[], &[(200, "the referrals", Some("ReferralSummary"))], &[]),
+    op(HttpMethod::Get, "/v1/brand", "tenant", "The brand of the tenant whose custom domain was asked (the default tenant's elsewhere)", false, None, &[], &[], &[(200, "the brand", Some("Brand"))], &[]),
+    op(HttpMethod::Get, "/v1/tenant", "tenant", "The key's tenant and its brand; needs `tenant_admin`", true, None, &[], &[], &[(200, "the tenant", Some("Tenant"))], &[]),
+    op(HttpMethod::Patch, "/v1/tenant", "tenant", "Change the brand: fields present change, `null` clears; needs `tenant_admin`", true, Some("BrandPatch"), &[], &[], &[(200, "the tenant", Some("Tenant"))], &[400, 409, 413]),
+    op(HttpMethod::Get, "/v1/tenant/accounts", "tenant", "The tenant's accounts, newest first; needs `tenant_admin`", true, None, &[("limit", "1–100, default 20"), ("offset", "rows to skip")], &[], &[(200, "a page", Some("TenantAccountList"))], &[400]),
+    op(HttpMethod::Post, "/v1/tenant/accounts", "tenant", "A new account of the tenant (free tier, empty wallet) and its first key, shown only here; needs `tenant_admin`", true, Some("CreateAccountRequest"), &[], &[IDEMPOTENCY], &[(201, "the account and its key", Some("TenantAccountCreated"))], &[400, 409, 413, 422]),
+    op(HttpMethod::Get, "/v1/tenant/accounts/{id}", "tenant", "One of the tenant's accounts; needs `tenant_admin`", true, None, &[], &[], &[(200, "the account", Some("TenantAccount"))], &[404]),
+    op(HttpMethod::Get, "/v1/tenant/prices", "tenant", "The tenant's own prices; needs `tenant_admin`", true, None, &[], &[], &[(200, "the prices", Some("TenantPriceList"))], &[]),
+    op(HttpMethod::Put, "/v1/tenant/prices", "tenant", "Replace the tenant's price list (the tier's percentage still applies); needs `tenant_admin`", true, Some("PricesRequest"), &[], &[], &[(200, "the prices now", Some("TenantPriceList"))], &[400, 413, 422]),
     op(HttpMethod::Post, "/v1/referrals/claim", "referrals", "This account was referred by the owner of a code (before its first top-up)", true, Some("ClaimRequest"), &[], &[IDEMPOTENCY], &[(200, "linked", Some("ReferralSummary"))], &[400, 409, 413, 422]),
 
     op(HttpMethod::Post, "/v2/verifications", "verifications", "Rent a number: the price is charged now", true, Some("OrderRequest"), &[], &[IDEMPOTENCY], &[(201, "accepted and charged", Some("VerificationView"))], &[400, 402, 409, 413, 422]),
@@ -116,7 +130,7 @@ const OPERATIONS: &[Operation] = &[
     op(HttpMethod::Get, "/v2/verifications/{id}", "verifications", "One verification", true, None, &[EXPAND], &[], &[(200, "the verification", Some("ExpandedVerification"))], &[400, 404]),
     op(HttpMethod::Post, "/v2/verifications/{id}/cancel", "verifications", "Cancel: refunded once the provider order is cancelled", true, None, &[], &[IDEMPOTENCY], &[(200, "cancelled at once", Some("VerificationView")), (202, "cancellation under way", Some("VerificationView"))], &[404, 409, 413]),
     op(HttpMethod::Get, "/v2/account", "account", "Balance and tier", true, None, &[], &[], &[(200, "the account", Some("Account"))], &[]),
-    op(HttpMethod::Get, "/v2/services", "services", "What can be bought, where, at what catalogue price", false, None, &[("service", "one service"), ("country", "one country (ISO 3166 alpha-2, lowercase)")], &[IF_NONE_MATCH], &[(200, "the catalogue", Some("ServiceList")), (304, "unchanged since the ETag sent", None)], &[400]),
+    op(HttpMethod::Get, "/v2/services", "services", "What can be bought, where, at what price: the key's tenant's, else the tenant of the custom domain asked, else the catalogue's", false, None, &[("service", "one service"), ("country", "one country (ISO 3166 alpha-2, lowercase)")], &[IF_NONE_MATCH, BEARER_OPTIONAL], &[(200, "the catalogue", Some("ServiceList")), (304, "unchanged since the ETag sent", None)], &[400, 401, 429]),
     op(HttpMethod::Post, "/v2/api-keys", "api-keys", "Create a key (shown only in this answer); needs `admin`", true, Some("CreateApiKeyRequest"), &[], &[IDEMPOTENCY], &[(201, "the key", Some("ApiKey"))], &[400, 413]),
     op(HttpMethod::Get, "/v2/api-keys", "api-keys", "The account's keys; needs `admin`", true, None, &[], &[], &[(200, "the keys", Some("ApiKeyList"))], &[]),
     op(HttpMethod::Delete, "/v2/api-keys/{id}", "api-keys", "Revoke a key, at once on every replica; needs `admin`", true, None, &[], &[], &[(200, "the revoked key", Some("ApiKey"))], &[404]),
@@ -263,6 +277,7 @@ fn operation_id(operation: &Operation) -> String {
         HttpMethod::Get => "get",
         HttpMethod::Post => "post",
         HttpMethod::Patch => "patch",
+        HttpMethod::Put => "put",
         HttpMethod::Delete => "delete",
         _ => "other",
     };
@@ -329,6 +344,16 @@ fn build() -> OpenApi {
     components = schema_of::<schemas::PaymentReceipt>(components);
     components = schema_of::<schemas::AccountExport>(components);
     components = schema_of::<schemas::Erased>(components);
+    components = schema_of::<Brand>(components);
+    components = schema_of::<Tenant>(components);
+    components = schema_of::<BrandPatch>(components);
+    components = schema_of::<TenantAccount>(components);
+    components = schema_of::<CreateAccountRequest>(components);
+    components = schema_of::<PricesRequest>(components);
+    components = schema_of::<Price>(components);
+    components = schema_of::<schemas::TenantAccountList>(components);
+    components = schema_of::<schemas::TenantAccountCreated>(components);
+    components = schema_of::<schemas::TenantPriceList>(components);
     components = schema_of::<schemas::V1Error>(components);
     components = schema_of::<schemas::V1ErrorDetail>(components);
     components = schema_of::<schemas::Problem>(components);
@@ -364,6 +389,7 @@ fn build() -> OpenApi {
         ("payments", "Wallet top-ups through Paystack and Stripe"),
         ("referrals", "Referral codes and rewards"),
         ("subscription", "Monthly tiers paid from the wallet"),
+        ("tenant", "White-label tenants: brand, accounts and prices"),
         ("health", "For load balancers"),
     ]
     .into_iter()

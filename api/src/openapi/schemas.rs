@@ -60,6 +60,8 @@ pub struct Account {
     /// Hand it out: the account is rewarded when a referee first tops up.
     referral_code: String,
     created_at: DateTime<Utc>,
+    /// The account's tenant as its customers see it.
+    brand: namaskah_core::store::tenants::Brand,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -154,6 +156,26 @@ pub struct SubscriptionChange {
     /// `upgraded`, `downgrade_scheduled`, `downgraded` or `unchanged`.
     change: String,
     charged_cents: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantAccountList {
+    data: Vec<crate::v1::tenant::TenantAccount>,
+    limit: i64,
+    offset: i64,
+    has_more: bool,
+}
+
+/// A tenant's new account and its first key (the key itself only in this answer).
+#[derive(Serialize, ToSchema)]
+pub struct TenantAccountCreated {
+    account: crate::v1::tenant::TenantAccount,
+    api_key: KeyView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantPriceList {
+    data: Vec<namaskah_core::store::tenants::Price>,
 }
 
 #[derive(Serialize, ToSchema)]

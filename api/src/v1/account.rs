@@ -1,4 +1,5 @@
-//! `/v1/account`: balance and tier; the GDPR export and erasure.
+//! `/v1/account`: balance, tier and the brand of the account's tenant; the GDPR export and
+//! erasure. `/v1/brand`: a tenant's brand for pages shown before sign-in.
 
 use serde_json::json;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub async fn get(
     let account = accounts::find(&state.pool, owner.account_id)
         .await?
         .ok_or(ApiError::NotFound("account"))?;
+    let tenant = state.caches.tenant(&state.pool, account.tenant_id).await?;
     let body = json!({
         "id": account.id,
         "email": account.email,
@@ -33,8 +35,26 @@ pub async fn get(
         "balance_cents": account.balance_cents,
         "referral_code": account.referral_code,
         "created_at": account.created_at,
+        "brand": tenant.tenant.brand,
     });
     Ok(reply_response(Reply::json(StatusCode::OK, &body)))
+}
+
+/// `GET /v1/brand`: the brand of the tenant whose custom domain the request came to (the
+/// default tenant's elsewhere). Public: a white-label sign-in page renders it.
+pub async fn brand(
+    state: Arc<AppState>,
+    host: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let tenant = state
+        .caches
+        .tenant_for_host(&state.pool, host.as_deref())
+        .await?;
+    let tenant = state.caches.tenant(&state.pool, tenant).await?;
+    Ok(reply_response(Reply::json(
+        StatusCode::OK,
+        &tenant.tenant.brand,
+    )))
 }
 
 /// `GET /v1/account/export`: everything the account holds, as one JSON document (GDPR

@@ -1,4 +1,5 @@
-//! `/v1/api-keys`: an account's keys. Managing keys takes the `admin` scope.
+//! `/v1/api-keys`: an account's keys. Managing keys takes the `admin` scope; only a
+//! `tenant_admin` key can create another `tenant_admin` key.
 //!
 //! The key itself is in the answer to its creation and nowhere else: only its SHA-256 is
 //! stored. A create replayed under its `Idempotency-Key` answers with the same id and
@@ -60,7 +61,7 @@ pub struct KeyView {
 }
 
 impl KeyView {
-    fn new(summary: &KeySummary, key: Option<&ApiKey>) -> Self {
+    pub(crate) fn new(summary: &KeySummary, key: Option<&ApiKey>) -> Self {
         Self {
             id: summary.id,
             key: key.map(|k| k.expose().to_owned()),
@@ -84,7 +85,7 @@ fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, ApiError> {
     for scope in scopes {
         let scope = Scope::parse(scope).ok_or_else(|| {
             ApiError::InvalidRequest(format!(
-                "unknown scope {scope:?}; scopes are read, write, admin"
+                "unknown scope {scope:?}; scopes are read, write, admin, tenant_admin"
             ))
         })?;
         if !parsed.contains(&scope) {
@@ -105,6 +106,10 @@ pub async fn create(
     let body = body?;
     let request: CreateRequest = parse_json(&body)?;
     let scopes = parse_scopes(&request.scopes)?;
+    // A key can hand out no more than it holds.
+    if let Some(beyond) = scopes.iter().find(|scope| !caller.has_scope(**scope)) {
+        return Err(ApiError::InsufficientScope(*beyond));
+    }
     let name = request.name.trim().to_owned();
     if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(ApiError::InvalidRequest(format!(

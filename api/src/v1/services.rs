@@ -6,13 +6,14 @@ use std::sync::Arc;
 use warp::http::StatusCode;
 
 use namaskah_core::{
-    domain::{CountryCode, ServiceCode},
+    domain::{CountryCode, Scope, ServiceCode},
     pricing,
     store::services::Offer,
 };
 
 use crate::{
     ApiError, AppState,
+    auth::authenticate,
     body::parse_query,
     respond::{Reply, cacheable_response},
 };
@@ -24,14 +25,52 @@ struct Filter {
     country: Option<String>,
 }
 
-/// The catalogue is public: integrators browse it before they have a key.
+/// The request's context: the caller's key, the host it came to and the caller's ETag.
+pub struct Asked {
+    pub authorization: Option<String>,
+    pub host: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+impl Asked {
+    /// The headers [`list`] reads.
+    pub fn filter() -> impl warp::Filter<Extract = (Asked,), Error = warp::Rejection> + Clone {
+        use warp::Filter;
+        warp::header::optional::<String>("authorization")
+            .and(warp::header::optional::<String>("host"))
+            .and(warp::header::optional::<String>("if-none-match"))
+            .map(|authorization, host, if_none_match| Asked {
+                authorization,
+                host,
+                if_none_match,
+            })
+    }
+}
+
+/// The catalogue is public: integrators browse it before they have a key. Prices are those
+/// of a tenant: the key's, else the one whose custom domain the request came to, else the
+/// default tenant's.
 /// Answers carry an `ETag`; a client that sends it back in `If-None-Match` gets `304`.
 pub async fn list(
     state: Arc<AppState>,
     query: String,
-    if_none_match: Option<String>,
+    asked: Asked,
 ) -> Result<warp::reply::Response, ApiError> {
     let filter: Filter = parse_query(&query)?;
+    let tenant = match asked.authorization.as_deref() {
+        Some(authorization) => {
+            authenticate(&state, Some(authorization), Scope::Read)
+                .await?
+                .tenant_id
+        }
+        None => {
+            state
+                .caches
+                .tenant_for_host(&state.pool, asked.host.as_deref())
+                .await?
+        }
+    };
+    let tenant = state.caches.tenant(&state.pool, tenant).await?;
     let service = filter
         .service
         .as_deref()
@@ -54,7 +93,7 @@ pub async fn list(
         .filter(|o| country.as_ref().is_none_or(|c| o.country == c.as_str()))
         .cloned()
         .collect();
-    let data: Vec<_> = pricing::price_list(&wanted, &state.provider_order)
+    let data: Vec<_> = pricing::price_list(&wanted, &state.provider_order, &tenant.prices)
         .into_iter()
         .map(|quote| {
             json!({
@@ -67,6 +106,6 @@ pub async fn list(
         .collect();
     Ok(cacheable_response(
         Reply::json(StatusCode::OK, &json!({ "data": data })),
-        if_none_match.as_deref(),
+        asked.if_none_match.as_deref(),
     ))
 }

@@ -43,10 +43,7 @@ pub async fn create(
             Begin::Proceed(guard) => guard,
         };
     let result = async {
-        let offers = state
-            .caches
-            .offers(&state.pool, &state.provider_order)
-            .await?;
+        let sheet = charge::PriceSheet::for_caller(&state, &caller).await?;
         let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
         let open = verifications::lock_account_and_count_open(&mut tx, caller.account_id).await?;
         if open >= i64::from(caller.plan.max_open_verifications) {
@@ -55,7 +52,7 @@ pub async fn create(
             });
         }
         let verification =
-            charge::charge(&mut tx, &caller, &offers, &state.provider_order, &order).await?;
+            charge::charge(&mut tx, &caller, &sheet, &state.provider_order, &order).await?;
         let reply = Reply::json(StatusCode::CREATED, &VerificationView::from(&verification))
             .with_location(format!("{path}/{}", verification.id));
         if let Some(guard) = &guard {

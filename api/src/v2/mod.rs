@@ -84,8 +84,8 @@ pub fn routes(
         .and(warp::get())
         .and(with_state.clone())
         .and(body::raw_query())
-        .and(warp::header::optional::<String>("if-none-match"))
-        .and_then(|state, query, etag| respond_v2(v1::services::list(state, query, etag)));
+        .and(v1::services::Asked::filter())
+        .and_then(|state, query, asked| respond_v2(v1::services::list(state, query, asked)));
     let create_key = warp::path!("api-keys")
         .and(warp::post())
         .and(with_state.clone())

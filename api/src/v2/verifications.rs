@@ -248,10 +248,7 @@ pub async fn batch(
             Begin::Proceed(guard) => guard,
         };
     let result = async {
-        let offers = state
-            .caches
-            .offers(&state.pool, &state.provider_order)
-            .await?;
+        let sheet = charge::PriceSheet::for_caller(&state, &caller).await?;
         let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
         let mut open =
             verifications::lock_account_and_count_open(&mut tx, caller.account_id).await?;
@@ -270,7 +267,7 @@ pub async fn batch(
                     .await
                     .map_err(StoreError::from)?;
                 let charged =
-                    charge::charge(&mut savepoint, &caller, &offers, &state.provider_order, &order)
+                    charge::charge(&mut savepoint, &caller, &sheet, &state.provider_order, &order)
                         .await?;
                 savepoint.commit().await.map_err(StoreError::from)?;
                 Ok(charged)

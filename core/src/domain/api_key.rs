@@ -66,6 +66,8 @@ pub enum Scope {
     Read,
     Write,
     Admin,
+    /// Manages the key's tenant: its brand, its accounts and its prices.
+    TenantAdmin,
 }
 
 impl Scope {
@@ -74,6 +76,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Admin => "admin",
+            Scope::TenantAdmin => "tenant_admin",
         }
     }
 
@@ -82,6 +85,7 @@ impl Scope {
             "read" => Some(Scope::Read),
             "write" => Some(Scope::Write),
             "admin" => Some(Scope::Admin),
+            "tenant_admin" => Some(Scope::TenantAdmin),
             _ => None,
         }
     }

@@ -18,6 +18,16 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
 }
 
+/// Whether `text` can be an account's e-mail address (what the table's check allows, and
+/// an `@` without spaces around it).
+pub fn is_email(text: &str) -> bool {
+    (3..=254).contains(&text.len())
+        && text
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 const COLUMNS: &str = "id, tenant_id, email, tier, balance_cents, referral_code, created_at";
 
 /// Creates an account; an opening balance is written to the ledger as a top-up so that the

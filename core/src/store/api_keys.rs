@@ -34,13 +34,18 @@ pub struct KeySummary {
 const SUMMARY_COLUMNS: &str = "id, prefix, name, scopes, created_at, last_used_at, revoked_at";
 
 impl KeyOwner {
+    /// Scopes nest: `tenant_admin` ⊇ `admin` ⊇ `write` ⊇ `read`.
     pub fn has_scope(&self, scope: Scope) -> bool {
-        // `admin` can do everything; `write` implies `read`.
-        self.scopes.iter().any(|s| {
-            s == scope.as_str()
-                || s == Scope::Admin.as_str()
-                || (scope == Scope::Read && s == Scope::Write.as_str())
-        })
+        let rank = |scope: Scope| match scope {
+            Scope::Read => 0,
+            Scope::Write => 1,
+            Scope::Admin => 2,
+            Scope::TenantAdmin => 3,
+        };
+        self.scopes
+            .iter()
+            .filter_map(|held| Scope::parse(held))
+            .any(|held| rank(held) >= rank(scope))
     }
 }
 

@@ -39,6 +39,25 @@ pub async fn append(
     Ok(())
 }
 
+/// Appends inside the caller's transaction, so the entry commits with the change it records.
+/// For actions through the API, which has no client address to record.
+pub async fn append_in(
+    conn: &mut sqlx::PgConnection,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    details: &Value,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_log (actor, action, target, details) VALUES ($1, $2, $3, $4)")
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(details)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
     Ok(sqlx::query_as::<_, AuditEntry>(
         "SELECT id, at, actor, action, target, details, ip FROM audit_log ORDER BY id DESC LIMIT $1",

@@ -24,6 +24,7 @@ pub mod scheduler_runs;
 pub mod services;
 pub mod subscriptions;
 pub mod sweeps;
+pub mod tenants;
 pub mod tiers;
 pub mod usage;
 pub mod verifications;
@@ -142,6 +143,11 @@ pub fn migrator() -> Migrator {
             14,
             "crm exports",
             include_str!("../../../migrations/0014_crm_exports.sql"),
+        ),
+        (
+            15,
+            "white-label tenants",
+            include_str!("../../../migrations/0015_tenants.sql"),
         ),
     ];
     Migrator::with_migrations(

@@ -48,11 +48,16 @@ pub async fn link(
     if paid {
         return Ok(Link::AlreadyPaid);
     }
-    let referrer: Option<AccountId> =
-        sqlx::query_scalar("SELECT id FROM accounts WHERE referral_code = $1")
-            .bind(&code)
-            .fetch_optional(&mut *conn)
-            .await?;
+    // A code is only good within the account's own tenant: brands do not share customers.
+    let referrer: Option<AccountId> = sqlx::query_scalar(
+        "SELECT id FROM accounts
+         WHERE referral_code = $1
+           AND tenant_id = (SELECT tenant_id FROM accounts WHERE id = $2)",
+    )
+    .bind(&code)
+    .bind(account)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(referrer) = referrer else {
         return Ok(Link::UnknownCode);
     };

@@ -6,6 +6,7 @@ pub mod lists;
 pub mod login;
 pub mod overview;
 pub mod parked;
+pub mod tenants;
 pub mod usage;
 pub mod verifications;
 

@@ -140,6 +140,15 @@ pub async fn detail(state: &DashboardState, session: &Session, id: &str) -> Resp
     .await
     .unwrap_or_default();
 
+    let tenant: Option<(String, String)> = sqlx::query_as(
+        "SELECT t.slug, t.name FROM accounts a JOIN tenants t ON t.id = a.tenant_id
+         WHERE a.id = $1",
+    )
+    .bind(verification.account_id)
+    .fetch_optional(pool)
+    .await
+    .unwrap_or_default();
+
     let mut timeline =
         vec![json!({ "at": when(&verification.created_at), "what": "accepted and charged" })];
     timeline.extend(
@@ -155,6 +164,7 @@ pub async fn detail(state: &DashboardState, session: &Session, id: &str) -> Resp
         "provider_order_id": verification.provider_order_id,
         "order_attempts": verification.order_attempts,
         "trace_id": verification.trace_id,
+        "tenant": tenant.map(|(slug, name)| json!({ "slug": slug, "name": name })),
         "timeline": timeline,
         "provider_calls": provider_calls,
         "ledger": ledger_rows.iter().map(|(kind, cents)| json!({ "kind": kind, "cents": cents })).collect::<Vec<_>>(),

@@ -13,7 +13,7 @@ use namaskah_core::{
     config::{ProviderProtocol, ProviderSettings, Secret},
     domain::{AccountId, ApiKey, Cents, Scope, TenantId, Tier},
     queue::{self, QueueName, Topology},
-    store::{self, accounts, api_keys},
+    store::{self, accounts, api_keys, tenants},
 };
 use namaskah_load_tests::simulator::{self, Behaviour, Simulator};
 use namaskah_workers::WorkerKind;
@@ -258,6 +258,13 @@ pub struct TestEnv {
 pub const PAYSTACK_SECRET: &str = "sk_test_paystack";
 pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_test_stripe";
 
+/// A white-label tenant and its administrator.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub admin: Account,
+}
+
 #[derive(Clone, Debug)]
 pub struct Account {
     pub id: AccountId,
@@ -319,12 +326,47 @@ impl TestEnv {
         scopes: &[Scope],
         tier: Tier,
     ) -> Account {
+        self.account_in(TenantId::DEFAULT, balance_cents, scopes, tier)
+            .await
+    }
+
+    /// A white-label tenant named after `slug`, with one administrator (`tenant_admin` key).
+    pub async fn tenant(&self, slug: &str, custom_domain: Option<&str>) -> Tenant {
+        let brand = tenants::Brand {
+            name: format!("{slug} brand"),
+            logo_url: Some(format!("https://{slug}.example/logo.svg")),
+            primary_colour: Some("#0b5fff".to_owned()),
+            accent_colour: None,
+            support_email: Some(format!("help@{slug}.example")),
+            custom_domain: custom_domain.map(str::to_owned),
+        };
+        let mut conn = self.pool.acquire().await.expect("connection");
+        let tenant = tenants::create(&mut conn, slug, &brand)
+            .await
+            .expect("tenant");
+        let admin = self
+            .account_in(tenant.id, 0, &[Scope::TenantAdmin], Tier::Free)
+            .await;
+        Tenant {
+            id: tenant.id,
+            admin,
+        }
+    }
+
+    /// An account of `tenant` with one key holding `scopes`.
+    pub async fn account_in(
+        &self,
+        tenant: TenantId,
+        balance_cents: i64,
+        scopes: &[Scope],
+        tier: Tier,
+    ) -> Account {
         let key = ApiKey::generate();
         let mut tx = self.pool.begin().await.expect("tx");
         let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
         let account = accounts::create(
             &mut tx,
-            TenantId::DEFAULT,
+            tenant,
             &email,
             tier,
             Cents::new(balance_cents).expect("balance"),
