@@ -453,3 +453,43 @@ async fn every_route_that_names_an_id_answers_404_to_another_tenants_key() {
     }
     assert_ne!(tenant_a.id, TenantId::DEFAULT);
 }
+
+#[tokio::test]
+async fn namaskah_tenants_create_makes_a_tenant_whose_admin_key_works() {
+    let env = TestEnv::api_only().await;
+    let run = |slug: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
+            .args([
+                "tenants",
+                "create",
+                "--slug",
+                slug,
+                "--name",
+                "Acme Verify",
+                "--admin-email",
+                "ops@acme.example",
+                "--custom-domain",
+                "verify.acme.example",
+            ])
+            .env("DATABASE_URL", env.database_url())
+            .output()
+            .expect("namaskah runs")
+    };
+    let output = run("acme");
+    assert!(output.status.success(), "{output:?}");
+    let created: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let key = created["api_key"].as_str().expect("key");
+    let (status, tenant) = env.get("/v1/tenant", key).await;
+    assert_eq!(status, StatusCode::OK, "{tenant}");
+    assert_eq!(tenant["slug"], "acme");
+    assert_eq!(tenant["custom_domain"], "verify.acme.example");
+    // The domain is taken now: refused, and nothing half-made is left behind.
+    let again = run("acme-two");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("custom domain"));
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&env.pool)
+        .await
+        .expect("count");
+    assert_eq!(tenants, 2, "the default tenant and acme");
+}
