@@ -450,6 +450,7 @@ async fn every_page_renders_for_a_logged_in_operator() {
         "/scheduler".to_owned(),
         "/audit".to_owned(),
         "/usage".to_owned(),
+        "/tenants".to_owned(),
     ] {
         let response = get(&env, &session.cookie, &path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
@@ -462,6 +463,19 @@ async fn every_page_renders_for_a_logged_in_operator() {
         .await
         .expect("page");
     assert!(detail.contains("trace-1") && detail.contains("accepted and charged"));
+    assert!(detail.contains("<code>default</code>"), "names the tenant");
+    env.tenant("acme", Some("verify.acme.example")).await;
+    let tenants = get(&env, &session.cookie, "/tenants")
+        .await
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        tenants.contains("acme brand")
+            && tenants.contains("verify.acme.example")
+            && tenants.contains(r##"fill="#0b5fff""##),
+        "the tenants page shows each brand"
+    );
     let usage = get(&env, &session.cookie, "/usage")
         .await
         .text()
