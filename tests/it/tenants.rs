@@ -114,6 +114,38 @@ async fn a_tenant_admin_brands_its_tenant_and_its_customers_see_the_brand() {
         .post("/v1/tenant/accounts", admin, json!({ "email": "nobody" }))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    // Signing up with a referral code links the new account to its referrer; a bad code
+    // refuses the sign-up and leaves no account behind.
+    let referral_code = first["account"]["referral_code"].as_str().expect("code");
+    let (status, referred) = env
+        .post(
+            "/v1/tenant/accounts",
+            admin,
+            json!({ "email": "friend@acme.example", "referral_code": referral_code }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{referred}");
+    let (_, summary) = env
+        .get(
+            "/v1/referrals",
+            referred["api_key"]["key"].as_str().expect("key"),
+        )
+        .await;
+    assert_eq!(summary["referred_by"], referral_code);
+    let (status, error) = env
+        .post(
+            "/v1/tenant/accounts",
+            admin,
+            json!({ "email": "stranger@acme.example", "referral_code": "NOSUCHCODE" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let strangers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'stranger@acme.example'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("count");
+    assert_eq!(strangers, 0);
 
     // The customer sees its tenant's brand; the default tenant's customers see ours.
     let (status, account) = env.get("/v1/account", &customer_key).await;
@@ -134,7 +166,7 @@ async fn a_tenant_admin_brands_its_tenant_and_its_customers_see_the_brand() {
     // The administrator lists and reads its accounts.
     let (status, page) = env.get("/v1/tenant/accounts?limit=1", admin).await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    assert_eq!(page["data"][0]["email"], "customer@acme.example");
+    assert_eq!(page["data"][0]["email"], "friend@acme.example");
     assert_eq!(page["has_more"], true);
     let id = first["account"]["id"].as_str().expect("id");
     let (status, _) = env.get(&format!("/v1/tenant/accounts/{id}"), admin).await;
@@ -171,7 +203,14 @@ async fn a_tenant_admin_brands_its_tenant_and_its_customers_see_the_brand() {
             .fetch_all(&env.pool)
             .await
             .expect("audit");
-    assert_eq!(actions, ["tenant.brand_changed", "tenant.account_created"]);
+    assert_eq!(
+        actions,
+        [
+            "tenant.brand_changed",
+            "tenant.account_created",
+            "tenant.account_created"
+        ]
+    );
 }
 
 #[tokio::test]

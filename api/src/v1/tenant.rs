@@ -16,7 +16,7 @@ use namaskah_core::{
     domain::{AccountId, ApiKey, Cents, CountryCode, Scope, ServiceCode, Tier},
     pricing,
     store::{
-        StoreError, accounts, api_keys, audit,
+        StoreError, accounts, api_keys, audit, referrals,
         tenants::{self, BrandChange, Price},
     },
     views::timestamp,
@@ -67,6 +67,10 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
 pub(crate) struct CreateAccountRequest {
     #[schema(example = "customer@acme.example")]
     email: String,
+    /// Another account's referral code (of this tenant): that account is rewarded when this
+    /// one first tops up.
+    #[serde(default)]
+    referral_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -204,8 +208,10 @@ pub async fn account(
     )))
 }
 
-/// `POST /v1/tenant/accounts`: a new account of the tenant, on the free tier with an empty
-/// wallet, and its first key (`read`, `write`), shown only in this answer. Money only comes
+/// `POST /v1/tenant/accounts`: a new account of the tenant (the tenant's sign-up), on the
+/// free tier with an empty wallet, and its first key (`read`, `write`), shown only in this
+/// answer. With a referral code, the account is linked to its referrer in the same
+/// transaction; a code that cannot be used refuses the whole sign-up. Money only comes
 /// in through payments; the tier only changes through `POST /v1/subscription`.
 pub async fn create_account(
     state: Arc<AppState>,
@@ -241,6 +247,10 @@ pub async fn create_account(
         let account = accounts::create(&mut tx, caller.tenant_id, &email, Tier::Free, Cents::ZERO)
             .await
             .map_err(conflict)?;
+        if let Some(code) = &request.referral_code {
+            let link = referrals::link(&mut tx, account.id, code).await?;
+            crate::v1::referrals::refusal(&link)?;
+        }
         let key = ApiKey::generate();
         let scopes = [Scope::Read, Scope::Write];
         let key_id = api_keys::insert(&mut tx, account.id, &key, &scopes, "first key").await?;
