@@ -52,10 +52,14 @@ enum Command {
     Migrate,
     /// Check the system's invariants (money and states); exit 1 if any is broken.
     Check,
-    /// Measure the pipeline under load (a throw-away database and queue prefix).
+    /// Measure the pipeline under load through its API and check that nothing was lost
+    /// (a throw-away database and queue prefix); `load webhooks` measures delivery alone.
+    #[command(args_conflicts_with_subcommands = true)]
     Load {
         #[command(subcommand)]
-        command: LoadCommand,
+        command: Option<LoadCommand>,
+        #[command(flatten)]
+        run: commands::load::run::RunArgs,
     },
     /// Manage customer accounts.
     Accounts {
@@ -176,6 +180,7 @@ impl Command {
             Command::Dashboard => "dashboard",
             Command::Scheduler { .. } | Command::Backup | Command::Restore { .. } => "scheduler",
             Command::Simulator => "simulator",
+            Command::Load { .. } => "load",
             _ => "cli",
         }
     }
@@ -231,20 +236,22 @@ fn main() -> ExitCode {
             }
             Command::Migrate => commands::migrate::run(config).await,
             Command::Check => commands::check::run(config).await,
+            Command::Load { command: None, run } => commands::load::run::run(config, run).await,
             Command::Load {
                 command:
-                    LoadCommand::Webhooks {
+                    Some(LoadCommand::Webhooks {
                         events,
                         endpoints,
                         rate,
-                    },
+                    }),
+                ..
             } => {
-                let load = commands::load::WebhookLoad {
+                let load = commands::load::webhooks::WebhookLoad {
                     events,
                     endpoints,
                     rate,
                 };
-                commands::load::webhooks(config, load).await
+                commands::load::webhooks::webhooks(config, load).await
             }
             Command::Tenants {
                 command:

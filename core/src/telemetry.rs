@@ -24,10 +24,15 @@ impl Drop for Telemetry {
 /// OTLP span export when the build has the `otlp` feature and `otlp_endpoint` is set.
 ///
 /// `RUST_LOG` filters as usual; without it, Namaskah's own crates log at `info` and the
-/// libraries only at `warn`.
+/// libraries only at `warn` — except in load runs (role `load`), whose report is the output
+/// and which would otherwise print a line per verification.
 pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, role: &'static str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("warn,namaskah=info,namaskah_core=info,namaskah_api=info,namaskah_workers=info,namaskah_load_tests=info")
+        EnvFilter::new(if role == "load" {
+            "warn"
+        } else {
+            "warn,namaskah=info,namaskah_core=info,namaskah_api=info,namaskah_workers=info,namaskah_load_tests=info"
+        })
     });
     let logs = match format {
         LogFormat::Text => fmt::layer().with_target(true).boxed(),

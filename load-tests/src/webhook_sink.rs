@@ -1,5 +1,5 @@
 //! A webhook receiver for load runs: answers 204 at once, checks every signature, and notes
-//! when each message arrived.
+//! when each message arrived and when each verification's `verification.completed` did.
 
 use chrono::{DateTime, Utc};
 use std::{
@@ -20,8 +20,10 @@ use namaskah_core::{
 /// What the sink has seen.
 #[derive(Default)]
 pub struct Tally {
-    /// First arrival of each `webhook-id` at each endpoint path.
+    /// First validly signed arrival of each `webhook-id` at each endpoint path.
     pub first_seen: HashMap<(String, String), DateTime<Utc>>,
+    /// First arrival of `verification.completed`, by verification id.
+    pub completions: HashMap<String, DateTime<Utc>>,
     pub requests: u64,
     pub duplicates: u64,
     pub bad_signatures: u64,
@@ -68,16 +70,26 @@ impl WebhookSink {
                             .is_ok()
                         })
                     });
+                    let valid = valid.unwrap_or(false);
+                    let completed = if valid {
+                        completed_verification(&body)
+                    } else {
+                        None
+                    };
                     if let Ok(mut tally) = seen.lock() {
                         tally.requests += 1;
-                        if !valid.unwrap_or(false) {
+                        if !valid {
                             tally.bad_signatures += 1;
+                            return StatusCode::NO_CONTENT;
                         }
                         match tally.first_seen.entry((path.as_str().to_owned(), id)) {
                             Entry::Occupied(_) => tally.duplicates += 1,
                             Entry::Vacant(slot) => {
                                 slot.insert(now);
                             }
+                        }
+                        if let Some(verification) = completed {
+                            tally.completions.entry(verification).or_insert(now);
                         }
                     }
                     StatusCode::NO_CONTENT
@@ -98,4 +110,20 @@ impl WebhookSink {
     pub fn with_tally<T>(&self, read: impl FnOnce(&Tally) -> T) -> Option<T> {
         self.tally.lock().ok().map(|tally| read(&tally))
     }
+}
+
+/// The verification id of a `verification.completed` event; `None` for any other body.
+fn completed_verification(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        #[serde(rename = "type")]
+        event_type: String,
+        data: Data,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        id: String,
+    }
+    let event: Event = serde_json::from_slice(body).ok()?;
+    (event.event_type == "verification.completed").then_some(event.data.id)
 }

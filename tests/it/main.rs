@@ -12,6 +12,7 @@ mod crm;
 mod dashboard;
 mod deployment;
 mod lifecycle;
+mod load;
 mod money;
 mod observability;
 mod ordering;

@@ -22,12 +22,12 @@ use super::eventually;
 
 const SIMULATOR_KEY: &str = "test-simulator-key";
 
-fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_SERVER")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
-fn amqp_url() -> String {
+pub fn amqp_url() -> String {
     std::env::var("TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }

@@ -4,7 +4,9 @@ mod env;
 mod proxy;
 mod sink;
 
-pub use env::{Account, PAYSTACK_SECRET, STRIPE_WEBHOOK_SECRET, TestEnv, TestEnvBuilder};
+pub use env::{
+    Account, PAYSTACK_SECRET, STRIPE_WEBHOOK_SECRET, TestEnv, TestEnvBuilder, amqp_url, server_url,
+};
 pub use proxy::TcpProxy;
 pub use sink::{Answer, Received, Sink};
 

@@ -2,7 +2,7 @@
 //! (event committed → outbox relay → RabbitMQ → delivery worker → signed POST → receiver).
 //!
 //! It runs against a throw-away database (`<DATABASE_URL>_load`) and queue prefix
-//! (`load.`), with the outbox relay and the webhook worker in this process and a local
+//! (`<QUEUE_PREFIX>load.`), with the outbox relay and the webhook worker in this process and a local
 //! receiver that checks every signature.
 //!
 //! Two modes:
@@ -29,7 +29,6 @@ use namaskah::{
 use namaskah_core::{
     Config, Shutdown,
     domain::{Cents, TenantId, Tier},
-    queue::{self, Topology},
     store::{self, accounts, webhook_endpoints},
     webhooks::WebhookSecret,
 };
@@ -46,7 +45,7 @@ pub struct WebhookLoad {
     pub rate: u64,
 }
 
-pub async fn webhooks(mut config: Config, load: WebhookLoad) -> Result<ExitCode> {
+pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
     if let Err(missing) = prerequisites::check_all(&config).await {
         for problem in missing {
             eprintln!("missing prerequisite: {problem}");
@@ -56,13 +55,8 @@ pub async fn webhooks(mut config: Config, load: WebhookLoad) -> Result<ExitCode>
     if load.events == 0 || load.endpoints == 0 {
         bail!("--events and --endpoints must be at least 1");
     }
-    config.database_url = format!("{}_load", config.database_url.trim_end_matches('/'));
-    config.queue_prefix = "load.".to_owned();
-    config.webhooks.allow_http = true;
-    config.webhooks.allow_private_networks = true;
-    let config = Arc::new(config);
-    store::drop_database(&config.database_url).await?;
-    let topology = Topology::from_config(&config);
+    let config = Arc::new(super::throwaway::config(config));
+    super::throwaway::reset(&config).await?;
 
     let shutdown = Shutdown::new();
     let secrets: Arc<Mutex<Vec<WebhookSecret>>> = Arc::default();
@@ -244,12 +238,7 @@ pub async fn webhooks(mut config: Config, load: WebhookLoad) -> Result<ExitCode>
     running.stop().await;
     shutdown.trigger();
     pool.close().await;
-    store::drop_database(&config.database_url).await?;
-    if let Ok(connection) = queue::connect(&config.amqp_url, "load-cleanup").await
-        && let Ok(channel) = connection.create_channel().await
-    {
-        let _ = topology.delete(&channel).await;
-    }
+    super::throwaway::clean_up(&config).await?;
     Ok(if bad_signatures == 0 {
         ExitCode::SUCCESS
     } else {

@@ -1,0 +1,12 @@
+//! `namaskah load`: measurements of the pipeline under load, each in a throw-away database
+//! (`<DATABASE_URL>_load`) and queue prefix (`<QUEUE_PREFIX>load.`).
+//!
+//! - [`run`]: the whole pipeline driven through its API, with a mix of provider behaviours,
+//!   a report and the invariant check (`namaskah load`).
+//! - [`webhooks`]: webhook delivery alone (`namaskah load webhooks`).
+
+mod drive;
+mod report;
+pub mod run;
+mod throwaway;
+pub mod webhooks;
