@@ -80,3 +80,84 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
         .await
         .expect("drop the run's database");
 }
+
+/// `namaskah load --chaos`, short: every role its own process, a worker SIGKILLed every
+/// second, RabbitMQ and PostgreSQL cut off for 3 s each (through proxies, so that the other
+/// tests running beside this one are not disturbed), and still nothing lost.
+#[tokio::test]
+async fn a_short_chaos_run_loses_nothing_and_charges_once() {
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let database_url = format!("{}/namaskah_chaostest_{id}", server_url());
+    let report = std::env::temp_dir().join(format!("namaskah-chaos-{id}.json"));
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
+        .args([
+            "load",
+            "--chaos",
+            "--outages",
+            "proxy",
+            "--kill-every-secs",
+            "1",
+            "--count",
+            "240",
+            "--rate",
+            "30",
+            "--accounts",
+            "10",
+            "--sms-delay-ms",
+            "300",
+            "--sms-timeout-secs",
+            "10",
+            "--drain-secs",
+            "120",
+            "--report",
+        ])
+        .arg(&report)
+        .env("DATABASE_URL", &database_url)
+        .env("AMQP_URL", amqp_url())
+        .env("QUEUE_PREFIX", format!("t{id}."))
+        .env("POLL_CADENCE", "500ms,1s")
+        .env_remove("REDIS_URL")
+        .output()
+        .await
+        .expect("namaskah runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the chaos run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON report");
+    assert!(
+        report["invariants"]
+            .as_array()
+            .expect("invariants")
+            .iter()
+            .all(|check| check["held"] == true),
+        "{stdout}"
+    );
+    let faults: Vec<&str> = report["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        faults.iter().filter(|f| f.contains("SIGKILL")).count() >= 4,
+        "{faults:?}"
+    );
+    assert!(
+        faults.iter().any(|f| f.contains("RabbitMQ unreachable")),
+        "{faults:?}"
+    );
+    assert!(
+        faults.iter().any(|f| f.contains("PostgreSQL unreachable")),
+        "{faults:?}"
+    );
+    // Some were accepted before, during and after the outages, and all of them finished.
+    assert!(report["accepted"].as_u64() > Some(100), "{stdout}");
+    assert!(report["completed"].as_u64() > Some(50), "{stdout}");
+    store::drop_database(&database_url)
+        .await
+        .expect("drop the run's database");
+}

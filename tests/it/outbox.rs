@@ -9,7 +9,9 @@ use namaskah_workers::WorkerKind;
 
 #[tokio::test]
 async fn a_change_committed_while_rabbitmq_is_unreachable_is_published_when_it_returns() {
-    let proxy = TcpProxy::start("127.0.0.1:5672".parse().expect("addr"), false).await;
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse().expect("addr"), false)
+        .await
+        .expect("proxy");
     let env = TestEnv::builder()
         .roles(Roles {
             api: true,
@@ -62,7 +64,9 @@ async fn a_change_committed_while_rabbitmq_is_unreachable_is_published_when_it_r
 
 #[tokio::test]
 async fn a_broker_outage_mid_run_loses_nothing() {
-    let proxy = TcpProxy::start("127.0.0.1:5672".parse().expect("addr"), true).await;
+    let proxy = TcpProxy::start("127.0.0.1:5672".parse().expect("addr"), true)
+        .await
+        .expect("proxy");
     let env = TestEnv::builder()
         .amqp_url(format!("amqp://guest:guest@{}/%2f", proxy.address))
         .behaviour(Behaviour {

@@ -3,8 +3,11 @@
 //!
 //! - [`run`]: the whole pipeline driven through its API, with a mix of provider behaviours,
 //!   a report and the invariant check (`namaskah load`).
+//!   With `--chaos` ([`chaos`]) each role runs as its own process, workers are killed and
+//!   restarted, and RabbitMQ and PostgreSQL go away once each, with the same checks.
 //! - [`webhooks`]: webhook delivery alone (`namaskah load webhooks`).
 
+mod chaos;
 mod drive;
 mod report;
 pub mod run;

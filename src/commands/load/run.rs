@@ -45,12 +45,13 @@ use namaskah_load_tests::{
 use namaskah_workers::WorkerKind;
 
 use super::{
+    chaos,
     drive::{self, Pace, Plan, Until},
     report::{Check, Distribution, Report, Webhooks},
     throwaway,
 };
 
-const SIMULATOR_KEY: &str = "load-simulator-key";
+pub(super) const SIMULATOR_KEY: &str = "load-simulator-key";
 /// Enough that no load run ever runs an account dry.
 const OPENING_BALANCE_CENTS: i64 = 1_000_000_000_000;
 
@@ -96,6 +97,27 @@ pub struct RunArgs {
     /// Where to write the JSON report.
     #[arg(long, default_value = "load-report.json")]
     report: PathBuf,
+    /// Every role in its own process; workers SIGKILLed and restarted, RabbitMQ and
+    /// PostgreSQL taken away once each while submitting.
+    #[arg(long)]
+    chaos: bool,
+    /// Chaos: real outages (every client of the services notices), proxy outages (only this
+    /// run's processes notice) or none (kills only).
+    #[arg(long, value_enum, default_value = "real", requires = "chaos")]
+    outages: chaos::Outages,
+    /// Chaos: seconds between two kills.
+    #[arg(long, default_value_t = 3.0, requires = "chaos")]
+    kill_every_secs: f64,
+    #[arg(long, default_value = "rabbitmqctl stop_app", requires = "chaos")]
+    rabbitmq_stop: String,
+    #[arg(long, default_value = "rabbitmqctl start_app", requires = "chaos")]
+    rabbitmq_start: String,
+    #[arg(
+        long,
+        default_value = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main restart",
+        requires = "chaos"
+    )]
+    postgres_restart: String,
 }
 
 impl RunArgs {
@@ -119,6 +141,9 @@ impl RunArgs {
         if self.count == Some(0) || self.duration == Some(0) {
             return Err("--count and --duration must be at least 1".to_owned());
         }
+        if !(self.kill_every_secs >= 0.1 && self.kill_every_secs <= 3600.0) {
+            return Err("--kill-every-secs must be from 0.1 to 3600".to_owned());
+        }
         Ok(())
     }
 
@@ -131,6 +156,28 @@ impl RunArgs {
         match (self.duration, self.count) {
             (Some(seconds), _) => Until::Elapsed(Duration::from_secs(seconds)),
             (None, count) => Until::Count(count.unwrap_or(500)),
+        }
+    }
+
+    /// About how long the submissions last, where the plan says.
+    fn window(&self) -> Duration {
+        match (self.until(), self.pace()) {
+            (Until::Elapsed(duration), _) => duration,
+            (Until::Count(count), Pace::Rate(rate)) => {
+                Duration::from_secs_f64(count as f64 / f64::from(rate))
+            }
+            (Until::Count(_), Pace::Concurrency(_)) => Duration::from_secs(10),
+        }
+    }
+
+    fn chaos_plan(&self) -> chaos::Plan {
+        chaos::Plan {
+            outages: self.outages,
+            kill_every: Duration::from_secs_f64(self.kill_every_secs),
+            window: self.window(),
+            rabbitmq_stop: self.rabbitmq_stop.clone(),
+            rabbitmq_start: self.rabbitmq_start.clone(),
+            postgres_restart: self.postgres_restart.clone(),
         }
     }
 
@@ -153,9 +200,17 @@ impl RunArgs {
             Until::Count(count) => format!("{count} submissions"),
             Until::Elapsed(duration) => format!("{} s", duration.as_secs()),
         };
+        let chaos = if self.chaos {
+            format!(
+                "; chaos: a kill every {} s, {:?} outages",
+                self.kill_every_secs, self.outages
+            )
+        } else {
+            String::new()
+        };
         format!(
             "{pace}, {until}, {} accounts; SMS after {} ms, no SMS {}, out of stock {}, \
-             provider errors {}, cancels {}",
+             provider errors {}, cancels {}{chaos}",
             self.accounts,
             self.sms_delay_ms,
             self.no_sms_ratio,
@@ -230,18 +285,26 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         bail!("the catalogue sells nothing through the simulator");
     }
 
-    let roles = Roles {
-        api: true,
-        relay: true,
-        workers: WorkerKind::ALL.to_vec(),
-        scheduler: true,
-        ..Roles::default()
+    let pipeline = if args.chaos {
+        Pipeline::Processes(chaos::Fleet::start(&config, simulator_addr, args.outages).await?)
+    } else {
+        let roles = Roles {
+            api: true,
+            relay: true,
+            workers: WorkerKind::ALL.to_vec(),
+            scheduler: true,
+            ..Roles::default()
+        };
+        Pipeline::InProcess(pipeline::start(Arc::clone(&config), roles, shutdown.clone()).await?)
     };
-    let running = pipeline::start(Arc::clone(&config), roles, shutdown.clone()).await?;
-    let api = format!(
-        "http://{}",
-        running.api_addr.context("the API did not start")?
-    );
+    let api = match &pipeline {
+        Pipeline::Processes(fleet) => fleet.api.clone(),
+        Pipeline::Chaos(fleet) => fleet.api.clone(),
+        Pipeline::InProcess(running) => format!(
+            "http://{}",
+            running.api_addr.context("the API did not start")?
+        ),
+    };
     eprintln!("load run: {}", args.describe());
 
     let progress = match args.until() {
@@ -261,16 +324,52 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         cancel_ratio: args.cancel_ratio,
         orders,
     };
-    let driven = drive::drive(&api, customers.keys, plan, &progress).await;
+    let (driven, pipeline) = match pipeline {
+        Pipeline::Processes(fleet) => {
+            let fleet = Arc::new(fleet);
+            let done = Shutdown::new();
+            let disturbing = tokio::spawn(chaos::disturb(
+                Arc::clone(&fleet),
+                args.chaos_plan(),
+                done.clone(),
+            ));
+            let driven = drive::drive(&api, customers.keys, plan, &progress).await;
+            done.trigger();
+            disturbing.await.context("the chaos task")?;
+            (driven, Pipeline::Chaos(fleet))
+        }
+        running => (
+            drive::drive(&api, customers.keys, plan, &progress).await,
+            running,
+        ),
+    };
     progress.finish_and_clear();
 
     let drain_started = Instant::now();
-    drain(&pool, &sink, Duration::from_secs(args.drain_secs)).await?;
+    drain(&pool, &sink, Duration::from_secs(args.drain_secs)).await;
     let drain_seconds = drain_started.elapsed().as_secs_f64();
-    running.stop().await;
+    let faults = match pipeline {
+        Pipeline::Chaos(fleet) => {
+            let faults = fleet.faults();
+            match Arc::try_unwrap(fleet) {
+                Ok(fleet) => fleet.stop().await,
+                Err(_) => bail!("the chaos task still holds the fleet"),
+            }
+            faults
+        }
+        Pipeline::Processes(fleet) => {
+            fleet.stop().await;
+            Vec::new()
+        }
+        Pipeline::InProcess(running) => {
+            running.stop().await;
+            Vec::new()
+        }
+    };
 
     let mut report = assemble(&pool, &sink, driven, &args).await?;
     report.drain_seconds = drain_seconds;
+    report.faults = faults;
     println!("{}", report.table());
     std::fs::write(&args.report, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", args.report.display()))?;
@@ -331,29 +430,38 @@ async fn create_customers(pool: &sqlx::PgPool, count: u32) -> Result<Customers> 
 }
 
 /// Waits until every verification is final and every webhook due has arrived, or `limit`.
-async fn drain(pool: &sqlx::PgPool, sink: &WebhookSink, limit: Duration) -> Result<()> {
+/// A database that does not answer (a chaos run's restart) is waited for too.
+async fn drain(pool: &sqlx::PgPool, sink: &WebhookSink, limit: Duration) {
     let spinner = ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(200));
     let deadline = Instant::now() + limit;
-    loop {
-        let (open, due): (i64, i64) = sqlx::query_as(
+    while Instant::now() < deadline {
+        let counts: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
             "SELECT (SELECT count(*) FROM verifications
                      WHERE status NOT IN ('completed', 'refunded')),
                     (SELECT count(*) FROM webhook_deliveries)",
         )
         .fetch_one(pool)
-        .await?;
+        .await;
         let arrived = sink.with_tally(|t| t.first_seen.len()).unwrap_or(0);
-        spinner.set_message(format!(
-            "draining: {open} verifications open, {arrived}/{due} webhooks arrived"
-        ));
-        if (open == 0 && arrived as i64 >= due) || Instant::now() > deadline {
-            break;
+        match counts {
+            Ok((open, due)) if open == 0 && arrived as i64 >= due => break,
+            Ok((open, due)) => spinner.set_message(format!(
+                "draining: {open} verifications open, {arrived}/{due} webhooks arrived"
+            )),
+            Err(error) => spinner.set_message(format!("draining: the database: {error}")),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     spinner.finish_and_clear();
-    Ok(())
+}
+
+/// Where the roles run: in this process, or each in its own (chaos runs).
+enum Pipeline {
+    InProcess(pipeline::Running),
+    Processes(chaos::Fleet),
+    /// The processes, shared with the task that disturbs them.
+    Chaos(Arc<chaos::Fleet>),
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,13 +1,12 @@
 //! Shared test helpers: a fresh environment per test, HTTP and broker shortcuts.
 
 mod env;
-mod proxy;
 mod sink;
 
 pub use env::{
     Account, PAYSTACK_SECRET, STRIPE_WEBHOOK_SECRET, TestEnv, TestEnvBuilder, amqp_url, server_url,
 };
-pub use proxy::TcpProxy;
+pub use namaskah_load_tests::proxy::TcpProxy;
 pub use sink::{Answer, Received, Sink};
 
 use std::{future::Future, time::Duration};

@@ -1,4 +1,7 @@
-//! A TCP proxy that can be cut, to make a service "unreachable" for one component only.
+//! A TCP proxy that can be cut: a service "down" for whoever connects through it, and for
+//! nobody else. Chaos runs put PostgreSQL and RabbitMQ behind one each, so that an outage
+//! can be staged without stopping services other programs share; tests use it to cut one
+//! component off.
 
 use std::{
     net::SocketAddr,
@@ -20,10 +23,10 @@ pub struct TcpProxy {
 }
 
 impl TcpProxy {
-    /// Starts a proxy to `target`, open or cut.
-    pub async fn start(target: SocketAddr, open: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let address = listener.local_addr().expect("proxy address");
+    /// Starts a proxy on 127.0.0.1 to `target`, open or cut.
+    pub async fn start(target: SocketAddr, open: bool) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
         let open = Arc::new(AtomicBool::new(open));
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let (flag, tasks) = (Arc::clone(&open), Arc::clone(&connections));
@@ -33,18 +36,21 @@ impl TcpProxy {
                     drop(inbound);
                     continue;
                 }
-                tasks.lock().await.spawn(async move {
+                let mut tasks = tasks.lock().await;
+                // Finished connections leave the set, so it does not grow with every one.
+                while tasks.try_join_next().is_some() {}
+                tasks.spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
             }
         });
-        Self {
+        Ok(Self {
             address,
             open,
             connections,
-        }
+        })
     }
 
     /// Drops every connection and refuses new ones.

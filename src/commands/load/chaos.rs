@@ -1,0 +1,393 @@
+//! Chaos runs (`namaskah load --chaos`): every role in its own process, a random worker
+//! killed with SIGKILL and restarted every few seconds, and one RabbitMQ and one PostgreSQL
+//! outage while the submissions run. The run's checks are the same as without chaos: after
+//! the drain, nothing may be lost, charged twice or left unrefunded.
+//!
+//! Outages are either real (`rabbitmqctl stop_app`/`start_app`, a PostgreSQL restart: every
+//! client of those services notices) or staged through proxies in front of both, which the
+//! role processes connect through and which drop every connection and refuse new ones for
+//! the outage (only this run notices: what the test suite uses, beside other tests).
+
+use anyhow::{Context, Result, bail};
+use rand::RngExt;
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::process::{Child, Command};
+
+use namaskah_core::{Config, Shutdown};
+use namaskah_load_tests::proxy::TcpProxy;
+
+/// How long each staged or real outage lasts.
+const OUTAGE: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Outages {
+    /// Stop and start RabbitMQ's app and restart PostgreSQL (see `--postgres-restart`).
+    Real,
+    /// Cut proxies in front of both, seen by this run's processes only.
+    Proxy,
+    /// Kill workers only.
+    None,
+}
+
+/// How to disturb the pipeline.
+pub struct Plan {
+    pub outages: Outages,
+    pub kill_every: Duration,
+    /// Roughly how long the submissions last, to place the outages at a third and two thirds.
+    pub window: Duration,
+    pub rabbitmq_stop: String,
+    pub rabbitmq_start: String,
+    pub postgres_restart: String,
+}
+
+/// One role process, restartable.
+struct Role {
+    name: &'static str,
+    args: &'static [&'static str],
+    child: Child,
+}
+
+/// The role processes of a chaos run and what they need to be restarted. Like the process
+/// supervisor of a deployment (`restart: unless-stopped`), it starts again any role that
+/// exits on its own: a role that starts while PostgreSQL or RabbitMQ is away exits.
+pub struct Fleet {
+    launcher: Arc<Launcher>,
+    roles: Arc<tokio::sync::Mutex<Vec<Role>>>,
+    pub api: String,
+    proxies: Option<Arc<Proxies>>,
+    log: Arc<FaultLog>,
+    supervisor: Shutdown,
+}
+
+/// How to start a role.
+struct Launcher {
+    exe: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Launcher {
+    fn spawn(&self, args: &[&str]) -> Result<Child> {
+        spawn(&self.exe, &self.env, args)
+    }
+}
+
+/// What was done to the pipeline, each with the time since the fleet started.
+struct FaultLog {
+    started: Instant,
+    lines: Mutex<Vec<String>>,
+}
+
+impl FaultLog {
+    /// Notes what was done, at the time it began.
+    fn note(&self, begun: Instant, what: Result<String>) {
+        let line = match what {
+            Ok(what) if what.is_empty() => return,
+            Ok(what) => what,
+            Err(error) => format!("could not: {error:#}"),
+        };
+        if let Ok(mut lines) = self.lines.lock() {
+            let at = begun.duration_since(self.started).as_secs_f64();
+            lines.push(format!("{at:>6.1} s  {line}"));
+        }
+    }
+}
+
+/// The proxies in front of PostgreSQL and RabbitMQ in `--outages proxy` runs.
+pub struct Proxies {
+    postgres: TcpProxy,
+    rabbitmq: TcpProxy,
+}
+
+const ROLES: [(&str, &[&str]); 6] = [
+    ("api", &["api"]),
+    ("worker ordering", &["worker", "ordering"]),
+    ("worker polling", &["worker", "polling"]),
+    ("worker refund", &["worker", "refund"]),
+    ("worker webhooks", &["worker", "webhooks"]),
+    ("scheduler", &["scheduler"]),
+];
+
+fn spawn(exe: &std::path::Path, env: &[(String, String)], args: &[&str]) -> Result<Child> {
+    Command::new(exe)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        // Warnings and errors of the roles show beside the progress bar.
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting namaskah {}", args.join(" ")))
+}
+
+/// `url` with its host and port replaced by `address`.
+fn through(url: &str, address: SocketAddr) -> Result<String> {
+    let mut url = url::Url::parse(url).with_context(|| format!("not a URL: {url}"))?;
+    url.set_host(Some(&address.ip().to_string()))
+        .context("cannot set the host")?;
+    url.set_port(Some(address.port()))
+        .map_err(|()| anyhow::anyhow!("cannot set the port"))?;
+    Ok(url.to_string())
+}
+
+async fn target_of(url: &str, default_port: u16) -> Result<SocketAddr> {
+    let parsed = url::Url::parse(url).with_context(|| format!("not a URL: {url}"))?;
+    let host = parsed.host_str().unwrap_or("127.0.0.1");
+    let port = parsed.port().unwrap_or(default_port);
+    tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .with_context(|| format!("{host}:{port} does not resolve"))
+}
+
+impl Fleet {
+    /// Starts every role as its own process of this binary, configured for the run, and
+    /// waits until the API answers.
+    pub async fn start(config: &Config, simulator: SocketAddr, outages: Outages) -> Result<Self> {
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let mut database_url = config.database_url.clone();
+        let mut amqp_url = config.amqp_url.clone();
+        let proxies = if outages == Outages::Proxy {
+            let postgres = TcpProxy::start(target_of(&database_url, 5432).await?, true).await?;
+            let rabbitmq = TcpProxy::start(target_of(&amqp_url, 5672).await?, true).await?;
+            database_url = through(&database_url, postgres.address)?;
+            amqp_url = through(&amqp_url, rabbitmq.address)?;
+            Some(Arc::new(Proxies { postgres, rabbitmq }))
+        } else {
+            None
+        };
+        let api_port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.port()
+        };
+        let env: Vec<(String, String)> = [
+            ("DATABASE_URL", database_url),
+            ("AMQP_URL", amqp_url),
+            ("QUEUE_PREFIX", config.queue_prefix.clone()),
+            ("API_ADDR", format!("127.0.0.1:{api_port}")),
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("PROVIDERS", "simulator".to_owned()),
+            ("SIMULATOR_BASE_URL", format!("http://{simulator}/v1")),
+            ("SIMULATOR_API_KEY", super::run::SIMULATOR_KEY.to_owned()),
+            ("WEBHOOK_ALLOW_HTTP", "true".to_owned()),
+            ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
+            // A worker killed mid-purchase holds its lease this long; short, so the sweeper
+            // recovers such verifications within the drain.
+            ("ORDERING_LEASE", "5s".to_owned()),
+            // Role processes are quiet unless something goes wrong.
+            (
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let launcher = Arc::new(Launcher { exe, env });
+        let mut roles = Vec::new();
+        for (name, args) in ROLES {
+            roles.push(Role {
+                name,
+                args,
+                child: launcher.spawn(args)?,
+            });
+        }
+        let fleet = Self {
+            launcher,
+            roles: Arc::new(tokio::sync::Mutex::new(roles)),
+            api: format!("http://127.0.0.1:{api_port}"),
+            proxies,
+            log: Arc::new(FaultLog {
+                started: Instant::now(),
+                lines: Mutex::new(Vec::new()),
+            }),
+            supervisor: Shutdown::new(),
+        };
+        fleet.wait_for_api().await?;
+        tokio::spawn(supervise(
+            Arc::clone(&fleet.roles),
+            Arc::clone(&fleet.launcher),
+            Arc::clone(&fleet.log),
+            fleet.supervisor.clone(),
+        ));
+        Ok(fleet)
+    }
+
+    /// What was done to the pipeline so far.
+    pub fn faults(&self) -> Vec<String> {
+        self.log
+            .lines
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default()
+    }
+
+    async fn wait_for_api(&self) -> Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ready = http.get(format!("{}/readyz", self.api)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the API process did not become ready within 30 s")
+    }
+
+    /// SIGKILLs a random worker or the scheduler and starts it again.
+    async fn kill_one(&self) -> Result<String> {
+        let mut roles = self.roles.lock().await;
+        // Not the API: submissions would fail, which shows nothing about losing work.
+        let index = rand::rng().random_range(1..roles.len());
+        let role = &mut roles[index];
+        let pid = role.child.id().unwrap_or(0);
+        role.child.start_kill().context("SIGKILL")?;
+        let _ = role.child.wait().await;
+        role.child = self.launcher.spawn(role.args)?;
+        Ok(format!("SIGKILL {} (pid {pid}), restarted", role.name))
+    }
+
+    /// Asks every process to stop (SIGTERM: graceful) and waits for it.
+    pub async fn stop(self) {
+        self.supervisor.trigger();
+        let mut roles = self.roles.lock().await;
+        for role in roles.iter() {
+            if let Some(pid) = role.child.id() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+        }
+        for role in roles.iter_mut() {
+            if tokio::time::timeout(Duration::from_secs(15), role.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = role.child.start_kill();
+            }
+        }
+    }
+}
+
+/// Restarts, a second later, any role that exited on its own.
+async fn supervise(
+    roles: Arc<tokio::sync::Mutex<Vec<Role>>>,
+    launcher: Arc<Launcher>,
+    log: Arc<FaultLog>,
+    stop: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let mut roles = roles.lock().await;
+        for role in roles.iter_mut() {
+            if let Ok(Some(status)) = role.child.try_wait() {
+                let restarted = launcher.spawn(role.args).map(|child| {
+                    role.child = child;
+                    format!("{} exited ({status}), restarted", role.name)
+                });
+                log.note(Instant::now(), restarted);
+            }
+        }
+    }
+}
+
+async fn shell(command: &str) -> Result<()> {
+    let status = Command::new("sh")
+        .args(["-c", command])
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .with_context(|| format!("running {command}"))?;
+    if !status.success() {
+        bail!("`{command}` failed: {status}");
+    }
+    Ok(())
+}
+
+impl Plan {
+    async fn rabbitmq_outage(&self, proxies: Option<&Proxies>) -> Result<String> {
+        match (proxies, self.outages) {
+            (Some(proxies), _) => {
+                proxies.rabbitmq.cut().await;
+                tokio::time::sleep(OUTAGE).await;
+                proxies.rabbitmq.restore();
+                Ok("RabbitMQ unreachable for 3 s (proxy cut)".to_owned())
+            }
+            (None, Outages::Real) => {
+                shell(&self.rabbitmq_stop).await?;
+                tokio::time::sleep(OUTAGE).await;
+                shell(&self.rabbitmq_start).await?;
+                Ok(format!(
+                    "RabbitMQ stopped for 3 s (`{}`, `{}`)",
+                    self.rabbitmq_stop, self.rabbitmq_start
+                ))
+            }
+            (None, _) => Ok(String::new()),
+        }
+    }
+
+    async fn postgres_outage(&self, proxies: Option<&Proxies>) -> Result<String> {
+        match (proxies, self.outages) {
+            (Some(proxies), _) => {
+                proxies.postgres.cut().await;
+                tokio::time::sleep(OUTAGE).await;
+                proxies.postgres.restore();
+                Ok("PostgreSQL unreachable for 3 s (proxy cut)".to_owned())
+            }
+            (None, Outages::Real) => {
+                shell(&self.postgres_restart).await?;
+                Ok(format!(
+                    "PostgreSQL restarted (`{}`)",
+                    self.postgres_restart
+                ))
+            }
+            (None, _) => Ok(String::new()),
+        }
+    }
+}
+
+/// Disturbs `fleet` by `plan` until `done` fires; what it did is in [`Fleet::faults`].
+pub async fn disturb(fleet: Arc<Fleet>, plan: Plan, done: Shutdown) {
+    let proxies = fleet.proxies.clone();
+    let outages = async {
+        let third = plan.window / 3;
+        tokio::select! {
+            _ = done.wait() => return,
+            _ = tokio::time::sleep(third) => {}
+        }
+        // Once begun, an outage runs to its end: the service must come back.
+        let begun = Instant::now();
+        let what = plan.rabbitmq_outage(proxies.as_deref()).await;
+        fleet.log.note(begun, what);
+        tokio::select! {
+            _ = done.wait() => return,
+            _ = tokio::time::sleep(third.saturating_sub(OUTAGE)) => {}
+        }
+        let begun = Instant::now();
+        let what = plan.postgres_outage(proxies.as_deref()).await;
+        fleet.log.note(begun, what);
+    };
+    let kills = async {
+        loop {
+            tokio::select! {
+                _ = done.wait() => break,
+                _ = tokio::time::sleep(plan.kill_every) => {}
+            }
+            let begun = Instant::now();
+            let what = fleet.kill_one().await;
+            fleet.log.note(begun, what);
+        }
+    };
+    tokio::join!(outages, kills);
+}
