@@ -74,3 +74,28 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::InvalidQuery(format!("invalid query string: {e}")))
 }
+
+/// `limit` (1–100, default 20) and `offset` (0–1,000,000, default 0) of a list, checked.
+pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    Ok((page_limit(limit)?, page_offset(offset)?))
+}
+
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::InvalidQuery(
+            "`limit` must be from 1 to 100".to_owned(),
+        ));
+    }
+    Ok(limit)
+}
+
+pub fn page_offset(offset: Option<i64>) -> Result<i64, ApiError> {
+    let offset = offset.unwrap_or(0);
+    if !(0..=1_000_000).contains(&offset) {
+        return Err(ApiError::InvalidQuery(
+            "`offset` must be from 0 to 1000000".to_owned(),
+        ));
+    }
+    Ok(offset)
+}

@@ -7,14 +7,53 @@ use serde_json::Value;
 use crate::support::{amqp_url, server_url};
 use namaskah_core::store;
 
+/// Runs `namaskah load` with `args` in a database and queue prefix of its own; its report
+/// and what it printed. Panics unless the run succeeded (every invariant held).
+async fn load_run(name: &str, args: &[&str]) -> (Value, String) {
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let database_url = format!("{}/namaskah_{name}_{id}", server_url());
+    let report = std::env::temp_dir().join(format!("namaskah-{name}-{id}.json"));
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
+        .arg("load")
+        .args(args)
+        .args(["--sms-timeout-secs", "10", "--report"])
+        .arg(&report)
+        .env("DATABASE_URL", &database_url)
+        .env("AMQP_URL", amqp_url())
+        .env("QUEUE_PREFIX", format!("t{id}."))
+        .env("POLL_CADENCE", "500ms,1s")
+        .env_remove("REDIS_URL")
+        .output()
+        .await
+        .expect("namaskah runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "the {name} run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON report");
+    assert!(
+        report["invariants"]
+            .as_array()
+            .expect("invariants")
+            .iter()
+            .all(|check| check["held"] == true),
+        "{stdout}"
+    );
+    // The throw-away database is gone; the one the run was pointed at is dropped here.
+    store::drop_database(&database_url)
+        .await
+        .expect("drop the run's database");
+    (report, stdout)
+}
+
 #[tokio::test]
 async fn a_short_load_run_loses_nothing_and_charges_once() {
-    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let database_url = format!("{}/namaskah_loadtest_{id}", server_url());
-    let report = std::env::temp_dir().join(format!("namaskah-load-{id}.json"));
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
-        .args([
-            "load",
+    let (report, stdout) = load_run(
+        "loadtest",
+        &[
             "--count",
             "300",
             "--rate",
@@ -31,37 +70,14 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
             "0.05",
             "--cancel-ratio",
             "0.1",
-            "--sms-timeout-secs",
-            "10",
             "--drain-secs",
             "90",
-            "--report",
-        ])
-        .arg(&report)
-        .env("DATABASE_URL", &database_url)
-        .env("AMQP_URL", amqp_url())
-        .env("QUEUE_PREFIX", format!("t{id}."))
-        .env("POLL_CADENCE", "500ms,1s")
-        .env_remove("REDIS_URL")
-        .output()
-        .await
-        .expect("namaskah runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the load run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON report");
+        ],
+    )
+    .await;
     assert_eq!(report["submitted"], 300, "{stdout}");
     assert_eq!(report["accepted"], 300, "{stdout}");
-    let invariants = report["invariants"].as_array().expect("invariants");
-    assert!(invariants.len() >= 9, "{stdout}");
-    assert!(
-        invariants.iter().all(|check| check["held"] == true),
-        "{stdout}"
-    );
+    assert!(report["invariants"].as_array().expect("invariants").len() >= 9);
     // Every behaviour of the mix showed up, so every path was exercised.
     let outcomes = report["outcomes"].as_object().expect("outcomes");
     assert!(outcomes["completed"].as_u64() > Some(100), "{stdout}");
@@ -75,10 +91,7 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
     assert!(webhooks["expected"].as_u64() > Some(300), "{stdout}");
     assert_eq!(webhooks["delivered"], webhooks["expected"], "{stdout}");
     assert!(report["api_latency_ms"]["p99"].as_f64() > Some(0.0));
-    // The throw-away database is gone; the one the run was pointed at is dropped here.
-    store::drop_database(&database_url)
-        .await
-        .expect("drop the run's database");
+    assert!(report["commits_per_verification"].as_f64() > Some(1.0));
 }
 
 /// `namaskah load --chaos`, short: every role its own process, a worker SIGKILLed every
@@ -86,12 +99,9 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
 /// tests running beside this one are not disturbed), and still nothing lost.
 #[tokio::test]
 async fn a_short_chaos_run_loses_nothing_and_charges_once() {
-    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let database_url = format!("{}/namaskah_chaostest_{id}", server_url());
-    let report = std::env::temp_dir().join(format!("namaskah-chaos-{id}.json"));
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
-        .args([
-            "load",
+    let (report, stdout) = load_run(
+        "chaostest",
+        &[
             "--chaos",
             "--outages",
             "proxy",
@@ -105,37 +115,11 @@ async fn a_short_chaos_run_loses_nothing_and_charges_once() {
             "10",
             "--sms-delay-ms",
             "300",
-            "--sms-timeout-secs",
-            "10",
             "--drain-secs",
             "120",
-            "--report",
-        ])
-        .arg(&report)
-        .env("DATABASE_URL", &database_url)
-        .env("AMQP_URL", amqp_url())
-        .env("QUEUE_PREFIX", format!("t{id}."))
-        .env("POLL_CADENCE", "500ms,1s")
-        .env_remove("REDIS_URL")
-        .output()
-        .await
-        .expect("namaskah runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the chaos run failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON report");
-    assert!(
-        report["invariants"]
-            .as_array()
-            .expect("invariants")
-            .iter()
-            .all(|check| check["held"] == true),
-        "{stdout}"
-    );
+        ],
+    )
+    .await;
     let faults: Vec<&str> = report["faults"]
         .as_array()
         .expect("faults")
@@ -157,7 +141,5 @@ async fn a_short_chaos_run_loses_nothing_and_charges_once() {
     // Some were accepted before, during and after the outages, and all of them finished.
     assert!(report["accepted"].as_u64() > Some(100), "{stdout}");
     assert!(report["completed"].as_u64() > Some(50), "{stdout}");
-    store::drop_database(&database_url)
-        .await
-        .expect("drop the run's database");
+    assert!(report["peak_rss_mib"]["worker ordering"].as_f64() > Some(1.0));
 }

@@ -190,12 +190,7 @@ pub async fn list(
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let query: ListQuery = parse_query(&query)?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::InvalidQuery(
-            "`limit` must be from 1 to 100".to_owned(),
-        ));
-    }
+    let limit = crate::body::page_limit(query.limit)?;
     let payments = payments::list_for_account(&state.pool, caller.account_id, limit).await?;
     let data: Vec<PaymentView> = payments.iter().map(PaymentView::from).collect();
     Ok(reply_response(Reply::json(

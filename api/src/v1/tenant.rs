@@ -168,18 +168,7 @@ pub async fn accounts(
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::TenantAdmin).await?;
     let query: PageQuery = parse_query(&query)?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::InvalidQuery(
-            "`limit` must be from 1 to 100".to_owned(),
-        ));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if !(0..=1_000_000).contains(&offset) {
-        return Err(ApiError::InvalidQuery(
-            "`offset` must be from 0 to 1000000".to_owned(),
-        ));
-    }
+    let (limit, offset) = crate::body::page(query.limit, query.offset)?;
     let mut page = tenants::accounts(&state.pool, caller.tenant_id, limit + 1, offset).await?;
     let has_more = page.len() > limit as usize;
     page.truncate(limit as usize);

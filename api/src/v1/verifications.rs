@@ -123,12 +123,7 @@ pub async fn list(
     let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let query: ListQuery = parse_query(&query)?;
     let (status, limit) = list_filter(query.status.as_deref(), query.limit)?;
-    let offset = query.offset.unwrap_or(0);
-    if !(0..=1_000_000).contains(&offset) {
-        return Err(ApiError::InvalidQuery(
-            "`offset` must be from 0 to 1000000".to_owned(),
-        ));
-    }
+    let offset = crate::body::page_offset(query.offset)?;
     // One row more than asked tells whether another page exists.
     let mut rows =
         verifications::list_for_account(&state.pool, owner.account_id, status, limit + 1, offset)

@@ -123,18 +123,7 @@ pub async fn list(
 ) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let query: ListQuery = parse_query(&query)?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::InvalidQuery(
-            "`limit` must be from 1 to 100".to_owned(),
-        ));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if !(0..=1_000_000).contains(&offset) {
-        return Err(ApiError::InvalidQuery(
-            "`offset` must be from 0 to 1000000".to_owned(),
-        ));
-    }
+    let (limit, offset) = crate::body::page(query.limit, query.offset)?;
     let mut messages = webhook_messages::list(
         &state.pool,
         owner.account_id,

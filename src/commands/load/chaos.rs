@@ -219,6 +219,27 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// The peak resident memory of each role's current process, in MiB (Linux: `VmHWM`).
+    pub async fn peak_memory(&self) -> std::collections::BTreeMap<String, f64> {
+        let roles = self.roles.lock().await;
+        roles
+            .iter()
+            .filter_map(|role| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", role.child.id()?)).ok()?;
+                let kib: f64 = status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmHWM:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((role.name.to_owned(), kib / 1024.0))
+            })
+            .collect()
+    }
+
     /// What was done to the pipeline so far.
     pub fn faults(&self) -> Vec<String> {
         self.log

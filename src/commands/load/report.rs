@@ -91,6 +91,12 @@ pub struct Report {
     pub submit_to_completed_webhook_ms: Distribution,
     pub webhooks: Webhooks,
     pub drain_seconds: f64,
+    /// Transactions PostgreSQL committed in the run's database (`pg_stat_database`, read-only
+    /// ones included) per accepted verification.
+    pub commits_per_verification: f64,
+    /// Runs with a process per role: each role's peak resident memory, MiB.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub peak_rss_mib: BTreeMap<String, f64>,
     /// Chaos runs: what was done to the pipeline while it ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<String>,
@@ -149,6 +155,13 @@ impl Report {
             self.webhooks.duplicates,
             self.webhooks.bad_signatures
         ));
+        out.push(format!(
+            "database: {:.1} commits per verification",
+            self.commits_per_verification
+        ));
+        for (role, mib) in &self.peak_rss_mib {
+            out.push(format!("peak resident memory {role:<20} {mib:>7.1} MiB"));
+        }
         for fault in &self.faults {
             out.push(format!("fault: {fault}"));
         }

@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// Where to write the JSON report.
     #[arg(long, default_value = "load-report.json")]
     report: PathBuf,
+    /// Every role in its own process (to see each one's memory), undisturbed.
+    #[arg(long)]
+    processes: bool,
     /// Every role in its own process; workers SIGKILLed and restarted, RabbitMQ and
     /// PostgreSQL taken away once each while submitting.
     #[arg(long)]
@@ -285,7 +288,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         bail!("the catalogue sells nothing through the simulator");
     }
 
-    let pipeline = if args.chaos {
+    let pipeline = if args.chaos || args.processes {
         Pipeline::Processes(chaos::Fleet::start(&config, simulator_addr, args.outages).await?)
     } else {
         let roles = Roles {
@@ -324,8 +327,9 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         cancel_ratio: args.cancel_ratio,
         orders,
     };
+    let commits_before = commits(&pool).await?;
     let (driven, pipeline) = match pipeline {
-        Pipeline::Processes(fleet) => {
+        Pipeline::Processes(fleet) if args.chaos => {
             let fleet = Arc::new(fleet);
             let done = Shutdown::new();
             let disturbing = tokio::spawn(chaos::disturb(
@@ -348,8 +352,10 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let drain_started = Instant::now();
     drain(&pool, &sink, Duration::from_secs(args.drain_secs)).await;
     let drain_seconds = drain_started.elapsed().as_secs_f64();
+    let mut peak_rss_mib = BTreeMap::new();
     let faults = match pipeline {
         Pipeline::Chaos(fleet) => {
+            peak_rss_mib = fleet.peak_memory().await;
             let faults = fleet.faults();
             match Arc::try_unwrap(fleet) {
                 Ok(fleet) => fleet.stop().await,
@@ -358,18 +364,27 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
             faults
         }
         Pipeline::Processes(fleet) => {
+            peak_rss_mib = fleet.peak_memory().await;
             fleet.stop().await;
             Vec::new()
         }
         Pipeline::InProcess(running) => {
+            let roles_pool = running.pool.clone();
             running.stop().await;
+            roles_pool.close().await;
             Vec::new()
         }
     };
+    // The roles' connections are closed now, and a closing backend reports its statistics.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let commits_after = commits(&pool).await?;
 
     let mut report = assemble(&pool, &sink, driven, &args).await?;
     report.drain_seconds = drain_seconds;
     report.faults = faults;
+    report.peak_rss_mib = peak_rss_mib;
+    report.commits_per_verification =
+        (commits_after - commits_before) as f64 / report.accepted.max(1) as f64;
     println!("{}", report.table());
     std::fs::write(&args.report, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", args.report.display()))?;
@@ -454,6 +469,19 @@ async fn drain(pool: &sqlx::PgPool, sink: &WebhookSink, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     spinner.finish_and_clear();
+}
+
+/// Transactions committed so far in the run's database.
+async fn commits(pool: &sqlx::PgPool) -> Result<i64> {
+    // Statistics reach the view when a backend reports them; ask for this one's now.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Where the roles run: in this process, or each in its own (chaos runs).
