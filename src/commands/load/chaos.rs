@@ -242,11 +242,21 @@ impl Fleet {
 
     /// What was done to the pipeline so far.
     pub fn faults(&self) -> Vec<String> {
-        self.log
+        let mut lines = self
+            .log
             .lines
             .lock()
             .map(|lines| lines.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // An outage is noted when it ends, at the time it began: put it in its place.
+        let at = |line: &String| {
+            line.split_whitespace()
+                .next()
+                .and_then(|seconds| seconds.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        lines.sort_by(|a, b| at(a).total_cmp(&at(b)));
+        lines
     }
 
     async fn wait_for_api(&self) -> Result<()> {
@@ -378,26 +388,24 @@ impl Plan {
     }
 }
 
-/// Disturbs `fleet` by `plan` until `done` fires; what it did is in [`Fleet::faults`].
+/// Disturbs `fleet` by `plan`: kills until `done` fires, and both outages; what it did is
+/// in [`Fleet::faults`].
 pub async fn disturb(fleet: Arc<Fleet>, plan: Plan, done: Shutdown) {
     let proxies = fleet.proxies.clone();
+    // Both outages happen even if the submissions end first (a slow `rabbitmqctl` can take
+    // longer than a short run): then the pipeline recovers during the drain.
     let outages = async {
+        let begun = Instant::now();
         let third = plan.window / 3;
-        tokio::select! {
-            _ = done.wait() => return,
-            _ = tokio::time::sleep(third) => {}
-        }
+        tokio::time::sleep(third).await;
         // Once begun, an outage runs to its end: the service must come back.
-        let begun = Instant::now();
+        let at = Instant::now();
         let what = plan.rabbitmq_outage(proxies.as_deref()).await;
-        fleet.log.note(begun, what);
-        tokio::select! {
-            _ = done.wait() => return,
-            _ = tokio::time::sleep(third.saturating_sub(OUTAGE)) => {}
-        }
-        let begun = Instant::now();
+        fleet.log.note(at, what);
+        tokio::time::sleep((third * 2).saturating_sub(begun.elapsed())).await;
+        let at = Instant::now();
         let what = plan.postgres_outage(proxies.as_deref()).await;
-        fleet.log.note(begun, what);
+        fleet.log.note(at, what);
     };
     let kills = async {
         loop {
