@@ -26,6 +26,40 @@ pub struct Quote {
 /// One quote per (service, country), from the preferred provider of each, at the tenant's
 /// price where `book` has one.
 pub fn price_list(offers: &[Offer], provider_order: &[String], book: &PriceBook) -> Vec<Quote> {
+    preferred(offers, provider_order)
+        .into_iter()
+        .map(|offer| quote_of(offer, book))
+        .collect()
+}
+
+/// The quote for a request; `None` when no enabled provider sells the service there.
+/// Only the service's (and country's) offers are looked at: this runs on every order.
+pub fn quote(
+    offers: &[Offer],
+    provider_order: &[String],
+    book: &PriceBook,
+    service: &str,
+    country: Option<&str>,
+) -> Option<Quote> {
+    let wanted = offers
+        .iter()
+        .filter(|o| o.service == service && country.is_none_or(|c| o.country == c));
+    preferred(wanted, provider_order)
+        .into_iter()
+        .map(|offer| quote_of(offer, book))
+        .min_by(|a, b| {
+            a.price_cents
+                .cmp(&b.price_cents)
+                .then_with(|| a.country.cmp(&b.country))
+        })
+}
+
+/// Of each (service, country), the offer of the provider that comes first in
+/// `provider_order`, ordered by service and country.
+fn preferred<'a>(
+    offers: impl IntoIterator<Item = &'a Offer>,
+    provider_order: &[String],
+) -> Vec<&'a Offer> {
     let rank = |provider: &str| {
         provider_order
             .iter()
@@ -42,36 +76,23 @@ pub fn price_list(offers: &[Offer], provider_order: &[String], book: &PriceBook)
             }
         }
     }
-    preferred
-        .into_values()
-        .map(|offer| Quote {
-            service: offer.service.clone(),
-            country: offer.country.clone(),
-            price_cents: book
-                .get(&(offer.service.clone(), offer.country.clone()))
-                .copied()
-                .unwrap_or(offer.price_cents),
-            sms_timeout_secs: offer.sms_timeout_secs,
-        })
-        .collect()
+    preferred.into_values().collect()
 }
 
-/// The quote for a request; `None` when no enabled provider sells the service there.
-pub fn quote(
-    offers: &[Offer],
-    provider_order: &[String],
-    book: &PriceBook,
-    service: &str,
-    country: Option<&str>,
-) -> Option<Quote> {
-    price_list(offers, provider_order, book)
-        .into_iter()
-        .filter(|q| q.service == service && country.is_none_or(|c| q.country == c))
-        .min_by(|a, b| {
-            a.price_cents
-                .cmp(&b.price_cents)
-                .then_with(|| a.country.cmp(&b.country))
-        })
+fn quote_of(offer: &Offer, book: &PriceBook) -> Quote {
+    // Most tenants have no prices of their own: no key to build then.
+    let own = if book.is_empty() {
+        None
+    } else {
+        book.get(&(offer.service.clone(), offer.country.clone()))
+            .copied()
+    };
+    Quote {
+        service: offer.service.clone(),
+        country: offer.country.clone(),
+        price_cents: own.unwrap_or(offer.price_cents),
+        sms_timeout_secs: offer.sms_timeout_secs,
+    }
 }
 
 /// The offers for one verification in the order the ordering worker should try them.

@@ -219,6 +219,15 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Each role's current process id.
+    pub async fn pids(&self) -> Vec<(String, u32)> {
+        let roles = self.roles.lock().await;
+        roles
+            .iter()
+            .filter_map(|role| Some((role.name.to_owned(), role.child.id()?)))
+            .collect()
+    }
+
     /// The peak resident memory of each role's current process, in MiB (Linux: `VmHWM`).
     pub async fn peak_memory(&self) -> std::collections::BTreeMap<String, f64> {
         let roles = self.roles.lock().await;

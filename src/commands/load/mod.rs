@@ -8,6 +8,7 @@
 //! - [`webhooks`]: webhook delivery alone (`namaskah load webhooks`).
 
 mod chaos;
+mod cpu;
 mod drive;
 mod report;
 pub mod run;

@@ -94,6 +94,11 @@ pub struct Report {
     /// Transactions PostgreSQL committed in the run's database (`pg_stat_database`, read-only
     /// ones included) per accepted verification.
     pub commits_per_verification: f64,
+    /// CPU used from the first submission to the end of the drain, in milliseconds per
+    /// accepted verification, by process (roles, this run's own process, PostgreSQL,
+    /// RabbitMQ). A role killed during the run loses what it had used.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_ms_per_verification: BTreeMap<String, f64>,
     /// Runs with a process per role: each role's peak resident memory, MiB.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub peak_rss_mib: BTreeMap<String, f64>,
@@ -159,6 +164,9 @@ impl Report {
             "database: {:.1} commits per verification",
             self.commits_per_verification
         ));
+        for (who, ms) in &self.cpu_ms_per_verification {
+            out.push(format!("CPU per verification {who:<20} {ms:>7.2} ms"));
+        }
         for (role, mib) in &self.peak_rss_mib {
             out.push(format!("peak resident memory {role:<20} {mib:>7.1} MiB"));
         }

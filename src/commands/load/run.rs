@@ -45,7 +45,7 @@ use namaskah_load_tests::{
 use namaskah_workers::WorkerKind;
 
 use super::{
-    chaos,
+    chaos, cpu,
     drive::{self, Pace, Plan, Until},
     report::{Check, Distribution, Report, Webhooks},
     throwaway,
@@ -328,6 +328,11 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         orders,
     };
     let commits_before = commits(&pool).await?;
+    let role_pids = match &pipeline {
+        Pipeline::Processes(fleet) => fleet.pids().await,
+        _ => Vec::new(),
+    };
+    let cpu_before = cpu::sample(&role_pids);
     let (driven, pipeline) = match pipeline {
         Pipeline::Processes(fleet) if args.chaos => {
             let fleet = Arc::new(fleet);
@@ -352,6 +357,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let drain_started = Instant::now();
     drain(&pool, &sink, Duration::from_secs(args.drain_secs)).await;
     let drain_seconds = drain_started.elapsed().as_secs_f64();
+    let cpu_used = cpu::used_between(&cpu_before, &cpu::sample(&role_pids));
     let mut peak_rss_mib = BTreeMap::new();
     let faults = match pipeline {
         Pipeline::Chaos(fleet) => {
@@ -383,6 +389,10 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     report.drain_seconds = drain_seconds;
     report.faults = faults;
     report.peak_rss_mib = peak_rss_mib;
+    report.cpu_ms_per_verification = cpu_used
+        .into_iter()
+        .map(|(who, seconds)| (who, seconds * 1_000.0 / report.accepted.max(1) as f64))
+        .collect();
     report.commits_per_verification =
         (commits_after - commits_before) as f64 / report.accepted.max(1) as f64;
     println!("{}", report.table());
