@@ -212,18 +212,27 @@ pub async fn create(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING {COLUMNS}"
     );
-    sqlx::query_as::<_, Tenant>(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query_as::<_, Tenant>(sqlx::AssertSqlSafe(sql))
         .bind(TenantId::new())
-        .bind(slug)
+        .bind(slug);
+    bind_brand(query, brand)
+        .fetch_one(conn)
+        .await
+        .map_err(unique_violation)
+}
+
+/// Binds the brand's six columns, in the table's order, after the statement's own.
+fn bind_brand<'q>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, Tenant, sqlx::postgres::PgArguments>,
+    brand: &'q Brand,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Tenant, sqlx::postgres::PgArguments> {
+    query
         .bind(&brand.name)
         .bind(&brand.logo_url)
         .bind(&brand.primary_colour)
         .bind(&brand.accent_colour)
         .bind(&brand.support_email)
         .bind(&brand.custom_domain)
-        .fetch_one(conn)
-        .await
-        .map_err(unique_violation)
 }
 
 fn unique_violation(error: sqlx::Error) -> StoreError {
@@ -289,14 +298,8 @@ pub async fn update_brand(
          WHERE id = $1
          RETURNING {COLUMNS}"
     );
-    let tenant = sqlx::query_as::<_, Tenant>(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(&brand.name)
-        .bind(&brand.logo_url)
-        .bind(&brand.primary_colour)
-        .bind(&brand.accent_colour)
-        .bind(&brand.support_email)
-        .bind(&brand.custom_domain)
+    let query = sqlx::query_as::<_, Tenant>(sqlx::AssertSqlSafe(sql)).bind(id);
+    let tenant = bind_brand(query, &brand)
         .fetch_one(conn)
         .await
         .map_err(unique_violation)?;
