@@ -63,13 +63,25 @@ async fn a_free_key_is_refused_past_its_burst_with_the_headers_that_say_when_to_
     assert!((10..=12).contains(&allowed), "{answers:?}");
     let (_, limit, remaining, _) = answers[0];
     assert_eq!((limit, remaining), (Some(10), Some(9)));
-    let (status, limit, remaining, retry_after) = *answers.last().expect("answers");
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answers:?}");
+    // The refusals say when to retry. (A token may refill between two refusals on a slow
+    // machine, so it is not the position of a refusal that is checked.)
+    let (_, limit, remaining, retry_after) = *answers
+        .iter()
+        .find(|(status, ..)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .expect("a refusal");
     assert_eq!((limit, remaining), (Some(10), Some(0)));
     assert!(retry_after.is_some_and(|s| s >= 1), "{answers:?}");
 
-    let (status, body) = env.get("/v1/account", &account.key).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The error body names the code, in whichever request finds the bucket empty.
+    let mut refused = None;
+    for _ in 0..10 {
+        let (status, body) = env.get("/v1/account", &account.key).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(body);
+            break;
+        }
+    }
+    let body = refused.expect("refused again while the bucket is empty");
     assert_eq!(body["error"]["code"], "rate_limited");
     // Another key of a richer tier is not affected.
     let pro = env.account_on_tier(0, &[Scope::Read], Tier::Pro).await;
