@@ -28,7 +28,9 @@ pub fn is_email(text: &str) -> bool {
         && !text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-const COLUMNS: &str = "id, tenant_id, email, tier, balance_cents, referral_code, created_at";
+/// The columns of [`Account`], for every query that reads one.
+pub(crate) const COLUMNS: &str =
+    "id, tenant_id, email, tier, balance_cents, referral_code, created_at";
 
 /// Creates an account; an opening balance is written to the ledger as a top-up so that the
 /// balance equals the ledger from the first moment.

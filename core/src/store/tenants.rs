@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 
-use super::{StoreError, accounts::Account, violated_constraint};
+use super::{
+    StoreError,
+    accounts::{self, Account},
+    violated_constraint,
+};
 use crate::domain::{AccountId, TenantId};
 
 /// What a tenant's customers see: in `GET /v1/account`, `GET /v1/brand` and the dashboard.
@@ -306,9 +310,6 @@ pub async fn update_brand(
     Ok(Ok(tenant))
 }
 
-const ACCOUNT_COLUMNS: &str =
-    "id, tenant_id, email, tier, balance_cents, referral_code, created_at";
-
 /// The tenant's accounts, newest first.
 pub async fn accounts(
     pool: &PgPool,
@@ -317,8 +318,9 @@ pub async fn accounts(
     offset: i64,
 ) -> Result<Vec<Account>, StoreError> {
     let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE tenant_id = $1
-         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        "SELECT {} FROM accounts WHERE tenant_id = $1
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+        accounts::COLUMNS
     );
     Ok(sqlx::query_as::<_, Account>(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
@@ -334,7 +336,10 @@ pub async fn account(
     tenant: TenantId,
     id: AccountId,
 ) -> Result<Option<Account>, StoreError> {
-    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 AND tenant_id = $2");
+    let sql = format!(
+        "SELECT {} FROM accounts WHERE id = $1 AND tenant_id = $2",
+        accounts::COLUMNS
+    );
     Ok(sqlx::query_as::<_, Account>(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(tenant)

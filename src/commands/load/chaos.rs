@@ -73,7 +73,16 @@ struct Launcher {
 
 impl Launcher {
     fn spawn(&self, args: &[&str]) -> Result<Child> {
-        spawn(&self.exe, &self.env, args)
+        Command::new(&self.exe)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Warnings and errors of the roles show beside the progress bar.
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting namaskah {}", args.join(" ")))
     }
 }
 
@@ -112,19 +121,6 @@ const ROLES: [(&str, &[&str]); 6] = [
     ("worker webhooks", &["worker", "webhooks"]),
     ("scheduler", &["scheduler"]),
 ];
-
-fn spawn(exe: &std::path::Path, env: &[(String, String)], args: &[&str]) -> Result<Child> {
-    Command::new(exe)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        // Warnings and errors of the roles show beside the progress bar.
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting namaskah {}", args.join(" ")))
-}
 
 /// `url` with its host and port replaced by `address`.
 fn through(url: &str, address: SocketAddr) -> Result<String> {
