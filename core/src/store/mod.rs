@@ -149,6 +149,11 @@ pub fn migrator() -> Migrator {
             "white-label tenants",
             include_str!("../../../migrations/0015_tenants.sql"),
         ),
+        (
+            16,
+            "lighter triggers",
+            include_str!("../../../migrations/0016_lighter_triggers.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
