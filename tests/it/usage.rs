@@ -88,3 +88,17 @@ async fn usage_counts_orders_completions_refunds_and_the_time_to_sms() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_time_to_sms_falls_in_the_bucket_below_its_bound_and_never_past_the_last() {
+    let env = TestEnv::builder().start().await;
+    let (buckets, bounds): (Vec<i32>, Vec<i32>) = sqlx::query_as(
+        "SELECT array_agg(usage_bucket(s) ORDER BY s), usage_bucket_bounds()
+         FROM unnest(ARRAY[0, 4.99, 5, 9.5, 1799, 1800, 1e12]::float8[]) AS s",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("buckets");
+    let last = i32::try_from(bounds.len()).expect("a few bounds");
+    assert_eq!(buckets, vec![1, 1, 2, 2, 17, last, last]);
+}
