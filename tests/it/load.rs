@@ -143,3 +143,35 @@ async fn a_short_chaos_run_loses_nothing_and_charges_once() {
     assert!(report["completed"].as_u64() > Some(50), "{stdout}");
     assert!(report["peak_rss_mib"]["worker ordering"].as_f64() > Some(1.0));
 }
+
+/// `namaskah load --api-only`: the API and its relay without workers, so every verification
+/// stays open; the money and counter invariants still hold and the latency is the API's own.
+#[tokio::test]
+async fn an_api_only_run_charges_once_and_leaves_every_verification_open() {
+    let (report, stdout) = load_run(
+        "apionly",
+        &[
+            "--api-only",
+            "--count",
+            "200",
+            "--rate",
+            "100",
+            "--accounts",
+            "5",
+            "--cancel-ratio",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(report["accepted"], 200, "{stdout}");
+    assert_eq!(report["outcomes"]["pending"], 200, "{stdout}");
+    let checks: Vec<&str> = report["invariants"]
+        .as_array()
+        .expect("invariants")
+        .iter()
+        .filter_map(|check| check["name"].as_str())
+        .collect();
+    assert!(checks.contains(&"exactly_one_charge"), "{checks:?}");
+    assert!(!checks.contains(&"every_verification_final"), "{checks:?}");
+    assert!(report["api_latency_ms"]["p99"].as_f64() > Some(0.0));
+}
