@@ -9,9 +9,8 @@ use namaskah_core::{
     domain::{CountryCode, ServiceCode, VerificationId, new_trace_id},
     pricing,
     store::{
-        StoreError,
         services::Offer,
-        verifications::{self, NewVerification, Verification},
+        verifications::{self, NewVerification, Refusal, Verification},
     },
 };
 
@@ -69,10 +68,10 @@ impl PriceSheet {
     }
 }
 
-/// Prices `order` for the caller's tenant and tier and charges it: one statement debits the balance and
-/// inserts the verification, its ledger entry and its ordering message. `conn` must be in a
-/// transaction that holds the account's lock
-/// ([`verifications::lock_account_and_count_open`]).
+/// Prices `order` for the caller's tenant and tier and charges it: one statement debits the
+/// balance and inserts the verification, its ledger entry and its ordering message, unless
+/// the account is at its tier's open-verification limit or the balance does not cover the
+/// price. One statement is atomic on its own: `conn` need not be in a transaction.
 pub async fn charge(
     conn: &mut PgConnection,
     caller: &Caller,
@@ -105,20 +104,14 @@ pub async fn charge(
         price_cents: caller.plan.price_cents(quote.price_cents),
         trace_id: new_trace_id(),
     };
-    match verifications::insert_charged(&mut *conn, &new).await? {
-        Some(verification) => Ok(verification),
-        None => {
-            let balance_cents: i64 =
-                sqlx::query_scalar("SELECT balance_cents FROM accounts WHERE id = $1")
-                    .bind(caller.account_id)
-                    .fetch_one(conn)
-                    .await
-                    .map_err(StoreError::from)?;
-            Err(ApiError::InsufficientBalance {
-                price_cents: new.price_cents,
-                balance_cents,
-            })
-        }
+    let limit = caller.plan.max_open_verifications;
+    match verifications::insert_charged(conn, &new, limit).await? {
+        Ok(verification) => Ok(verification),
+        Err(Refusal::OpenLimit) => Err(ApiError::OpenVerificationLimit { limit }),
+        Err(Refusal::Balance { balance_cents }) => Err(ApiError::InsufficientBalance {
+            price_cents: new.price_cents,
+            balance_cents,
+        }),
     }
 }
 

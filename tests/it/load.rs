@@ -60,8 +60,10 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
             "100",
             "--accounts",
             "10",
+            // Later than the cancels (300 ms after acceptance), so that those win their
+            // race with the SMS and the "cancelled" path is always exercised.
             "--sms-delay-ms",
-            "200",
+            "1000",
             "--no-sms-ratio",
             "0.1",
             "--out-of-stock-ratio",

@@ -10,7 +10,7 @@ use namaskah_core::{
     domain::{Scope, Status, VerificationId},
     store::{
         StoreError,
-        verifications::{self, CancelOutcome},
+        verifications::{self, CancelOutcome, Verification},
     },
 };
 
@@ -44,21 +44,31 @@ pub async fn create(
         };
     let result = async {
         let sheet = charge::PriceSheet::for_caller(&state, &caller).await?;
-        let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
-        let open = verifications::lock_account_and_count_open(&mut tx, caller.account_id).await?;
-        if open >= i64::from(caller.plan.max_open_verifications) {
-            return Err(ApiError::OpenVerificationLimit {
-                limit: caller.plan.max_open_verifications,
-            });
-        }
-        let verification =
-            charge::charge(&mut tx, &caller, &sheet, &state.provider_order, &order).await?;
-        let reply = Reply::json(StatusCode::CREATED, &VerificationView::from(&verification))
-            .with_location(format!("{path}/{}", verification.id));
-        if let Some(guard) = &guard {
-            guard.store(&mut tx, &reply).await?;
-        }
-        tx.commit().await.map_err(StoreError::from)?;
+        let reply = |verification: &Verification| {
+            Reply::json(StatusCode::CREATED, &VerificationView::from(verification))
+                .with_location(format!("{path}/{}", verification.id))
+        };
+        let (verification, reply) = match &guard {
+            // The stored answer commits with the charge.
+            Some(guard) => {
+                let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
+                let verification =
+                    charge::charge(&mut tx, &caller, &sheet, &state.provider_order, &order).await?;
+                let reply = reply(&verification);
+                guard.store(&mut tx, &reply).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                (verification, reply)
+            }
+            // The charge is one statement: no transaction, one round trip.
+            None => {
+                let mut conn = state.pool.acquire().await.map_err(StoreError::from)?;
+                let verification =
+                    charge::charge(&mut conn, &caller, &sheet, &state.provider_order, &order)
+                        .await?;
+                let reply = reply(&verification);
+                (verification, reply)
+            }
+        };
         state.outbox.notify();
         charge::record_accepted(&verification);
         Ok(reply)

@@ -61,29 +61,26 @@ pub struct NewVerification {
     pub trace_id: String,
 }
 
-/// Locks the account row for the rest of the transaction and reads how many of its
-/// verifications are open (not yet completed or refunded). The count is read under the
-/// lock, so it includes every charge that held the lock before, and two concurrent requests
-/// cannot both squeeze under a limit.
-pub async fn lock_account_and_count_open(
-    conn: &mut PgConnection,
-    account: AccountId,
-) -> Result<i64, StoreError> {
-    // A trigger keeps the counter (migration 0009); counting rows here grew with the cap.
-    let open: Option<i32> =
-        sqlx::query_scalar("SELECT open_verifications FROM accounts WHERE id = $1 FOR UPDATE")
-            .bind(account)
-            .fetch_optional(conn)
-            .await?;
-    Ok(open.map_or(0, i64::from))
+/// Why an order was not charged.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The account already holds `max_open` open verifications.
+    OpenLimit,
+    /// The balance does not cover the price.
+    Balance { balance_cents: i64 },
 }
 
 /// Charges the account and inserts the verification, its charge and its ordering message,
-/// all in one statement. `None` when the balance does not cover the price.
+/// all in one statement, so it is atomic even outside a transaction. The account's row is
+/// locked by the debit, which only happens while the account holds fewer than `max_open`
+/// open verifications and its balance covers the price; a concurrent order waits for the
+/// lock and then sees this one's counter and balance, so two cannot both squeeze under a
+/// limit.
 pub async fn insert_charged(
     conn: &mut PgConnection,
     new: &NewVerification,
-) -> Result<Option<Verification>, StoreError> {
+    max_open: i32,
+) -> Result<Result<Verification, Refusal>, StoreError> {
     let order = Envelope::first(
         Job::OrderNumber {
             verification_id: new.id,
@@ -91,11 +88,12 @@ pub async fn insert_charged(
         new.trace_id.clone(),
     );
     // Data-modifying CTEs run as one statement: either all four writes happen or none.
-    // The conditional debit is what refuses an uncovered price; the CHECK on the balance
-    // is the backstop.
+    // The conditional debit is what refuses an uncovered price or an order past the open
+    // limit; the CHECK on the balance is the backstop. The open counter itself moves in the
+    // insert's trigger (migration 0009).
     let inserted = sqlx::query_as::<_, Verification>(sql("WITH debit AS (
              UPDATE accounts SET balance_cents = balance_cents - $5
-             WHERE id = $2 AND balance_cents >= $5
+             WHERE id = $2 AND balance_cents >= $5 AND open_verifications < $9
              RETURNING id
          ), inserted AS (
              INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
@@ -116,9 +114,23 @@ pub async fn insert_charged(
     .bind(&new.trace_id)
     .bind(order.job.queue().as_str())
     .bind(order.to_json())
-    .fetch_optional(conn)
+    .bind(max_open)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(inserted)
+    if let Some(verification) = inserted {
+        return Ok(Ok(verification));
+    }
+    // Refused: say why (the rare path).
+    let (balance_cents, open): (i64, i32) =
+        sqlx::query_as("SELECT balance_cents, open_verifications FROM accounts WHERE id = $1")
+            .bind(new.account_id)
+            .fetch_one(conn)
+            .await?;
+    Ok(Err(if open >= max_open {
+        Refusal::OpenLimit
+    } else {
+        Refusal::Balance { balance_cents }
+    }))
 }
 
 pub async fn find(pool: &PgPool, id: VerificationId) -> Result<Option<Verification>, StoreError> {
