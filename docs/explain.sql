@@ -43,7 +43,8 @@ WHERE enabled AND provider = ANY(ARRAY['simulator']) AND service = 'telegram' AN
 \echo '### Accept: debit, insert, charge and outbox in one statement (every submission)'
 EXPLAIN WITH debit AS (
     UPDATE accounts SET balance_cents = balance_cents - 90
-    WHERE id = '00000000-0000-0000-0000-000000000007' AND balance_cents >= 90 RETURNING id
+    WHERE id = '00000000-0000-0000-0000-000000000007' AND balance_cents >= 90
+      AND open_verifications < 10000 RETURNING id
 ), inserted AS (
     INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
     SELECT gen_random_uuid(), debit.id, 'telegram', 'us', 90, 't' FROM debit RETURNING *
