@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use namaskah_core::{Config, queue, store};
+use namaskah_core::{Config, Shutdown, queue, store};
 
 /// A service a role needs is not reachable.
 #[derive(Debug, thiserror::Error)]
@@ -63,5 +63,46 @@ pub async fn check_all(config: &Config) -> Result<(), Vec<Missing>> {
         Ok(())
     } else {
         Err(missing)
+    }
+}
+
+/// Both checks until they pass, for at most `limit`: what is missing is said at once, then
+/// checked again with back-off (1 s doubling to 8 s), so that a role started during an
+/// outage comes up when it ends. `Err` with what is still missing when `limit` runs out or
+/// `shutdown` is triggered first.
+pub async fn wait_for_all(
+    config: &Config,
+    limit: Duration,
+    shutdown: &Shutdown,
+) -> Result<(), Vec<Missing>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_secs(1);
+    let mut reported = false;
+    loop {
+        let missing = match check_all(config).await {
+            Ok(()) => {
+                if reported {
+                    eprintln!("prerequisites: every service is reachable now; starting");
+                }
+                return Ok(());
+            }
+            Err(missing) => missing,
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline || shutdown.is_triggered() {
+            return Err(missing);
+        }
+        if !reported {
+            for problem in &missing {
+                eprintln!("missing prerequisite: {problem}");
+            }
+            eprintln!("waiting up to {} s for it (STARTUP_WAIT)…", limit.as_secs());
+            reported = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause.min(deadline - now)) => {}
+            () = shutdown.wait() => return Err(missing),
+        }
+        pause = (pause * 2).min(Duration::from_secs(8));
     }
 }

@@ -42,6 +42,9 @@ pub struct Config {
     /// How long an ordering attempt may hold a verification before another delivery may
     /// take over (its worker is presumed dead). Longer than all provider calls of one attempt.
     pub ordering_lease: Duration,
+    /// How long a starting role waits for PostgreSQL and RabbitMQ before giving up, so that
+    /// a role started during an outage comes up when it ends instead of crash-looping.
+    pub startup_wait: Duration,
     pub log_format: LogFormat,
     pub webhooks: WebhookSettings,
     pub scheduler: SchedulerSettings,
@@ -338,6 +341,7 @@ impl Config {
             poll_cadence: env.duration_list("POLL_CADENCE", "2s,3s,5s,10s")?,
             deadline_grace: env.duration("DEADLINE_GRACE", "30s")?,
             ordering_lease: env.duration("ORDERING_LEASE", "60s")?,
+            startup_wait: env.duration("STARTUP_WAIT", "60s")?,
             webhooks: WebhookSettings {
                 timeout: env.duration("WEBHOOK_TIMEOUT", "15s")?,
                 retry_delays: env

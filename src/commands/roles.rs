@@ -84,14 +84,15 @@ pub async fn simulator(config: Config) -> Result<ExitCode> {
 }
 
 async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
-    if let Err(missing) = prerequisites::check_all(&config).await {
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    if let Err(missing) = prerequisites::wait_for_all(&config, config.startup_wait, &shutdown).await
+    {
         for problem in missing {
             eprintln!("missing prerequisite: {problem}");
         }
         return Ok(ExitCode::from(3));
     }
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signals();
     let workers = roles.workers.clone();
     let running = pipeline::start(Arc::new(config), roles.clone(), shutdown).await?;
     if announce {

@@ -22,6 +22,7 @@ mod payments;
 mod privacy;
 mod scheduler;
 mod sentry;
+mod startup;
 mod subscriptions;
 mod tenants;
 mod text_verified;
