@@ -35,6 +35,8 @@ use namaskah_core::{
 use namaskah_load_tests::webhook_sink::WebhookSink;
 use namaskah_workers::WorkerKind;
 
+use super::report::Distribution;
+
 /// Events written per transaction, at most.
 const BATCH: u64 = 250;
 
@@ -181,9 +183,9 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
             .fetch_all(&pool)
             .await?;
     let committed: HashMap<String, DateTime<Utc>> = committed.into_iter().collect();
-    let (latencies, requests, duplicates, bad_signatures) = sink
+    let (latency, requests, duplicates, bad_signatures) = sink
         .with_tally(|tally| {
-            let mut latencies: Vec<f64> = tally
+            let latencies: Vec<f64> = tally
                 .first_seen
                 .iter()
                 .filter_map(|((_, id), seen)| {
@@ -191,19 +193,14 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
                     Some((*seen - *committed_at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
                 })
                 .collect();
-            latencies.sort_by(f64::total_cmp);
             (
-                latencies,
+                Distribution::of(latencies),
                 tally.requests,
                 tally.duplicates,
                 tally.bad_signatures,
             )
         })
         .context("reading the sink")?;
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies.get(index).copied().unwrap_or(0.0)
-    };
     let deliveries_per_second = expected as f64 / drained.as_secs_f64();
     let report = json!({
         "events": load.events,
@@ -218,19 +215,13 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
         "events_written_per_second": load.events as f64 / written_after.as_secs_f64(),
         "seconds_delivering": drained.as_secs_f64(),
         "deliveries_per_second": deliveries_per_second,
-        "commit_to_receipt_ms": {
-            "p50": percentile(0.50), "p95": percentile(0.95), "p99": percentile(0.99),
-            "max": latencies.last().copied().unwrap_or(0.0),
-        },
+        "commit_to_receipt_ms": latency,
         "first_commit": first_commit,
     });
     println!("deliveries/s            {deliveries_per_second:>10.0}");
     println!(
         "commit → receipt (ms)   p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
-        percentile(0.50),
-        percentile(0.95),
-        percentile(0.99),
-        latencies.last().copied().unwrap_or(0.0)
+        latency.p50, latency.p95, latency.p99, latency.max
     );
     println!("duplicates {duplicates}, bad signatures {bad_signatures}");
     println!("{}", serde_json::to_string_pretty(&report)?);
