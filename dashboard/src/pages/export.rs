@@ -53,6 +53,70 @@ fn download(name: &str, body: String) -> Response {
     response
 }
 
+/// One download: its name in the audit log and on disk, and its columns.
+struct Export {
+    action: &'static str,
+    file_name: &'static str,
+    columns: &'static [&'static str],
+}
+
+const ACCOUNTS: Export = Export {
+    action: "export_accounts",
+    file_name: "namaskah-accounts.csv",
+    columns: &[
+        "account_id",
+        "email",
+        "tier",
+        "balance_cents",
+        "referral_code",
+        "referred_by",
+        "created_at",
+        "erased_at",
+    ],
+};
+
+const USAGE: Export = Export {
+    action: "export_usage",
+    file_name: "namaskah-usage.csv",
+    columns: &[
+        "day",
+        "account_id",
+        "service",
+        "verifications",
+        "completed",
+        "refunded",
+        "spend_cents",
+        "refunded_cents",
+    ],
+};
+
+/// Writes the download to the audit log (how many rows, by whom, from where) and answers
+/// the CSV; a database that did not answer is a 503.
+async fn audited_download(
+    state: &DashboardState,
+    request: &Request,
+    session: &Session,
+    export: &Export,
+    rows: Result<Vec<Vec<String>>, sqlx::Error>,
+) -> Response {
+    let Ok(rows) = rows else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is unavailable.",
+        );
+    };
+    audit(
+        state,
+        &session.username,
+        export.action,
+        None,
+        json!({ "rows": rows.len() }),
+        &request.ip(),
+    )
+    .await;
+    download(export.file_name, csv(export.columns, rows.into_iter()))
+}
+
 type AccountRow = (
     Uuid,
     String,
@@ -70,49 +134,26 @@ pub async fn accounts(state: &DashboardState, request: &Request, session: &Sessi
          FROM accounts ORDER BY created_at, id",
     )
     .fetch_all(&state.pool)
-    .await;
-    let Ok(rows) = rows else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The database is unavailable.",
-        );
-    };
-    audit(
-        state,
-        &session.username,
-        "export_accounts",
-        None,
-        json!({ "rows": rows.len() }),
-        &request.ip(),
-    )
-    .await;
-    let body = csv(
-        &[
-            "account_id",
-            "email",
-            "tier",
-            "balance_cents",
-            "referral_code",
-            "referred_by",
-            "created_at",
-            "erased_at",
-        ],
-        rows.into_iter().map(
-            |(id, email, tier, balance, code, referrer, created, erased)| {
-                vec![
-                    id.to_string(),
-                    email,
-                    tier,
-                    balance.to_string(),
-                    code,
-                    referrer.map(|r| r.to_string()).unwrap_or_default(),
-                    created.to_rfc3339(),
-                    erased.map(|e| e.to_rfc3339()).unwrap_or_default(),
-                ]
-            },
-        ),
-    );
-    download("namaskah-accounts.csv", body)
+    .await
+    .map(|rows| {
+        rows.into_iter()
+            .map(
+                |(id, email, tier, balance, code, referrer, created, erased)| {
+                    vec![
+                        id.to_string(),
+                        email,
+                        tier,
+                        balance.to_string(),
+                        code,
+                        referrer.map(|r| r.to_string()).unwrap_or_default(),
+                        created.to_rfc3339(),
+                        erased.map(|e| e.to_rfc3339()).unwrap_or_default(),
+                    ]
+                },
+            )
+            .collect()
+    });
+    audited_download(state, request, session, &ACCOUNTS, rows).await
 }
 
 type UsageRow = (NaiveDate, Uuid, String, i32, i32, i32, i64, i64);
@@ -125,49 +166,26 @@ pub async fn usage(state: &DashboardState, request: &Request, session: &Session)
          ORDER BY day, account_id, service",
     )
     .fetch_all(&state.pool)
-    .await;
-    let Ok(rows) = rows else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The database is unavailable.",
-        );
-    };
-    audit(
-        state,
-        &session.username,
-        "export_usage",
-        None,
-        json!({ "rows": rows.len() }),
-        &request.ip(),
-    )
-    .await;
-    let body = csv(
-        &[
-            "day",
-            "account_id",
-            "service",
-            "verifications",
-            "completed",
-            "refunded",
-            "spend_cents",
-            "refunded_cents",
-        ],
-        rows.into_iter().map(
-            |(day, account, service, count, completed, refunded, spend, refunds)| {
-                vec![
-                    day.to_string(),
-                    account.to_string(),
-                    service,
-                    count.to_string(),
-                    completed.to_string(),
-                    refunded.to_string(),
-                    spend.to_string(),
-                    refunds.to_string(),
-                ]
-            },
-        ),
-    );
-    download("namaskah-usage.csv", body)
+    .await
+    .map(|rows| {
+        rows.into_iter()
+            .map(
+                |(day, account, service, count, completed, refunded, spend, refunds)| {
+                    vec![
+                        day.to_string(),
+                        account.to_string(),
+                        service,
+                        count.to_string(),
+                        completed.to_string(),
+                        refunded.to_string(),
+                        spend.to_string(),
+                        refunds.to_string(),
+                    ]
+                },
+            )
+            .collect()
+    });
+    audited_download(state, request, session, &USAGE, rows).await
 }
 
 #[cfg(test)]
