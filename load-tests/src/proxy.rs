@@ -16,6 +16,17 @@ use tokio::{
     task::JoinSet,
 };
 
+/// Why a proxy could not be put in front of a service.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("not a URL a proxy can stand in for: {0}")]
+    BadUrl(String),
+    #[error("{0} does not resolve")]
+    Unresolved(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 pub struct TcpProxy {
     pub address: SocketAddr,
     open: Arc<AtomicBool>,
@@ -51,6 +62,31 @@ impl TcpProxy {
             open,
             connections,
         })
+    }
+
+    /// A proxy, open or cut, in front of the service `url` names (its host and port, or
+    /// `default_port`), and `url` pointed through it.
+    pub async fn in_front_of(
+        url: &str,
+        default_port: u16,
+        open: bool,
+    ) -> Result<(Self, String), ProxyError> {
+        let bad = || ProxyError::BadUrl(url.to_owned());
+        let mut through = url::Url::parse(url).map_err(|_| bad())?;
+        let host = through.host_str().unwrap_or("127.0.0.1").to_owned();
+        let port = through.port().unwrap_or(default_port);
+        let target = tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .next()
+            .ok_or_else(|| ProxyError::Unresolved(format!("{host}:{port}")))?;
+        let proxy = Self::start(target, open).await?;
+        through
+            .set_host(Some(&proxy.address.ip().to_string()))
+            .map_err(|_| bad())?;
+        through
+            .set_port(Some(proxy.address.port()))
+            .map_err(|()| bad())?;
+        Ok((proxy, through.to_string()))
     }
 
     /// Drops every connection and refuses new ones.

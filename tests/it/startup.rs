@@ -1,7 +1,7 @@
 //! A role started while RabbitMQ is away waits for it (`STARTUP_WAIT`) instead of exiting,
 //! and gives up with status 3 and a clear message when the wait runs out.
 
-use std::{net::SocketAddr, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
     process::{Child, ChildStderr, Command},
@@ -12,15 +12,9 @@ use namaskah_load_tests::proxy::TcpProxy;
 
 /// RabbitMQ behind a proxy that starts cut.
 async fn rabbitmq_behind_a_cut_proxy() -> (TcpProxy, String) {
-    let url = amqp_url();
-    let target: SocketAddr = url
-        .split_once('@')
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .and_then(|(host, _)| host.parse().ok())
-        .expect("TEST_AMQP_URL names an ip:port");
-    let proxy = TcpProxy::start(target, false).await.expect("proxy");
-    let through = url.replace(&target.to_string(), &proxy.address.to_string());
-    (proxy, through)
+    TcpProxy::in_front_of(&amqp_url(), 5672, false)
+        .await
+        .expect("a proxy in front of TEST_AMQP_URL")
 }
 
 fn refund_worker(env: &TestEnv, amqp_url: &str, wait: &str) -> Child {

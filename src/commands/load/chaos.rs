@@ -122,26 +122,6 @@ const ROLES: [(&str, &[&str]); 6] = [
     ("scheduler", &["scheduler"]),
 ];
 
-/// `url` with its host and port replaced by `address`.
-fn through(url: &str, address: SocketAddr) -> Result<String> {
-    let mut url = url::Url::parse(url).with_context(|| format!("not a URL: {url}"))?;
-    url.set_host(Some(&address.ip().to_string()))
-        .context("cannot set the host")?;
-    url.set_port(Some(address.port()))
-        .map_err(|()| anyhow::anyhow!("cannot set the port"))?;
-    Ok(url.to_string())
-}
-
-async fn target_of(url: &str, default_port: u16) -> Result<SocketAddr> {
-    let parsed = url::Url::parse(url).with_context(|| format!("not a URL: {url}"))?;
-    let host = parsed.host_str().unwrap_or("127.0.0.1");
-    let port = parsed.port().unwrap_or(default_port);
-    tokio::net::lookup_host((host, port))
-        .await?
-        .next()
-        .with_context(|| format!("{host}:{port} does not resolve"))
-}
-
 impl Fleet {
     /// Starts every role as its own process of this binary, configured for the run, and
     /// waits until the API answers.
@@ -150,10 +130,10 @@ impl Fleet {
         let mut database_url = config.database_url.clone();
         let mut amqp_url = config.amqp_url.clone();
         let proxies = if outages == Outages::Proxy {
-            let postgres = TcpProxy::start(target_of(&database_url, 5432).await?, true).await?;
-            let rabbitmq = TcpProxy::start(target_of(&amqp_url, 5672).await?, true).await?;
-            database_url = through(&database_url, postgres.address)?;
-            amqp_url = through(&amqp_url, rabbitmq.address)?;
+            let (postgres, via_postgres) = TcpProxy::in_front_of(&database_url, 5432, true).await?;
+            let (rabbitmq, via_rabbitmq) = TcpProxy::in_front_of(&amqp_url, 5672, true).await?;
+            database_url = via_postgres;
+            amqp_url = via_rabbitmq;
             Some(Arc::new(Proxies { postgres, rabbitmq }))
         } else {
             None
