@@ -16,11 +16,20 @@ const SECONDS_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 ];
 
+/// Buckets for `namaskah_db_batch_size`: requests sharing one statement.
+const BATCH_SIZE_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 /// Installs the process's recorder (once; later calls return the same handle).
 pub fn install() -> Option<&'static PrometheusHandle> {
     if HANDLE.get().is_none() {
         let built = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full("namaskah_db_batch_size".to_owned()),
+                    &BATCH_SIZE_BUCKETS,
+                )
+            })
             .and_then(|builder| builder.install_recorder());
         match built {
             Ok(handle) => {
@@ -156,6 +165,10 @@ fn describe() {
         "namaskah_job_duration_seconds",
         Unit::Seconds,
         "Time a worker spent on one message."
+    );
+    describe_histogram!(
+        "namaskah_db_batch_size",
+        "Requests that shared one database statement, by batch (a worker's natural batching)."
     );
     describe_gauge!(
         "namaskah_queue_messages",

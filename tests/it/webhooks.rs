@@ -10,7 +10,10 @@ use crate::support::{Account, Answer, Sink, TestEnv, eventually, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_core::{
     queue::{Envelope, Job, QueueName},
-    store::services::{self, Offer},
+    store::{
+        services::{self, Offer},
+        webhook_deliveries::{self, AttemptClaim, AttemptOutcome, ClaimRequest, DeliveredAttempt},
+    },
 };
 use namaskah_load_tests::simulator::Behaviour;
 use namaskah_workers::WorkerKind;
@@ -519,6 +522,93 @@ async fn a_duplicate_delivery_message_does_not_deliver_twice() {
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.received().len(), 1);
+}
+
+/// The delivery row of a message.
+async fn delivery_of(env: &TestEnv, message: &str) -> uuid::Uuid {
+    sqlx::query_scalar("SELECT id FROM webhook_deliveries WHERE message_id = $1")
+        .bind(message)
+        .fetch_one(&env.pool)
+        .await
+        .expect("delivery")
+}
+
+#[tokio::test]
+async fn a_batch_claims_each_delivery_once_and_records_its_successes_together() {
+    let env = TestEnv::builder()
+        .roles(Roles {
+            api: true,
+            ..Roles::default()
+        })
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    let (id, _) = endpoint(&env, &account, "https://example.com/hooks", json!([])).await;
+    let first = delivery_of(&env, &send_test_event(&env, &account, &id).await).await;
+    let second = delivery_of(&env, &send_test_event(&env, &account, &id).await).await;
+    let request = |delivery_id| ClaimRequest {
+        delivery_id,
+        attempt: 1,
+    };
+    let lease = Duration::from_secs(30);
+
+    // The same delivery twice in one batch (a duplicate message), another, and one unknown.
+    let answers = webhook_deliveries::claim_attempts(
+        &env.pool,
+        &[
+            request(first),
+            request(first),
+            request(second),
+            request(uuid::Uuid::new_v4()),
+        ],
+        lease,
+    )
+    .await
+    .expect("claimed");
+    let jobs: Vec<_> = answers
+        .iter()
+        .filter_map(|answer| match answer {
+            AttemptClaim::Claimed(job) => Some(job.delivery_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jobs, [first, second], "{answers:?}");
+    assert!(
+        matches!(answers[1], AttemptClaim::Busy { .. }),
+        "{answers:?}"
+    );
+    assert!(matches!(answers[3], AttemptClaim::Missing), "{answers:?}");
+
+    let delivered = |delivery_id| DeliveredAttempt {
+        delivery_id,
+        endpoint_id: id.parse().expect("endpoint id"),
+        outcome: AttemptOutcome {
+            attempt: 1,
+            succeeded: true,
+            status_code: Some(204),
+            latency: Duration::from_millis(7),
+            response_excerpt: None,
+            error: None,
+        },
+    };
+    webhook_deliveries::record_successes(&env.pool, &[delivered(first), delivered(second)])
+        .await
+        .expect("recorded");
+    let states: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT d.status, (SELECT count(*) FROM webhook_attempts a WHERE a.delivery_id = d.id)
+         FROM webhook_deliveries d WHERE d.id = ANY($1) ORDER BY d.id",
+    )
+    .bind(vec![first, second])
+    .fetch_all(&env.pool)
+    .await
+    .expect("states");
+    assert_eq!(states, vec![("succeeded".to_owned(), 1); 2]);
+
+    // Delivered: a late duplicate is not needed any more.
+    let late = webhook_deliveries::claim_attempts(&env.pool, &[request(first)], lease)
+        .await
+        .expect("answered");
+    assert!(matches!(late[..], [AttemptClaim::NotNeeded]), "{late:?}");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 //!
 //! The plumbing (ack, retry, parking) is `namaskah_core::queue::consumer`.
 
+mod batch;
 pub mod ordering;
 pub mod polling;
 pub mod refund;

@@ -4,11 +4,11 @@
 //!    message for an endpoint that stays busy steps aside for a second instead of holding a
 //!    worker slot, so a slow endpoint does not hold up the others.
 //! 2. Claim the attempt and load the delivery with its message and endpoint, in one
-//!    statement. Delivered or given up already, or a duplicate message → done. A disabled or
+//!    statement shared with the other messages in hand ([`Batcher`]). Delivered or given up already, or a duplicate message → done. A disabled or
 //!    deleted endpoint → given up (`recover` re-sends later).
 //! 3. POST the payload, signed (Standard Webhooks headers), with a timeout and no redirects;
 //!    the SSRF guard refuses private addresses when the connection is made.
-//! 4. 2xx → delivered. Anything else, a timeout or a connection error → record the failure
+//! 4. 2xx → delivered (recorded in a shared statement too). Anything else, a timeout or a connection error → record the failure
 //!    and come back after the next delay of the schedule, or give up after the last. An
 //!    endpoint whose attempts have all failed for `WEBHOOK_DISABLE_AFTER` is disabled and its
 //!    owner's other endpoints get an `endpoint.disabled` event.
@@ -32,7 +32,10 @@ use namaskah_core::{
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler, backoff_delay},
     store::{
         self,
-        webhook_deliveries::{self, AfterFailure, AttemptClaim, AttemptOutcome, DeliveryJob},
+        webhook_deliveries::{
+            self, AfterFailure, AttemptClaim, AttemptOutcome, ClaimRequest, DeliveredAttempt,
+            DeliveryJob,
+        },
         webhook_messages::attempt_lease,
     },
     webhooks::{
@@ -41,7 +44,7 @@ use namaskah_core::{
     },
 };
 
-use crate::{WorkerDeps, retry_later};
+use crate::{WorkerDeps, batch::Batcher, retry_later};
 
 /// How much of a response body is kept in the attempt log.
 const EXCERPT_BYTES: usize = 1024;
@@ -56,6 +59,8 @@ pub struct WebhookWorker {
     http: reqwest::Client,
     policy: UrlPolicy,
     endpoint_slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    claims: Batcher<ClaimRequest, AttemptClaim>,
+    successes: Batcher<DeliveredAttempt, ()>,
 }
 
 impl WebhookWorker {
@@ -76,8 +81,32 @@ impl WebhookWorker {
             builder = builder.dns_resolver(GuardedResolver);
         }
         let connections = u32::from(deps.config.worker_prefetch).clamp(2, 32);
+        let bookkeeping = store::relaxed_pool(&deps.config.database_url, connections)?;
+        // A batch is at most the messages this worker holds at once.
+        let batch = usize::from(deps.config.worker_prefetch).max(1);
+        let lease = attempt_lease(settings.timeout);
+        let claims = Batcher::spawn("webhook_claims", batch, {
+            let pool = bookkeeping.clone();
+            move |requests: Vec<ClaimRequest>| {
+                let pool = pool.clone();
+                async move { webhook_deliveries::claim_attempts(&pool, &requests, lease).await }
+            }
+        });
+        let successes = Batcher::spawn("webhook_successes", batch, {
+            let pool = bookkeeping.clone();
+            move |delivered: Vec<DeliveredAttempt>| {
+                let pool = pool.clone();
+                async move {
+                    let answers = vec![(); delivered.len()];
+                    webhook_deliveries::record_successes(&pool, &delivered).await?;
+                    Ok(answers)
+                }
+            }
+        });
         Ok(Self {
-            bookkeeping: store::relaxed_pool(&deps.config.database_url, connections)?,
+            bookkeeping,
+            claims,
+            successes,
             http: builder.build()?,
             policy,
             endpoint_slots: Mutex::new(HashMap::new()),
@@ -229,16 +258,11 @@ impl JobHandler for WebhookWorker {
         };
 
         // 2. Claim and load.
-        let lease = attempt_lease(self.deps.config.webhooks.timeout);
-        let job = match webhook_deliveries::claim_attempt(
-            &self.bookkeeping,
+        let claim = ClaimRequest {
             delivery_id,
-            attempt.number,
-            lease,
-        )
-        .await
-        .map_err(retry_later)?
-        {
+            attempt: attempt.number,
+        };
+        let job = match self.claims.call(claim).await? {
             AttemptClaim::Claimed(job) => job,
             AttemptClaim::Busy { retry_after } => {
                 return Ok(Handled::Again {
@@ -279,6 +303,18 @@ impl JobHandler for WebhookWorker {
         }
 
         // 4. Record, and decide what comes next.
+        if outcome.succeeded {
+            let latency = outcome.latency;
+            self.successes
+                .call(DeliveredAttempt {
+                    delivery_id: job.delivery_id,
+                    endpoint_id: job.endpoint.id,
+                    outcome,
+                })
+                .await?;
+            tracing::debug!(endpoint = %job.endpoint.id, ?latency, "webhook delivered");
+            return Ok(Handled::Done);
+        }
         let next_delay = self.next_delay(attempt.number);
         let after_failure = next_delay.map_or(AfterFailure::GiveUp, AfterFailure::RetryIn);
         let recorded = webhook_deliveries::record_attempt(
@@ -293,10 +329,6 @@ impl JobHandler for WebhookWorker {
         if recorded.endpoint_disabled {
             self.deps.outbox.notify();
             tracing::warn!(endpoint = %job.endpoint.id, "endpoint disabled after failing too long");
-        }
-        if outcome.succeeded {
-            tracing::debug!(endpoint = %job.endpoint.id, latency = ?outcome.latency, "webhook delivered");
-            return Ok(Handled::Done);
         }
         tracing::info!(
             endpoint = %job.endpoint.id,

@@ -50,23 +50,39 @@ pub enum AttemptClaim {
     Missing,
 }
 
-/// Claims attempt `attempt` and loads what it needs, in one statement. A newer attempt takes
-/// over from an older one; the same attempt only once the previous claim is older than
-/// `lease` (its worker died mid-request).
-pub async fn claim_attempt(
+/// One delivery's attempt, to be claimed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub delivery_id: Uuid,
+    pub attempt: u32,
+}
+
+/// Claims the attempts and loads what they need, in one statement for the whole batch; the
+/// answers are in the order of `requests`. A newer attempt takes over from an older one; the
+/// same attempt only once the previous claim is older than `lease` (its worker died
+/// mid-request). A delivery asked for twice in one batch (a duplicate message) is claimed
+/// once; the second request is answered as if it came just after the first.
+pub async fn claim_attempts(
     pool: &PgPool,
-    delivery_id: Uuid,
-    attempt: u32,
+    requests: &[ClaimRequest],
     lease: Duration,
-) -> Result<AttemptClaim, StoreError> {
-    let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+) -> Result<Vec<AttemptClaim>, StoreError> {
+    let mut seen = std::collections::HashSet::with_capacity(requests.len());
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = requests
+        .iter()
+        .filter(|request| seen.insert(request.delivery_id))
+        .map(|request| (request.delivery_id, attempt_number(request.attempt)))
+        .unzip();
     let claimed = sqlx::query_as::<_, JobRow>(
-        "WITH claimed AS (
-             UPDATE webhook_deliveries d SET attempts = $2, last_attempt_at = now(), updated_at = now()
-             FROM webhook_endpoints e
-             WHERE d.id = $1 AND d.status = 'pending' AND e.id = d.endpoint_id
+        "WITH wanted AS (
+             SELECT * FROM unnest($1::uuid[], $2::int[]) AS w(id, attempt)
+         ), claimed AS (
+             UPDATE webhook_deliveries d SET attempts = w.attempt, last_attempt_at = now(), updated_at = now()
+             FROM wanted w, webhook_endpoints e
+             WHERE d.id = w.id AND d.status = 'pending' AND e.id = d.endpoint_id
                AND e.enabled AND e.deleted_at IS NULL
-               AND (d.attempts < $2 OR (d.attempts = $2 AND d.last_attempt_at < now() - make_interval(secs => $3)))
+               AND (d.attempts < w.attempt
+                    OR (d.attempts = w.attempt AND d.last_attempt_at < now() - make_interval(secs => $3)))
              RETURNING d.id, d.message_id, d.endpoint_id
          )
          SELECT c.id AS delivery_id, m.id AS message_id, m.event_type, m.payload, m.trace_id,
@@ -78,23 +94,41 @@ pub async fn claim_attempt(
          JOIN webhook_messages m ON m.id = c.message_id
          JOIN webhook_endpoints e ON e.id = c.endpoint_id",
     )
-    .bind(delivery_id)
-    .bind(attempt)
+    .bind(&ids)
+    .bind(&attempts)
     .bind(lease.as_secs_f64())
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    if let Some(row) = claimed {
-        return Ok(AttemptClaim::Claimed(Box::new(DeliveryJob {
-            delivery_id: row.delivery_id,
-            message_id: row.message_id,
-            event_type: row.event_type,
-            payload: row.payload,
-            trace_id: row.trace_id,
-            message_created_at: row.message_created_at,
-            endpoint: row.endpoint,
-        })));
+    let mut jobs: std::collections::HashMap<Uuid, JobRow> = claimed
+        .into_iter()
+        .map(|row| (row.delivery_id, row))
+        .collect();
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in requests {
+        // `remove`: a second request for the same delivery finds it claimed by the first.
+        let answer = match jobs.remove(&request.delivery_id) {
+            Some(row) => AttemptClaim::Claimed(Box::new(DeliveryJob {
+                delivery_id: row.delivery_id,
+                message_id: row.message_id,
+                event_type: row.event_type,
+                payload: row.payload,
+                trace_id: row.trace_id,
+                message_created_at: row.message_created_at,
+                endpoint: row.endpoint,
+            })),
+            None => why_not_claimed(pool, *request, lease).await?,
+        };
+        answers.push(answer);
     }
-    // Not claimed: find out why (the rare path).
+    Ok(answers)
+}
+
+/// Why an attempt was not claimed (the rare path).
+async fn why_not_claimed(
+    pool: &PgPool,
+    request: ClaimRequest,
+    lease: Duration,
+) -> Result<AttemptClaim, StoreError> {
     let current: Option<(String, i32, Option<f64>, bool)> = sqlx::query_as(
         "SELECT d.status, d.attempts,
                 extract(epoch FROM d.last_attempt_at + make_interval(secs => $2) - now())::float8,
@@ -102,7 +136,7 @@ pub async fn claim_attempt(
          FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
          WHERE d.id = $1",
     )
-    .bind(delivery_id)
+    .bind(request.delivery_id)
     .bind(lease.as_secs_f64())
     .fetch_optional(pool)
     .await?;
@@ -110,12 +144,18 @@ pub async fn claim_attempt(
         None => AttemptClaim::Missing,
         Some((status, _, _, _)) if status != "pending" => AttemptClaim::NotNeeded,
         Some((_, _, _, false)) => AttemptClaim::EndpointGone,
-        Some((_, attempts, remaining, true)) if attempts == attempt => AttemptClaim::Busy {
-            retry_after: Duration::from_secs_f64(remaining.unwrap_or(0.0).max(0.0))
-                + Duration::from_secs(1),
-        },
+        Some((_, attempts, remaining, true)) if attempts == attempt_number(request.attempt) => {
+            AttemptClaim::Busy {
+                retry_after: Duration::from_secs_f64(remaining.unwrap_or(0.0).max(0.0))
+                    + Duration::from_secs(1),
+            }
+        }
         Some(_) => AttemptClaim::NotNeeded,
     })
+}
+
+fn attempt_number(attempt: u32) -> i32 {
+    i32::try_from(attempt).unwrap_or(i32::MAX)
 }
 
 /// Marks a delivery failed without an attempt (its endpoint was disabled or deleted).
@@ -154,6 +194,59 @@ pub struct Recorded {
     pub endpoint_disabled: bool,
 }
 
+/// A successful attempt, to be recorded.
+#[derive(Clone, Debug)]
+pub struct DeliveredAttempt {
+    pub delivery_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub outcome: AttemptOutcome,
+}
+
+/// Records successful attempts, the common case, in one statement for the whole batch: the
+/// attempts, their deliveries, and the health of their endpoints.
+pub async fn record_successes(
+    pool: &PgPool,
+    delivered: &[DeliveredAttempt],
+) -> Result<(), StoreError> {
+    let mut deliveries = Vec::with_capacity(delivered.len());
+    let mut endpoints = Vec::with_capacity(delivered.len());
+    let mut attempts = Vec::with_capacity(delivered.len());
+    let mut status_codes = Vec::with_capacity(delivered.len());
+    let mut latencies = Vec::with_capacity(delivered.len());
+    let mut excerpts = Vec::with_capacity(delivered.len());
+    for attempt in delivered {
+        deliveries.push(attempt.delivery_id);
+        endpoints.push(attempt.endpoint_id);
+        attempts.push(attempt_number(attempt.outcome.attempt));
+        status_codes.push(attempt.outcome.status_code.map(i32::from));
+        latencies.push(i32::try_from(attempt.outcome.latency.as_millis()).unwrap_or(i32::MAX));
+        excerpts.push(attempt.outcome.response_excerpt.as_deref());
+    }
+    sqlx::query(
+        "WITH attempt AS (
+             INSERT INTO webhook_attempts (delivery_id, attempt, succeeded, status_code, latency_ms,
+                                           response_excerpt)
+             SELECT delivery_id, attempt, true, status_code, latency_ms, response_excerpt
+             FROM unnest($1::uuid[], $3::int[], $4::int[], $5::int[], $6::text[])
+                 AS a(delivery_id, attempt, status_code, latency_ms, response_excerpt)
+         ), delivered AS (
+             UPDATE webhook_deliveries SET status = 'succeeded', next_attempt_at = NULL, updated_at = now()
+             WHERE id = ANY ($1) AND status = 'pending'
+         )
+         UPDATE webhook_endpoints SET failing_since = NULL
+         WHERE id = ANY ($2) AND failing_since IS NOT NULL",
+    )
+    .bind(&deliveries)
+    .bind(&endpoints)
+    .bind(&attempts)
+    .bind(&status_codes)
+    .bind(&latencies)
+    .bind(&excerpts)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Stores the attempt and its consequences atomically: the delivery's status, the
 /// endpoint's failure run, and, when that run is older than `disable_after`, the endpoint's
 /// disabling with an `endpoint.disabled` event for the owner's other endpoints.
@@ -165,25 +258,14 @@ pub async fn record_attempt(
     disable_after: Duration,
 ) -> Result<Recorded, StoreError> {
     if outcome.succeeded {
-        // The common case, in one statement: the attempt, the delivery, the endpoint's health.
-        sqlx::query(
-            "WITH attempt AS (
-                 INSERT INTO webhook_attempts (delivery_id, attempt, succeeded, status_code, latency_ms,
-                                               response_excerpt)
-                 VALUES ($1, $2, true, $3, $4, $5)
-             ), delivered AS (
-                 UPDATE webhook_deliveries SET status = 'succeeded', next_attempt_at = NULL, updated_at = now()
-                 WHERE id = $1 AND status = 'pending'
-             )
-             UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $6 AND failing_since IS NOT NULL",
+        record_successes(
+            pool,
+            &[DeliveredAttempt {
+                delivery_id: job.delivery_id,
+                endpoint_id: job.endpoint.id,
+                outcome: outcome.clone(),
+            }],
         )
-        .bind(job.delivery_id)
-        .bind(i32::try_from(outcome.attempt).unwrap_or(i32::MAX))
-        .bind(outcome.status_code.map(i32::from))
-        .bind(i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX))
-        .bind(outcome.response_excerpt.as_deref())
-        .bind(job.endpoint.id)
-        .execute(pool)
         .await?;
         return Ok(Recorded::default());
     }
@@ -194,7 +276,7 @@ pub async fn record_attempt(
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(job.delivery_id)
-    .bind(i32::try_from(outcome.attempt).unwrap_or(i32::MAX))
+    .bind(attempt_number(outcome.attempt))
     .bind(false)
     .bind(outcome.status_code.map(i32::from))
     .bind(i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX))
