@@ -74,8 +74,10 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
     /// A batcher that doubles numbers and remembers the batches it ran.
-    fn doubler(max: usize) -> (Batcher<u32, u32>, Arc<Mutex<Vec<Vec<u32>>>>) {
+    fn doubler(max: usize) -> (Batcher<u32, u32>, Batches) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&batches);
         let batcher = Batcher::spawn("test", max, move |requests: Vec<u32>| {
