@@ -7,6 +7,7 @@ use namaskah::pipeline::Roles;
 use namaskah_core::{
     domain::VerificationId,
     queue::{Envelope, Job, QueueName},
+    store::verifications::{self, OrderingClaim, OrderingClaimRequest},
 };
 use namaskah_load_tests::simulator::Behaviour;
 use namaskah_workers::WorkerKind;
@@ -138,4 +139,70 @@ async fn when_the_first_provider_is_down_the_second_sells() {
     env.wait_for_status(&account, &id, "waiting_sms", WAIT)
         .await;
     assert_eq!(env.backup.as_ref().map(|b| b.purchases()), Some(1));
+}
+
+#[tokio::test]
+async fn a_batch_claims_each_verification_once_and_a_retry_takes_over() {
+    let env = TestEnv::api_only().await;
+    let account = env.account(1_000).await;
+    let first = VerificationId::parse(&env.create_verification(&account, "telegram", "us").await)
+        .expect("id");
+    let second = VerificationId::parse(&env.create_verification(&account, "telegram", "us").await)
+        .expect("id");
+    let request = |id, attempt| OrderingClaimRequest { id, attempt };
+    let lease = Duration::from_secs(60);
+
+    // The same verification twice in one batch (a duplicate message), another, an unknown one.
+    let answers = verifications::claim_for_ordering(
+        &env.pool,
+        &[
+            request(first, 1),
+            request(first, 1),
+            request(second, 1),
+            request(VerificationId::new(), 1),
+        ],
+        lease,
+    )
+    .await
+    .expect("claimed");
+    let claim_of = |answer: &OrderingClaim| match answer {
+        OrderingClaim::Claimed {
+            verification,
+            claim,
+        } => {
+            assert_eq!(verification.ordering_claim, Some(*claim));
+            Some((verification.id, *claim))
+        }
+        _ => None,
+    };
+    let claimed: Vec<_> = answers.iter().filter_map(claim_of).collect();
+    assert_eq!(
+        claimed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [first, second],
+        "{answers:?}"
+    );
+    assert_ne!(claimed[0].1, claimed[1].1, "each claim is its own");
+    assert!(
+        matches!(answers[1], OrderingClaim::Busy { .. }),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[3], OrderingClaim::NotNeeded),
+        "{answers:?}"
+    );
+
+    // A retry (attempt 2) takes the claim over from attempt 1; attempt 1 again does not.
+    let retried = verifications::claim_for_ordering(
+        &env.pool,
+        &[request(first, 2), request(second, 1)],
+        lease,
+    )
+    .await
+    .expect("answered");
+    let taken_over = claim_of(&retried[0]).expect("attempt 2 claims");
+    assert_ne!(taken_over.1, claimed[0].1);
+    assert!(
+        matches!(retried[1], OrderingClaim::Busy { .. }),
+        "{retried:?}"
+    );
 }

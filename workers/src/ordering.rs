@@ -1,6 +1,7 @@
 //! The ordering worker: buys a number for a pending verification.
 //!
-//! 1. Claim the verification (`pending` → `ordering`). A duplicate message finds it claimed
+//! 1. Claim the verification (`pending` → `ordering`), in one statement shared with the other
+//!    messages in hand ([`Batcher`]). A duplicate message finds it claimed
 //!    and looks again after the claim's lease; a redelivery after a crash takes the claim
 //!    over once the lease has expired.
 //! 2. If the customer cancelled meanwhile: `cancelled`, refund queued. Done.
@@ -22,19 +23,34 @@ use namaskah_core::{
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::{
         services::{self, Offer},
-        verifications::{self, AssignedNumber, Guard, OrderingClaim, Verification},
+        verifications::{
+            self, AssignedNumber, Guard, OrderingClaim, OrderingClaimRequest, Verification,
+        },
     },
 };
 
-use crate::{WorkerDeps, retry_later, settle_owing_refund};
+use crate::{WorkerDeps, batch::Batcher, retry_later, settle_owing_refund};
 
 pub struct OrderingWorker {
     deps: WorkerDeps,
+    claims: Batcher<OrderingClaimRequest, OrderingClaim>,
 }
 
 impl OrderingWorker {
     pub fn new(deps: WorkerDeps) -> Self {
-        Self { deps }
+        let pool = deps.pool.clone();
+        let lease = deps.config.ordering_lease;
+        // A batch is at most the messages this worker holds at once.
+        let batch = usize::from(deps.config.worker_prefetch).max(1);
+        let claims = Batcher::spawn(
+            "ordering_claims",
+            batch,
+            move |requests: Vec<OrderingClaimRequest>| {
+                let pool = pool.clone();
+                async move { verifications::claim_for_ordering(&pool, &requests, lease).await }
+            },
+        );
+        Self { deps, claims }
     }
 
     fn first_poll_delay_ms(&self) -> i32 {
@@ -174,14 +190,13 @@ impl JobHandler for OrderingWorker {
         };
 
         // 1. Claim.
-        let claimed = verifications::claim_for_ordering(
-            &self.deps.pool,
-            verification_id,
-            attempt.number,
-            self.deps.config.ordering_lease,
-        )
-        .await
-        .map_err(retry_later)?;
+        let claimed = self
+            .claims
+            .call(OrderingClaimRequest {
+                id: verification_id,
+                attempt: attempt.number,
+            })
+            .await?;
         let (verification, claim) = match claimed {
             OrderingClaim::Claimed {
                 verification,

@@ -222,41 +222,82 @@ pub enum OrderingClaim {
     NotNeeded,
 }
 
-/// Claims the verification for ordering attempt `attempt`. A newer attempt (a retry) takes
-/// over from an older one; the same attempt (a duplicate, or a redelivery after a crash)
-/// only once the previous claim is older than `lease`.
+/// One verification to claim for ordering attempt `attempt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderingClaimRequest {
+    pub id: VerificationId,
+    pub attempt: u32,
+}
+
+/// Claims the verifications for ordering, in one statement for the whole batch; the answers
+/// are in the order of `requests`. A newer attempt (a retry) takes over from an older one;
+/// the same attempt (a duplicate, or a redelivery after a crash) only once the previous
+/// claim is older than `lease`. A verification asked for twice in one batch is claimed once;
+/// the second request finds it held, as if it came just after the first.
 pub async fn claim_for_ordering(
     pool: &PgPool,
-    id: VerificationId,
-    attempt: u32,
+    requests: &[OrderingClaimRequest],
     lease: Duration,
-) -> Result<OrderingClaim, StoreError> {
+) -> Result<Vec<OrderingClaim>, StoreError> {
     let transition = Transition::StartOrdering;
-    let claim = Uuid::new_v4();
-    let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+    let mut seen = std::collections::HashSet::with_capacity(requests.len());
+    let mut ids = Vec::with_capacity(requests.len());
+    let mut attempts = Vec::with_capacity(requests.len());
+    let mut claims = Vec::with_capacity(requests.len());
+    for request in requests.iter().filter(|request| seen.insert(request.id)) {
+        ids.push(request.id.0);
+        attempts.push(i32::try_from(request.attempt).unwrap_or(i32::MAX));
+        claims.push(Uuid::new_v4());
+    }
     let claimed = sqlx::query_as::<_, Verification>(sql(
-        "UPDATE verifications SET status = $3, order_attempts = $4, ordering_claim = $5,
+        "UPDATE verifications SET status = $5, order_attempts = w.wanted_attempt,
+                                  ordering_claim = w.wanted_claim,
                                   ordering_claimed_at = now(), updated_at = now()
-         WHERE id = $1 AND status = ANY($2)
-           AND (order_attempts < $4
+         FROM unnest($1::uuid[], $2::int[], $3::uuid[]) AS w(wanted_id, wanted_attempt, wanted_claim)
+         WHERE id = w.wanted_id AND status = ANY($4)
+           AND (order_attempts < w.wanted_attempt
                 OR ordering_claimed_at IS NULL
                 OR ordering_claimed_at < now() - make_interval(secs => $6))
          RETURNING {COLUMNS}",
     ))
-    .bind(id)
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&claims)
     .bind(transition.from_names())
     .bind(transition.to().as_str())
-    .bind(attempt)
-    .bind(claim)
     .bind(lease.as_secs_f64())
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    if let Some(verification) = claimed {
-        return Ok(OrderingClaim::Claimed {
-            verification: Box::new(verification),
-            claim,
-        });
+    let claim_of: std::collections::HashMap<VerificationId, Uuid> = ids
+        .iter()
+        .zip(&claims)
+        .map(|(&id, &claim)| (VerificationId(id), claim))
+        .collect();
+    let mut claimed: std::collections::HashMap<VerificationId, Verification> = claimed
+        .into_iter()
+        .map(|verification| (verification.id, verification))
+        .collect();
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in requests {
+        // `remove`: a second request for the same verification finds it held by the first.
+        let answer = match claimed.remove(&request.id).zip(claim_of.get(&request.id)) {
+            Some((verification, &claim)) => OrderingClaim::Claimed {
+                verification: Box::new(verification),
+                claim,
+            },
+            None => why_not_claimed_for_ordering(pool, request.id, lease).await?,
+        };
+        answers.push(answer);
     }
+    Ok(answers)
+}
+
+/// Why a verification was not claimed for ordering (the rare path).
+async fn why_not_claimed_for_ordering(
+    pool: &PgPool,
+    id: VerificationId,
+    lease: Duration,
+) -> Result<OrderingClaim, StoreError> {
     let held: Option<(String, Option<f64>)> = sqlx::query_as(
         "SELECT status, extract(epoch FROM ordering_claimed_at + make_interval(secs => $2) - now())::float8
          FROM verifications WHERE id = $1",
