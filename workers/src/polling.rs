@@ -1,6 +1,7 @@
 //! The polling worker: waits for the SMS of a verification that has a number.
 //!
-//! A `poll_sms` message asks the provider about the order:
+//! A `poll_sms` message loads its verification (in one statement with the other messages in
+//! hand, [`Batcher`]) and asks the provider about the order:
 //! - the SMS is there → store code and text, `completed`, tell the provider we are done;
 //! - not yet → look again later, on the poll cadence (fast at first, then slower), never
 //!   past the deadline;
@@ -17,13 +18,14 @@ use chrono::Utc;
 use std::{sync::Arc, time::Duration};
 
 use namaskah_core::{
+    domain::VerificationId,
     domain::{Status, Transition},
     providers::{OrderState, Provider, ProviderError},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::verifications::{self, Guard, Verification},
 };
 
-use crate::{WorkerDeps, retry_later, settle_owing_refund};
+use crate::{WorkerDeps, batch::Batcher, retry_later, settle_owing_refund};
 
 /// The shortest wait between two polls, so a deadline a few milliseconds away does not
 /// cause a burst of polls.
@@ -31,11 +33,20 @@ const MIN_POLL_DELAY: Duration = Duration::from_millis(250);
 
 pub struct PollingWorker {
     deps: WorkerDeps,
+    /// Loads the verifications of the messages in hand in one statement.
+    loads: Batcher<VerificationId, Option<Verification>>,
 }
 
 impl PollingWorker {
     pub fn new(deps: WorkerDeps) -> Self {
-        Self { deps }
+        let pool = deps.pool.clone();
+        // A batch is at most the messages this worker holds at once.
+        let batch = usize::from(deps.config.worker_prefetch).max(1);
+        let loads = Batcher::spawn("polling_loads", batch, move |ids: Vec<VerificationId>| {
+            let pool = pool.clone();
+            async move { verifications::find_many(&pool, &ids).await }
+        });
+        Self { deps, loads }
     }
 
     async fn poll(
@@ -264,10 +275,7 @@ impl JobHandler for PollingWorker {
                 )));
             }
         };
-        let Some(verification) = verifications::find(&self.deps.pool, verification_id)
-            .await
-            .map_err(retry_later)?
-        else {
+        let Some(verification) = self.loads.call(verification_id).await? else {
             return Err(JobError::Permanent("no such verification".to_owned()));
         };
         if verification.status != Status::WaitingSms {

@@ -142,6 +142,26 @@ pub async fn find(pool: &PgPool, id: VerificationId) -> Result<Option<Verificati
     )
 }
 
+/// The verifications, in one statement; the answers are in the order of `ids`, `None` for
+/// an unknown id.
+pub async fn find_many(
+    pool: &PgPool,
+    ids: &[VerificationId],
+) -> Result<Vec<Option<Verification>>, StoreError> {
+    let wanted: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+    let found: std::collections::HashMap<VerificationId, Verification> =
+        sqlx::query_as::<_, Verification>(sql(
+            "SELECT {COLUMNS} FROM verifications WHERE id = ANY($1)",
+        ))
+        .bind(&wanted)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|verification| (verification.id, verification))
+        .collect();
+    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+}
+
 /// The verification, if it belongs to the account; another account's id is "not found".
 pub async fn find_for_account(
     pool: &PgPool,
