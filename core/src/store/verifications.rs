@@ -133,15 +133,6 @@ pub async fn insert_charged(
     }))
 }
 
-pub async fn find(pool: &PgPool, id: VerificationId) -> Result<Option<Verification>, StoreError> {
-    Ok(
-        sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?,
-    )
-}
-
 /// The verifications, in one statement; the answers are in the order of `ids`, `None` for
 /// an unknown id.
 pub async fn find_many(
