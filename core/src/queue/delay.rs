@@ -1,8 +1,8 @@
 //! Delay tiers: how a message waits without a broker plugin.
 //!
-//! Each tier is a fanout exchange bound to one classic queue whose messages expire after the
-//! tier's delay and are then dead-lettered to the main exchange with their original routing
-//! key, which brings them back to their own queue. All messages in a tier wait equally long,
+//! Each tier is a fanout exchange bound to one quorum queue whose messages expire after the
+//! tier's delay and are then dead-lettered (at least once) to the main exchange with their
+//! original routing key, which brings them back to their own queue. All messages in a tier wait equally long,
 //! so none is stuck behind a later-expiring one.
 
 use std::time::Duration;
@@ -40,7 +40,7 @@ impl DelayTier {
         Some(DelayTier { millis })
     }
 
-    /// The tier's short name, used in its exchange and queue names: `delay.2s`, `delay.250ms`.
+    /// The tier's short name, used in its exchange and queue names: `delay.q.2s`, `delay.q.250ms`.
     pub fn label(self) -> String {
         if self.millis.is_multiple_of(1000) {
             format!("{}s", self.millis / 1000)

@@ -6,11 +6,19 @@
 //!  (direct)          ├──────────────> {p}refund    (quorum)                        {p}refund.dead
 //!     ^              └──────────────> {p}webhooks  (quorum)                        {p}webhooks.dead
 //!     │
-//!     └── dead-letter after TTL ── {p}namaskah.delay.2s (classic, x-message-ttl) <── fanout exchange
+//!     └── dead-letter after TTL ── {p}namaskah.delay.q.2s (quorum, x-message-ttl) <── fanout exchange
 //! ```
 //!
 //! Routing keys are the logical queue names (`ordering`, …), so a message coming back from a
 //! delay tier lands in its own queue. `{p}` is `QUEUE_PREFIX`.
+//!
+//! The delay tiers are quorum queues that dead-letter **at least once**: an expired message
+//! leaves its tier only once the work queue has confirmed it. Dead-lettering out of a classic
+//! queue is at-most-once, and chaos runs showed what that costs: a nudge whose delay ran out
+//! right after `rabbitmqctl start_app`, before the work queue was back, was dropped, and the
+//! verification waited for the sweeper. The tiers before this were classic queues named
+//! `{p}namaskah.delay.<tier>`; an upgraded installation leaves them to drain (their messages
+//! still dead-letter into the work queues) and deletes them once empty.
 
 use lapin::{
     Channel, ExchangeKind,
@@ -96,7 +104,7 @@ impl Topology {
 
     /// The delay tier's exchange and queue share this name.
     pub fn delay_name(&self, tier: DelayTier) -> String {
-        format!("{}namaskah.delay.{}", self.prefix, tier.label())
+        format!("{}namaskah.delay.q.{}", self.prefix, tier.label())
     }
 
     /// Declares everything; safe to run at every start of every role.
@@ -167,7 +175,11 @@ impl Topology {
                 )
                 .await?;
             let mut args = FieldTable::default();
-            args.insert("x-queue-type".into(), long_string("classic"));
+            args.insert("x-queue-type".into(), long_string("quorum"));
+            // At-least-once dead-lettering needs the queue to refuse publishes when full
+            // rather than drop its oldest messages; without a length limit it never is.
+            args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+            args.insert("x-overflow".into(), long_string("reject-publish"));
             args.insert(
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(i64::try_from(tier.millis).unwrap_or(i64::MAX)),
