@@ -178,7 +178,10 @@ impl Topology {
             args.insert("x-queue-type".into(), long_string("quorum"));
             // At-least-once dead-lettering needs the queue to refuse publishes when full
             // rather than drop its oldest messages; without a length limit it never is.
-            args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                long_string("at-least-once"),
+            );
             args.insert("x-overflow".into(), long_string("reject-publish"));
             args.insert(
                 "x-message-ttl".into(),
