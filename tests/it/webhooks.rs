@@ -535,13 +535,7 @@ async fn delivery_of(env: &TestEnv, message: &str) -> uuid::Uuid {
 
 #[tokio::test]
 async fn a_batch_claims_each_delivery_once_and_records_its_successes_together() {
-    let env = TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
-        .start()
-        .await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     let (id, _) = endpoint(&env, &account, "https://example.com/hooks", json!([])).await;
     let first = delivery_of(&env, &send_test_event(&env, &account, &id).await).await;
