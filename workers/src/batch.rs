@@ -7,7 +7,12 @@ use futures_util::FutureExt;
 use std::{future::Future, panic::AssertUnwindSafe};
 use tokio::sync::{mpsc, oneshot};
 
-use namaskah_core::{queue::JobError, store::StoreError};
+use namaskah_core::{Config, queue::JobError, store::StoreError};
+
+/// The largest batch worth having: the messages one worker holds at once.
+pub fn limit(config: &Config) -> usize {
+    usize::from(config.worker_prefetch).max(1)
+}
 
 type Reply<Answer> = oneshot::Sender<Result<Answer, JobError>>;
 

@@ -1,9 +1,9 @@
 //! The ordering worker: buys a number for a pending verification.
 //!
 //! 1. Claim the verification (`pending` → `ordering`), in one statement shared with the other
-//!    messages in hand ([`Batcher`]). A duplicate message finds it claimed
-//!    and looks again after the claim's lease; a redelivery after a crash takes the claim
-//!    over once the lease has expired.
+//!    messages in hand (`batch::Batcher`). A duplicate message finds it claimed and looks again
+//!    after the claim's lease; a redelivery after a crash takes the claim over once the lease
+//!    has expired.
 //! 2. If the customer cancelled meanwhile: `cancelled`, refund queued. Done.
 //! 3. Try the providers that sell the service there, in `PROVIDERS` order. Out of stock or
 //!    down → the next one.
@@ -40,8 +40,7 @@ impl OrderingWorker {
     pub fn new(deps: WorkerDeps) -> Self {
         let pool = deps.pool.clone();
         let lease = deps.config.ordering_lease;
-        // A batch is at most the messages this worker holds at once.
-        let batch = usize::from(deps.config.worker_prefetch).max(1);
+        let batch = crate::batch::limit(&deps.config);
         let claims = Batcher::spawn(
             "ordering_claims",
             batch,

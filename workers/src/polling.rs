@@ -1,7 +1,7 @@
 //! The polling worker: waits for the SMS of a verification that has a number.
 //!
 //! A `poll_sms` message loads its verification (in one statement with the other messages in
-//! hand, [`Batcher`]) and asks the provider about the order:
+//! hand, `batch::Batcher`) and asks the provider about the order:
 //! - the SMS is there → store code and text, `completed`, tell the provider we are done;
 //! - not yet → look again later, on the poll cadence (fast at first, then slower), never
 //!   past the deadline;
@@ -18,8 +18,7 @@ use chrono::Utc;
 use std::{sync::Arc, time::Duration};
 
 use namaskah_core::{
-    domain::VerificationId,
-    domain::{Status, Transition},
+    domain::{Status, Transition, VerificationId},
     providers::{OrderState, Provider, ProviderError},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::verifications::{self, Guard, Verification},
@@ -40,8 +39,7 @@ pub struct PollingWorker {
 impl PollingWorker {
     pub fn new(deps: WorkerDeps) -> Self {
         let pool = deps.pool.clone();
-        // A batch is at most the messages this worker holds at once.
-        let batch = usize::from(deps.config.worker_prefetch).max(1);
+        let batch = crate::batch::limit(&deps.config);
         let loads = Batcher::spawn("polling_loads", batch, move |ids: Vec<VerificationId>| {
             let pool = pool.clone();
             async move { verifications::find_many(&pool, &ids).await }

@@ -4,14 +4,16 @@
 //!    message for an endpoint that stays busy steps aside for a second instead of holding a
 //!    worker slot, so a slow endpoint does not hold up the others.
 //! 2. Claim the attempt and load the delivery with its message and endpoint, in one
-//!    statement shared with the other messages in hand ([`Batcher`]). Delivered or given up already, or a duplicate message → done. A disabled or
-//!    deleted endpoint → given up (`recover` re-sends later).
+//!    statement shared with the other messages in hand (`batch::Batcher`). Delivered or given up
+//!    already, or a duplicate message → done. A disabled or deleted endpoint → given up
+//!    (`recover` re-sends later).
 //! 3. POST the payload, signed (Standard Webhooks headers), with a timeout and no redirects;
 //!    the SSRF guard refuses private addresses when the connection is made.
-//! 4. 2xx → delivered (recorded in a shared statement too). Anything else, a timeout or a connection error → record the failure
-//!    and come back after the next delay of the schedule, or give up after the last. An
-//!    endpoint whose attempts have all failed for `WEBHOOK_DISABLE_AFTER` is disabled and its
-//!    owner's other endpoints get an `endpoint.disabled` event.
+//! 4. 2xx → delivered (recorded in a shared statement too). Anything else, a timeout or a
+//!    connection error → record the failure and come back after the next delay of the
+//!    schedule, or give up after the last. An endpoint whose attempts have all failed for
+//!    `WEBHOOK_DISABLE_AFTER` is disabled and its owner's other endpoints get an
+//!    `endpoint.disabled` event.
 //!
 //! The attempt log is written through a pool with `synchronous_commit = off`: losing the last
 //! few entries in a database crash at worst repeats a delivery, which at-least-once delivery
@@ -82,8 +84,7 @@ impl WebhookWorker {
         }
         let connections = u32::from(deps.config.worker_prefetch).clamp(2, 32);
         let bookkeeping = store::relaxed_pool(&deps.config.database_url, connections)?;
-        // A batch is at most the messages this worker holds at once.
-        let batch = usize::from(deps.config.worker_prefetch).max(1);
+        let batch = crate::batch::limit(&deps.config);
         let lease = attempt_lease(settings.timeout);
         let claims = Batcher::spawn("webhook_claims", batch, {
             let pool = bookkeeping.clone();
