@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::support::{Account, Answer, Sink, TestEnv, eventually, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_core::{
-    queue::{Envelope, Job, QueueName},
+    queue::{Envelope, GroupedDelivery, Job, QueueName},
     store::{
         services::{self, Offer},
         webhook_deliveries::{self, AttemptClaim, AttemptOutcome, ClaimRequest, DeliveredAttempt},
@@ -522,6 +522,61 @@ async fn a_duplicate_delivery_message_does_not_deliver_twice() {
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_group_delivers_each_once_and_a_failed_delivery_goes_on_alone() {
+    let env = TestEnv::api_only().await;
+    let healthy = Sink::start().await;
+    let failing = Sink::start().await;
+    failing.script([Answer::Status(500)]);
+    let account = env.account(1_000).await;
+    let mut deliveries = Vec::new();
+    for sink in [&healthy, &failing] {
+        let (id, _) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+        let message = send_test_event(&env, &account, &id).await;
+        deliveries.push(GroupedDelivery {
+            delivery_id: delivery_of(&env, &message).await,
+            endpoint_id: id.parse().expect("endpoint id"),
+            trace_id: format!("trace-{message}"),
+        });
+    }
+    let group = Envelope::first(Job::DeliverWebhooks { deliveries }, "group");
+    // The relay publishes the group; the broker delivers it twice.
+    for _ in 0..2 {
+        env.publish_raw(QueueName::Webhooks, &group.to_bytes())
+            .await;
+    }
+    let _worker = env
+        .start_roles(Roles {
+            workers: vec![WorkerKind::Webhooks],
+            ..Roles::default()
+        })
+        .await;
+
+    // The failing endpoint's delivery was retried on its own and got through.
+    received_count(&failing, 2).await;
+    received_count(&healthy, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(healthy.received().len(), 1, "delivered twice");
+    assert_eq!(failing.received().len(), 2);
+    let attempts: Vec<(bool, i32)> = sqlx::query_as(
+        "SELECT a.succeeded, a.attempt FROM webhook_attempts a
+         JOIN webhook_deliveries d ON d.id = a.delivery_id
+         JOIN webhook_endpoints e ON e.id = d.endpoint_id
+         WHERE e.url = $1 ORDER BY a.id",
+    )
+    .bind(failing.url("/hooks"))
+    .fetch_all(&env.pool)
+    .await
+    .expect("attempts");
+    assert_eq!(attempts, [(false, 1), (true, 2)]);
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM webhook_deliveries ORDER BY status")
+            .fetch_all(&env.pool)
+            .await
+            .expect("deliveries");
+    assert_eq!(statuses, ["succeeded", "succeeded"]);
 }
 
 /// The delivery row of a message.

@@ -1,4 +1,6 @@
-//! The webhook delivery worker: one attempt per message, per endpoint.
+//! The webhook delivery worker: one attempt per message, per endpoint — or, for the group
+//! of first attempts the outbox relay publishes as one message, one attempt per delivery of
+//! the group, side by side; what does not finish goes on as a message of its own.
 //!
 //! 1. At most `WEBHOOK_ENDPOINT_CONCURRENCY` attempts run against one endpoint at a time; a
 //!    message for an endpoint that stays busy steps aside for a second instead of holding a
@@ -31,7 +33,10 @@ use uuid::Uuid;
 
 use namaskah_core::{
     config::RetryPolicy,
-    queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler, backoff_delay},
+    queue::{
+        Attempt, Envelope, FollowUp, GroupedDelivery, Handled, Job, JobError, JobHandler,
+        backoff_delay,
+    },
     store::{
         self,
         webhook_deliveries::{
@@ -239,17 +244,71 @@ fn describe(error: &reqwest::Error) -> String {
 #[async_trait]
 impl JobHandler for WebhookWorker {
     async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
-        let Job::DeliverWebhook {
-            delivery_id,
-            endpoint_id,
-        } = envelope.job
-        else {
-            return Err(JobError::Permanent(format!(
-                "the webhooks queue does not take {:?}",
-                envelope.job
-            )));
-        };
+        match &envelope.job {
+            Job::DeliverWebhook {
+                delivery_id,
+                endpoint_id,
+            } => {
+                self.deliver(envelope, *delivery_id, *endpoint_id, attempt)
+                    .await
+            }
+            Job::DeliverWebhooks { deliveries } => Ok(self.deliver_group(deliveries).await),
+            other => Err(JobError::Permanent(format!(
+                "the webhooks queue does not take {other:?}"
+            ))),
+        }
+    }
+}
 
+impl WebhookWorker {
+    /// The first attempts of a group, side by side (their claims and successes share
+    /// statements through the batchers). A delivery that does not finish here goes on as a
+    /// message of its own: `Again` as asked, and a failure at once, to be retried or parked
+    /// by the consumer like any single message.
+    async fn deliver_group(&self, deliveries: &[GroupedDelivery]) -> Handled {
+        let first_attempt = Attempt {
+            number: 1,
+            max: self.deps.config.retry.webhooks.max_attempts,
+        };
+        let attempts = deliveries.iter().map(|delivery| async move {
+            let alone = delivery.alone();
+            let handled = self
+                .deliver(
+                    &alone,
+                    delivery.delivery_id,
+                    delivery.endpoint_id,
+                    first_attempt,
+                )
+                .await;
+            match handled {
+                Ok(Handled::Done) => Vec::new(),
+                Ok(Handled::Again { after, next }) => vec![FollowUp { after, next }],
+                Ok(Handled::FollowUps(follow_ups)) => follow_ups,
+                Err(error) => {
+                    tracing::info!(delivery = %delivery.delivery_id, %error, "a grouped delivery goes on alone");
+                    vec![FollowUp {
+                        after: Duration::ZERO,
+                        next: alone,
+                    }]
+                }
+            }
+        });
+        let follow_ups = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        Handled::FollowUps(follow_ups)
+    }
+
+    /// One attempt of one delivery, steps 1–4.
+    async fn deliver(
+        &self,
+        envelope: &Envelope,
+        delivery_id: Uuid,
+        endpoint_id: Uuid,
+        attempt: Attempt,
+    ) -> Result<Handled, JobError> {
         // 1. A slot at the endpoint.
         let Some(_slot) = self.endpoint_slot(endpoint_id).await else {
             return Ok(Handled::Again {

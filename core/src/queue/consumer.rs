@@ -6,6 +6,8 @@
 //! - `Ok(Handled::Done)`: ack.
 //! - `Ok(Handled::Again { after, .. })`: publish the follow-up through a delay tier, then ack
 //!   (the polling worker's "no SMS yet, look again in 3 s").
+//! - `Ok(Handled::FollowUps(..))`: publish each follow-up, then ack (the deliveries of a
+//!   webhook group that go on as messages of their own).
 //! - `Err(JobError::Retryable)`: publish the next attempt through the delay tier the retry
 //!   policy picks, then ack; after the last attempt, park.
 //! - `Err(JobError::Permanent)` or an undecodable body: park at once.
@@ -31,8 +33,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{
-    BrokerError, Envelope, Job, QueueName, TRACE_ID_HEADER, Topology, backoff_delay,
-    open_confirming,
+    BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology, backoff_delay, open_confirming,
     relay::{expect_ack, publish},
     topology::long_string,
 };
@@ -68,6 +69,15 @@ pub enum Handled {
         after: Duration,
         next: Envelope,
     },
+    /// This message is done with, but parts of its work go on as messages of their own.
+    FollowUps(Vec<FollowUp>),
+}
+
+/// A message to publish, due after `after`, before the current one is acked.
+#[derive(Debug)]
+pub struct FollowUp {
+    pub after: Duration,
+    pub next: Envelope,
 }
 
 /// Why a handler failed.
@@ -237,6 +247,8 @@ impl Processor {
         let outcome = match &result {
             Ok(Handled::Done) => "done",
             Ok(Handled::Again { .. }) => "again",
+            Ok(Handled::FollowUps(follow_ups)) if follow_ups.is_empty() => "done",
+            Ok(Handled::FollowUps(_)) => "again",
             Err(JobError::Retryable(_)) => "retryable",
             Err(JobError::Permanent(_)) => "permanent",
         };
@@ -247,16 +259,18 @@ impl Processor {
         match result {
             Ok(Handled::Done) => self.ack(&delivery).await,
             Ok(Handled::Again { after, next }) => {
-                let headers = carried_headers(&delivery);
-                self.forward(&delivery, &next, after, headers).await;
+                self.forward(&delivery, &[FollowUp { after, next }]).await;
             }
+            Ok(Handled::FollowUps(follow_ups)) => self.forward(&delivery, &follow_ups).await,
             Err(JobError::Retryable(reason)) if !attempt.is_last() => {
                 let delay = backoff_delay(&self.options.retry, attempt.number);
                 tracing::info!(%reason, retry_in = ?delay, "retrying later");
                 self.track("retryable", &reason, Some(&envelope));
-                let headers = carried_headers(&delivery);
-                self.forward(&delivery, &envelope.next_attempt(), delay, headers)
-                    .await;
+                let next = FollowUp {
+                    after: delay,
+                    next: envelope.next_attempt(),
+                };
+                self.forward(&delivery, &[next]).await;
             }
             Err(JobError::Retryable(reason)) => {
                 tracing::warn!(%reason, "retries exhausted; parking");
@@ -275,10 +289,9 @@ impl Processor {
 
     /// Records a failure for error tracking.
     fn track(&self, kind: &str, message: &str, envelope: Option<&Envelope>) {
-        let verification_id = envelope.and_then(|e| match e.job {
-            Job::DeliverWebhook { .. } => None,
-            ref job => Some(job.subject_id()),
-        });
+        let verification_id = envelope
+            .filter(|e| e.job.is_about_a_verification())
+            .map(|e| e.job.subject_id());
         errors::record(Failure {
             role: "worker",
             queue: Some(self.options.queue.as_str().to_owned()),
@@ -289,26 +302,31 @@ impl Processor {
         });
     }
 
-    /// Publishes `next` to come back after `delay`, then acks the current delivery.
-    async fn forward(
-        &self,
-        delivery: &Delivery,
-        next: &Envelope,
-        delay: Duration,
-        mut headers: FieldTable,
-    ) {
-        headers.insert(TRACE_ID_HEADER.into(), long_string(&next.trace_id));
+    /// Publishes each follow-up to come back after its delay, waits for every confirm, then
+    /// acks the current delivery; if any publish fails, the delivery goes back to its queue
+    /// (the follow-ups already out are duplicates the handlers shrug off).
+    async fn forward(&self, delivery: &Delivery, follow_ups: &[FollowUp]) {
+        let carried = carried_headers(delivery);
         let published = async {
-            let confirm = publish(
-                &self.channel,
-                &self.options.topology,
-                next.job.queue(),
-                &next.to_bytes(),
-                delay,
-                headers,
-            )
-            .await?;
-            expect_ack(confirm.await.map_err(BrokerError::Channel)?)
+            let mut confirms = Vec::with_capacity(follow_ups.len());
+            for FollowUp { after, next } in follow_ups {
+                let mut headers = carried.clone();
+                headers.insert(TRACE_ID_HEADER.into(), long_string(&next.trace_id));
+                let confirm = publish(
+                    &self.channel,
+                    &self.options.topology,
+                    next.job.queue(),
+                    &next.to_bytes(),
+                    *after,
+                    headers,
+                )
+                .await?;
+                confirms.push(confirm);
+            }
+            for confirm in confirms {
+                expect_ack(confirm.await.map_err(BrokerError::Channel)?)?;
+            }
+            Ok::<(), BrokerError>(())
         }
         .await;
         match published {

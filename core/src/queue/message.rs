@@ -27,7 +27,36 @@ pub enum Job {
         delivery_id: Uuid,
         endpoint_id: Uuid,
     },
+    /// Make the first attempt of several webhook deliveries. The outbox relay groups the
+    /// deliveries it publishes together (see `queue::grouping`), so a burst of events costs
+    /// one broker message, not one each; a delivery that does not finish at once goes on
+    /// as its own `DeliverWebhook` message.
+    DeliverWebhooks { deliveries: Vec<GroupedDelivery> },
 }
+
+/// One delivery of a [`Job::DeliverWebhooks`] group, with the trace id of its own event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupedDelivery {
+    pub delivery_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub trace_id: String,
+}
+
+impl GroupedDelivery {
+    /// The delivery as a message of its own, at its first attempt.
+    pub fn alone(&self) -> Envelope {
+        Envelope::first(
+            Job::DeliverWebhook {
+                delivery_id: self.delivery_id,
+                endpoint_id: self.endpoint_id,
+            },
+            self.trace_id.clone(),
+        )
+    }
+}
+
+/// The most deliveries one [`Job::DeliverWebhooks`] message may carry.
+pub const MAX_GROUPED_DELIVERIES: usize = 64;
 
 impl Job {
     /// The queue whose worker does this job.
@@ -36,11 +65,12 @@ impl Job {
             Job::OrderNumber { .. } => QueueName::Ordering,
             Job::PollSms { .. } | Job::CancelOrder { .. } => QueueName::Polling,
             Job::Refund { .. } => QueueName::Refund,
-            Job::DeliverWebhook { .. } => QueueName::Webhooks,
+            Job::DeliverWebhook { .. } | Job::DeliverWebhooks { .. } => QueueName::Webhooks,
         }
     }
 
-    /// The id of the row the job is about: a verification, or a webhook delivery.
+    /// The id of the row the job is about: a verification, or a webhook delivery (the
+    /// first of a group).
     pub fn subject_id(&self) -> Uuid {
         match self {
             Job::OrderNumber { verification_id }
@@ -48,7 +78,18 @@ impl Job {
             | Job::CancelOrder { verification_id }
             | Job::Refund { verification_id } => verification_id.0,
             Job::DeliverWebhook { delivery_id, .. } => *delivery_id,
+            Job::DeliverWebhooks { deliveries } => deliveries
+                .first()
+                .map_or_else(Uuid::nil, |delivery| delivery.delivery_id),
         }
+    }
+
+    /// Whether the job is about a verification (rather than a webhook delivery).
+    pub fn is_about_a_verification(&self) -> bool {
+        !matches!(
+            self,
+            Job::DeliverWebhook { .. } | Job::DeliverWebhooks { .. }
+        )
     }
 }
 
@@ -109,13 +150,28 @@ impl Envelope {
         if envelope.attempt == 0 {
             return Err(MalformedMessage("attempt must be 1 or more".to_owned()));
         }
-        if envelope.trace_id.is_empty() || envelope.trace_id.len() > 128 {
-            return Err(MalformedMessage(
-                "trace_id must be 1 to 128 characters".to_owned(),
-            ));
+        check_trace_id(&envelope.trace_id)?;
+        if let Job::DeliverWebhooks { deliveries } = &envelope.job {
+            if deliveries.is_empty() || deliveries.len() > MAX_GROUPED_DELIVERIES {
+                return Err(MalformedMessage(format!(
+                    "deliveries must hold 1 to {MAX_GROUPED_DELIVERIES} entries"
+                )));
+            }
+            for delivery in deliveries {
+                check_trace_id(&delivery.trace_id)?;
+            }
         }
         Ok(envelope)
     }
+}
+
+fn check_trace_id(trace_id: &str) -> Result<(), MalformedMessage> {
+    if trace_id.is_empty() || trace_id.len() > 128 {
+        return Err(MalformedMessage(
+            "trace_id must be 1 to 128 characters".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,6 +202,35 @@ mod tests {
     }
 
     #[test]
+    fn a_group_of_deliveries_round_trips_and_splits_into_single_deliveries() {
+        let delivery = GroupedDelivery {
+            delivery_id: Uuid::new_v4(),
+            endpoint_id: Uuid::new_v4(),
+            trace_id: "t2".to_owned(),
+        };
+        let group = Envelope::first(
+            Job::DeliverWebhooks {
+                deliveries: vec![delivery.clone()],
+            },
+            "t1",
+        );
+        let parsed = Envelope::parse(&group.to_bytes()).expect("parses");
+        assert_eq!(parsed, group);
+        assert_eq!(parsed.job.queue(), QueueName::Webhooks);
+        assert_eq!(parsed.job.subject_id(), delivery.delivery_id);
+        let alone = delivery.alone();
+        assert_eq!(alone.trace_id, "t2");
+        assert_eq!(alone.attempt, 1);
+        assert_eq!(
+            alone.job,
+            Job::DeliverWebhook {
+                delivery_id: delivery.delivery_id,
+                endpoint_id: delivery.endpoint_id
+            }
+        );
+    }
+
+    #[test]
     fn malformed_bodies_are_refused() {
         for body in [
             &b"not json"[..],
@@ -153,6 +238,8 @@ mod tests {
             br#"{"type":"refund","attempt":1,"trace_id":"t"}"#,
             br#"{"type":"refund","verification_id":"nope","attempt":1,"trace_id":"t"}"#,
             br#"{"type":"refund","verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","attempt":0,"trace_id":"t"}"#,
+            br#"{"type":"deliver_webhooks","deliveries":[],"attempt":1,"trace_id":"t"}"#,
+            br#"{"type":"deliver_webhooks","deliveries":[{"delivery_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","endpoint_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a01","trace_id":""}],"attempt":1,"trace_id":"t"}"#,
         ] {
             assert!(Envelope::parse(body).is_err(), "{}", String::from_utf8_lossy(body));
         }

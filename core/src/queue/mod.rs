@@ -7,15 +7,20 @@
 mod connection;
 mod consumer;
 mod delay;
+mod grouping;
 mod message;
 mod relay;
 mod retry;
 mod topology;
 
 pub use connection::{BrokerError, BrokerProbe, connect, open_confirming};
-pub use consumer::{Attempt, ConsumerOptions, Handled, JobError, JobHandler, run_consumer};
+pub use consumer::{
+    Attempt, ConsumerOptions, FollowUp, Handled, JobError, JobHandler, run_consumer,
+};
 pub use delay::DelayTier;
-pub use message::{Envelope, Job, MalformedMessage, TRACE_ID_HEADER};
+pub use message::{
+    Envelope, GroupedDelivery, Job, MAX_GROUPED_DELIVERIES, MalformedMessage, TRACE_ID_HEADER,
+};
 pub use relay::{OutboxRelay, OutboxSignal, RelayError};
 pub use retry::backoff_delay;
 pub use topology::{QueueName, Topology};

@@ -6,6 +6,9 @@
 //! transaction rolls back and the rows are published again later: a message may arrive
 //! twice, never not at all, and every consumer is idempotent.
 //!
+//! The starts of webhook deliveries in one batch go out together, as one message
+//! (`grouping`).
+//!
 //! Writers in the same process wake the relay through [`OutboxSignal`] right after their
 //! commit; rows written by other processes are found by polling.
 
@@ -18,8 +21,8 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
 
 use super::{
-    BrokerError, DelayTier, QueueName, TRACE_ID_HEADER, Topology, open_confirming,
-    topology::long_string,
+    BrokerError, DelayTier, QueueName, TRACE_ID_HEADER, Topology, grouping::outgoing_messages,
+    open_confirming, topology::long_string,
 };
 use crate::{
     Shutdown,
@@ -176,24 +179,26 @@ impl OutboxRelay {
     }
 }
 
-/// Publishes every row, then waits for all their confirms.
+/// Publishes every row (webhook delivery starts grouped, see `grouping`), then waits for all
+/// their confirms.
 async fn publish_all(
     channel: &Channel,
     topology: &Topology,
     rows: &[OutboxRow],
 ) -> Result<(), BrokerError> {
-    let mut confirms = Vec::with_capacity(rows.len());
-    for row in rows {
-        let Some(queue) = QueueName::parse(&row.queue) else {
+    let messages = outgoing_messages(rows);
+    let mut confirms = Vec::with_capacity(messages.len());
+    for message in &messages {
+        let Some(queue) = QueueName::parse(&message.queue) else {
             // Only our own code writes outbox rows, so this is a bug: log it loudly and move on
             // rather than block every message behind it.
-            tracing::error!(row = row.id, queue = %row.queue, "outbox row names an unknown queue; dropping it");
+            tracing::error!(row = message.first_row, queue = %message.queue, "outbox row names an unknown queue; dropping it");
             continue;
         };
-        let body = serde_json::to_vec(&row.payload).unwrap_or_default();
-        let delay = u64::try_from(row.delay_ms).unwrap_or(0);
+        let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+        let delay = u64::try_from(message.delay_ms).unwrap_or(0);
         let mut headers = FieldTable::default();
-        if let Some(trace_id) = row.payload.get("trace_id").and_then(|id| id.as_str()) {
+        if let Some(trace_id) = message.payload.get("trace_id").and_then(|id| id.as_str()) {
             headers.insert(TRACE_ID_HEADER.into(), long_string(trace_id));
         }
         let confirm = publish(

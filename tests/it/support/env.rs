@@ -293,12 +293,12 @@ impl TestEnv {
         }
     }
 
-    /// Everything running: API, relay, all workers.
     /// [`TestEnvBuilder::api_only`], started.
     pub async fn api_only() -> TestEnv {
         Self::builder().api_only().start().await
     }
 
+    /// Everything running: API, relay, all workers.
     pub async fn start() -> TestEnv {
         Self::builder().start().await
     }
