@@ -25,8 +25,11 @@ pub struct Config {
     pub providers: Vec<ProviderSettings>,
     /// Upper bound for one HTTP request to a provider.
     pub provider_timeout: Duration,
-    /// Unacknowledged messages one worker holds at a time (per queue).
+    /// Messages one worker handles at a time (per queue).
     pub worker_prefetch: u16,
+    /// Short waits (`Handled::Again` within `up_to`) a worker sits out itself, the message
+    /// unacknowledged, instead of sending it round through a delay tier.
+    pub worker_hold: HoldPolicy,
     /// Quorum queues drop a message to its parking queue after this many deliveries, a
     /// safety net under the retry policy for messages that crash their worker.
     pub queue_delivery_limit: u32,
@@ -244,6 +247,22 @@ pub struct RetryPolicy {
     pub jitter: f64,
 }
 
+/// How many messages a worker may keep waiting in its own memory, and for how long at most.
+/// A held message stays unacknowledged, so a worker that dies lets the broker deliver it
+/// again; nothing depends on the process surviving the wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldPolicy {
+    pub up_to: Duration,
+    pub max_messages: u16,
+}
+
+impl HoldPolicy {
+    /// Whether a wait of `delay` may be held rather than sent through a delay tier.
+    pub fn covers(self, delay: Duration) -> bool {
+        self.max_messages > 0 && delay <= self.up_to
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicies {
     pub ordering: RetryPolicy,
@@ -329,6 +348,10 @@ impl Config {
             providers: env.providers(simulator_addr)?,
             provider_timeout: env.duration("PROVIDER_TIMEOUT", "10s")?,
             worker_prefetch: env.number("WORKER_PREFETCH", 32, 1..=10_000)?,
+            worker_hold: HoldPolicy {
+                up_to: env.duration("WORKER_HOLD_UP_TO", "5s")?,
+                max_messages: env.number("WORKER_HOLD_MESSAGES", 1024, 0..=50_000)?,
+            },
             queue_delivery_limit: env.number("QUEUE_DELIVERY_LIMIT", 20, 2..=1000)?,
             outbox_poll_interval: env.duration("OUTBOX_POLL_INTERVAL", "200ms")?,
             outbox_batch_size: env.number("OUTBOX_BATCH_SIZE", 256, 1..=10_000)?,

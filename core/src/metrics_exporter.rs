@@ -175,6 +175,10 @@ fn describe() {
         "Messages in a queue, by queue and state (ready, parked)."
     );
     describe_gauge!("namaskah_queue_consumers", "Consumers attached to a queue.");
+    describe_gauge!(
+        "namaskah_held_messages",
+        "Messages a worker holds through a short wait instead of a delay tier, by queue."
+    );
     describe_counter!(
         "namaskah_provider_requests_total",
         "Calls to SMS providers, by provider, operation and outcome."

@@ -11,6 +11,7 @@ mod contract;
 mod crm;
 mod dashboard;
 mod deployment;
+mod holding;
 mod lifecycle;
 mod load;
 mod money;

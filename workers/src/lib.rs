@@ -121,6 +121,7 @@ impl Worker {
             topology: Topology::from_config(&config),
             queue: kind.queue(),
             prefetch: config.worker_prefetch,
+            hold: config.worker_hold,
             retry,
         };
         Ok(Self { options, handler })

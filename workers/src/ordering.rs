@@ -13,7 +13,6 @@
 //!    the delay tiers; otherwise `failed`, refund queued.
 
 use async_trait::async_trait;
-use std::time::Duration;
 use uuid::Uuid;
 
 use namaskah_core::{
@@ -29,7 +28,9 @@ use namaskah_core::{
     },
 };
 
-use crate::{WorkerDeps, batch::Batcher, retry_later, settle_owing_refund};
+use crate::{
+    WorkerDeps, batch::Batcher, polling::first_poll_after, retry_later, settle_owing_refund,
+};
 
 pub struct OrderingWorker {
     deps: WorkerDeps,
@@ -52,14 +53,15 @@ impl OrderingWorker {
         Self { deps, claims }
     }
 
+    /// When the first poll is published. A wait short enough for the polling worker to hold
+    /// is sat out there (it holds a poll until its time, see `polling`), which spares the
+    /// message a round through a delay tier.
     fn first_poll_delay_ms(&self) -> i32 {
-        let first = self
-            .deps
-            .config
-            .poll_cadence
-            .first()
-            .copied()
-            .unwrap_or(Duration::from_secs(2));
+        let config = &self.deps.config;
+        let first = first_poll_after(config);
+        if config.worker_hold.covers(first) {
+            return 0;
+        }
         i32::try_from(first.as_millis()).unwrap_or(i32::MAX)
     }
 

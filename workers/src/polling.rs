@@ -5,6 +5,8 @@
 //! - the SMS is there → store code and text, `completed`, tell the provider we are done;
 //! - not yet → look again later, on the poll cadence (fast at first, then slower), never
 //!   past the deadline;
+//! - a first poll that comes before its time (published at once for the consumer to hold,
+//!   see `ordering`) waits until it is due;
 //! - the deadline has passed → cancel the order at the provider, `timed_out`, refund queued;
 //! - the provider ended the order itself → `failed` (or `timed_out`), refund queued.
 //!
@@ -18,6 +20,7 @@ use chrono::Utc;
 use std::{sync::Arc, time::Duration};
 
 use namaskah_core::{
+    config::Config,
     domain::{Status, Transition, VerificationId},
     providers::{OrderState, Provider, ProviderError},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
@@ -280,11 +283,39 @@ impl JobHandler for PollingWorker {
             tracing::debug!(status = %verification.status, "not waiting for an SMS any more");
             return Ok(Handled::Done);
         }
-        match envelope.job {
-            Job::CancelOrder { .. } => self.cancel(verification).await,
-            _ => self.poll(envelope, verification).await,
+        if let Job::CancelOrder { .. } = envelope.job {
+            return self.cancel(verification).await;
         }
+        if let Some(wait) = self.not_due_for(&verification) {
+            return Ok(Handled::Again {
+                after: wait,
+                next: envelope.clone(),
+            });
+        }
+        self.poll(envelope, verification).await
     }
+}
+
+impl PollingWorker {
+    /// How long until the first poll of a verification is due, if it is not yet. The
+    /// ordering worker publishes the first poll at once when the wait is short enough for
+    /// the consumer to hold; it waits here, not at the provider.
+    fn not_due_for(&self, verification: &Verification) -> Option<Duration> {
+        let assigned = verification.number_assigned_at?;
+        let due =
+            assigned + chrono::Duration::from_std(first_poll_after(&self.deps.config)).ok()?;
+        let wait = (due - Utc::now()).to_std().ok()?;
+        (wait >= MIN_POLL_DELAY / 10).then_some(wait)
+    }
+}
+
+/// When the first poll of a verification is due after its number was assigned.
+pub fn first_poll_after(config: &Config) -> Duration {
+    config
+        .poll_cadence
+        .first()
+        .copied()
+        .unwrap_or(Duration::from_secs(2))
 }
 
 /// The wait before the next poll, given how long the number has been assigned: the

@@ -4,8 +4,10 @@
 //! went. This module turns that answer into broker actions:
 //!
 //! - `Ok(Handled::Done)`: ack.
-//! - `Ok(Handled::Again { after, .. })`: publish the follow-up through a delay tier, then ack
-//!   (the polling worker's "no SMS yet, look again in 3 s").
+//! - `Ok(Handled::Again { after, .. })`: a short wait is sat out here, the message held
+//!   unacknowledged, and the follow-up handled at once (`hold`); a longer one publishes the
+//!   follow-up through a delay tier, then acks (the polling worker's "no SMS yet, look again
+//!   in 3 s").
 //! - `Ok(Handled::FollowUps(..))`: publish each follow-up, then ack (the deliveries of a
 //!   webhook group that go on as messages of their own).
 //! - `Err(JobError::Retryable)`: publish the next attempt through the delay tier the retry
@@ -29,17 +31,19 @@ use lapin::{
     types::{AMQPValue, FieldTable, ShortString},
 };
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
-use tokio::task::JoinSet;
+use tokio::{sync::Semaphore, task::JoinSet};
 use tracing::Instrument;
 
 use super::{
-    BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology, backoff_delay, open_confirming,
+    BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology, backoff_delay,
+    hold::{HoldEnded, Holds},
+    open_confirming,
     relay::{expect_ack, publish},
     topology::long_string,
 };
 use crate::{
     Shutdown,
-    config::RetryPolicy,
+    config::{HoldPolicy, RetryPolicy},
     errors::{self, Failure},
 };
 
@@ -102,7 +106,10 @@ pub struct ConsumerOptions {
     pub amqp_url: String,
     pub topology: Topology,
     pub queue: QueueName,
+    /// Messages handled at once.
     pub prefetch: u16,
+    /// Messages held through a short wait, on top of `prefetch`.
+    pub hold: HoldPolicy,
     pub retry: RetryPolicy,
 }
 
@@ -144,10 +151,14 @@ async fn consume_until_disconnected(
 ) -> Result<(), BrokerError> {
     let (connection, channel) =
         open_confirming(&options.amqp_url, options.queue.as_str(), &options.topology).await?;
+    // The broker may hand over the held messages on top of those being handled.
+    let unacknowledged = options.prefetch.saturating_add(options.hold.max_messages);
     channel
-        .basic_qos(options.prefetch, BasicQosOptions::default())
+        .basic_qos(unacknowledged, BasicQosOptions::default())
         .await
         .map_err(BrokerError::Channel)?;
+    let handling = Arc::new(Semaphore::new(usize::from(options.prefetch.max(1))));
+    let holds = Arc::new(Holds::new(options.hold, options.queue));
     let consumer_tag = format!(
         "namaskah-{}-{}",
         options.queue,
@@ -181,6 +192,9 @@ async fn consume_until_disconnected(
                         channel: channel.clone(),
                         options: options.clone(),
                         handler: Arc::clone(handler),
+                        handling: Arc::clone(&handling),
+                        holds: Arc::clone(&holds),
+                        shutdown: shutdown.clone(),
                     };
                     in_flight.spawn(async move { task.process(delivery).await });
                 }
@@ -205,6 +219,10 @@ struct Processor {
     channel: Channel,
     options: ConsumerOptions,
     handler: Arc<dyn JobHandler>,
+    /// One permit per message being handled (`prefetch`); a held message gives its back.
+    handling: Arc<Semaphore>,
+    holds: Arc<Holds>,
+    shutdown: Shutdown,
 }
 
 impl Processor {
@@ -232,14 +250,36 @@ impl Processor {
             .await;
     }
 
-    async fn process_envelope(&self, delivery: Delivery, envelope: Envelope) {
-        let attempt = Attempt {
-            number: envelope.attempt,
-            max: self.options.retry.max_attempts,
+    async fn process_envelope(&self, delivery: Delivery, mut envelope: Envelope) {
+        loop {
+            let attempt = Attempt {
+                number: envelope.attempt,
+                max: self.options.retry.max_attempts,
+            };
+            let result = self.handle(&envelope, attempt).await;
+            if let Ok(Handled::Again { after, next }) = result {
+                match self.holds.wait(after, &self.shutdown).await {
+                    HoldEnded::Waited => envelope = next,
+                    HoldEnded::Send { after } => {
+                        self.forward(&delivery, &[FollowUp { after, next }]).await;
+                        return;
+                    }
+                }
+            } else {
+                self.settle(&delivery, &envelope, attempt, result).await;
+                return;
+            }
+        }
+    }
+
+    /// Runs the handler once, with one of the `prefetch` permits, and counts the outcome.
+    async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
+        let Ok(_permit) = self.handling.acquire().await else {
+            return Err(JobError::Retryable("the consumer is closing".to_owned()));
         };
         // A panicking handler must not leave its message unacknowledged forever.
         let started = std::time::Instant::now();
-        let result = AssertUnwindSafe(self.handler.handle(&envelope, attempt))
+        let result = AssertUnwindSafe(self.handler.handle(envelope, attempt))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(JobError::Retryable("the handler panicked".to_owned())));
@@ -256,32 +296,43 @@ impl Processor {
             .increment(1);
         metrics::histogram!("namaskah_job_duration_seconds", "queue" => queue)
             .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Turns a handler's answer into broker actions: ack, follow-ups, retry or park.
+    async fn settle(
+        &self,
+        delivery: &Delivery,
+        envelope: &Envelope,
+        attempt: Attempt,
+        result: Result<Handled, JobError>,
+    ) {
         match result {
-            Ok(Handled::Done) => self.ack(&delivery).await,
+            Ok(Handled::Done) => self.ack(delivery).await,
             Ok(Handled::Again { after, next }) => {
-                self.forward(&delivery, &[FollowUp { after, next }]).await;
+                self.forward(delivery, &[FollowUp { after, next }]).await;
             }
-            Ok(Handled::FollowUps(follow_ups)) => self.forward(&delivery, &follow_ups).await,
+            Ok(Handled::FollowUps(follow_ups)) => self.forward(delivery, &follow_ups).await,
             Err(JobError::Retryable(reason)) if !attempt.is_last() => {
                 let delay = backoff_delay(&self.options.retry, attempt.number);
                 tracing::info!(%reason, retry_in = ?delay, "retrying later");
-                self.track("retryable", &reason, Some(&envelope));
+                self.track("retryable", &reason, Some(envelope));
                 let next = FollowUp {
                     after: delay,
                     next: envelope.next_attempt(),
                 };
-                self.forward(&delivery, &[next]).await;
+                self.forward(delivery, &[next]).await;
             }
             Err(JobError::Retryable(reason)) => {
                 tracing::warn!(%reason, "retries exhausted; parking");
-                self.track("retries_exhausted", &reason, Some(&envelope));
-                self.park(&delivery, "retries_exhausted", &reason, attempt.number)
+                self.track("retries_exhausted", &reason, Some(envelope));
+                self.park(delivery, "retries_exhausted", &reason, attempt.number)
                     .await;
             }
             Err(JobError::Permanent(reason)) => {
                 tracing::warn!(%reason, "permanent failure; parking");
-                self.track("permanent", &reason, Some(&envelope));
-                self.park(&delivery, "permanent_error", &reason, attempt.number)
+                self.track("permanent", &reason, Some(envelope));
+                self.park(delivery, "permanent_error", &reason, attempt.number)
                     .await;
             }
         }

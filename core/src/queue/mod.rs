@@ -8,6 +8,7 @@ mod connection;
 mod consumer;
 mod delay;
 mod grouping;
+mod hold;
 mod message;
 mod relay;
 mod retry;
