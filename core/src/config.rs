@@ -257,6 +257,12 @@ pub struct HoldPolicy {
 }
 
 impl HoldPolicy {
+    /// Holds nothing: every wait goes through a delay tier.
+    pub const NONE: HoldPolicy = HoldPolicy {
+        up_to: Duration::ZERO,
+        max_messages: 0,
+    };
+
     /// Whether a wait of `delay` may be held rather than sent through a delay tier.
     pub fn covers(self, delay: Duration) -> bool {
         self.max_messages > 0 && delay <= self.up_to
@@ -350,7 +356,7 @@ impl Config {
             worker_prefetch: env.number("WORKER_PREFETCH", 32, 1..=10_000)?,
             worker_hold: HoldPolicy {
                 up_to: env.duration("WORKER_HOLD_UP_TO", "5s")?,
-                max_messages: env.number("WORKER_HOLD_MESSAGES", 1024, 0..=50_000)?,
+                max_messages: env.number("WORKER_HOLD_MESSAGES", 512, 0..=50_000)?,
             },
             queue_delivery_limit: env.number("QUEUE_DELIVERY_LIMIT", 20, 2..=1000)?,
             outbox_poll_interval: env.duration("OUTBOX_POLL_INTERVAL", "200ms")?,

@@ -17,6 +17,7 @@ use std::{fmt, sync::Arc};
 
 use namaskah_core::{
     Config, Shutdown,
+    config::HoldPolicy,
     domain::Transition,
     providers::Providers,
     queue::{
@@ -121,7 +122,14 @@ impl Worker {
             topology: Topology::from_config(&config),
             queue: kind.queue(),
             prefetch: config.worker_prefetch,
-            hold: config.worker_hold,
+            // Only the polling worker waits often (the poll cadence), so only it holds:
+            // every held message is one the broker may hand over on top of WORKER_PREFETCH,
+            // and other queues' backlogs should stay in the broker, visible to the
+            // autoscaler and to the other replicas.
+            hold: match kind {
+                WorkerKind::Polling => config.worker_hold,
+                _ => HoldPolicy::NONE,
+            },
             retry,
         };
         Ok(Self { options, handler })
