@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use crate::support::{Account, Answer, Sink, TestEnv, eventually, never_sms};
-use namaskah::pipeline::Roles;
+use namaskah::pipeline::{Roles, Running};
 use namaskah_core::{
     queue::{Envelope, GroupedDelivery, Job, QueueName},
     store::{
@@ -504,16 +504,7 @@ async fn a_duplicate_delivery_message_does_not_deliver_twice() {
         endpoint_id,
     };
     let duplicate = Envelope::first(job, "dup");
-    for _ in 0..3 {
-        env.publish_raw(QueueName::Webhooks, &duplicate.to_bytes())
-            .await;
-    }
-    let _worker = env
-        .start_roles(Roles {
-            workers: vec![WorkerKind::Webhooks],
-            ..Roles::default()
-        })
-        .await;
+    let _worker = publish_then_start_a_worker(&env, &duplicate, 3).await;
     received_count(&sink, 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sink.received().len(), 1);
@@ -543,16 +534,7 @@ async fn a_group_delivers_each_once_and_a_failed_delivery_goes_on_alone() {
     }
     let group = Envelope::first(Job::DeliverWebhooks { deliveries }, "group");
     // The relay publishes the group; the broker delivers it twice.
-    for _ in 0..2 {
-        env.publish_raw(QueueName::Webhooks, &group.to_bytes())
-            .await;
-    }
-    let _worker = env
-        .start_roles(Roles {
-            workers: vec![WorkerKind::Webhooks],
-            ..Roles::default()
-        })
-        .await;
+    let _worker = publish_then_start_a_worker(&env, &group, 2).await;
 
     // The failing endpoint's delivery was retried on its own and got through.
     received_count(&failing, 2).await;
@@ -577,6 +559,20 @@ async fn a_group_delivers_each_once_and_a_failed_delivery_goes_on_alone() {
             .await
             .expect("deliveries");
     assert_eq!(statuses, ["succeeded", "succeeded"]);
+}
+
+/// Publishes `envelope` `times` times (as a broker may deliver it), then starts a webhook
+/// worker to take them.
+async fn publish_then_start_a_worker(env: &TestEnv, envelope: &Envelope, times: usize) -> Running {
+    for _ in 0..times {
+        env.publish_raw(QueueName::Webhooks, &envelope.to_bytes())
+            .await;
+    }
+    env.start_roles(Roles {
+        workers: vec![WorkerKind::Webhooks],
+        ..Roles::default()
+    })
+    .await
 }
 
 /// The delivery row of a message.

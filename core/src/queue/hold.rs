@@ -72,6 +72,15 @@ mod tests {
         Holds::new(policy, QueueName::Polling)
     }
 
+    fn spawn_wait(
+        holds: &Arc<Holds>,
+        after: Duration,
+        shutdown: &Shutdown,
+    ) -> tokio::task::JoinHandle<HoldEnded> {
+        let (holds, shutdown) = (Arc::clone(holds), shutdown.clone());
+        tokio::spawn(async move { holds.wait(after, &shutdown).await })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_short_wait_is_held_and_a_long_one_sent() {
         let holds = holds(1);
@@ -91,10 +100,7 @@ mod tests {
     async fn without_a_free_slot_the_wait_is_sent() {
         let holds = Arc::new(holds(1));
         let shutdown = Shutdown::new();
-        let first = tokio::spawn({
-            let (holds, shutdown) = (Arc::clone(&holds), shutdown.clone());
-            async move { holds.wait(Duration::from_secs(3), &shutdown).await }
-        });
+        let first = spawn_wait(&holds, Duration::from_secs(3), &shutdown);
         tokio::task::yield_now().await;
         let second = holds.wait(Duration::from_secs(2), &shutdown).await;
         assert_eq!(
@@ -119,10 +125,7 @@ mod tests {
     async fn shutdown_cuts_a_hold_short_and_keeps_what_remains_of_the_wait() {
         let holds = Arc::new(holds(4));
         let shutdown = Shutdown::new();
-        let held = tokio::spawn({
-            let (holds, shutdown) = (Arc::clone(&holds), shutdown.clone());
-            async move { holds.wait(Duration::from_secs(5), &shutdown).await }
-        });
+        let held = spawn_wait(&holds, Duration::from_secs(5), &shutdown);
         tokio::time::sleep(Duration::from_secs(2)).await;
         shutdown.trigger();
         assert_eq!(
