@@ -251,6 +251,8 @@ impl Processor {
     }
 
     async fn process_envelope(&self, delivery: Delivery, mut envelope: Envelope) {
+        // The broker futures of `forward` and `settle` are large; boxed, they take memory
+        // only when they run, not in every held message's task.
         loop {
             let attempt = Attempt {
                 number: envelope.attempt,
@@ -261,12 +263,12 @@ impl Processor {
                 match self.holds.wait(after, &self.shutdown).await {
                     HoldEnded::Waited => envelope = next,
                     HoldEnded::Send { after } => {
-                        self.forward(&delivery, &[FollowUp { after, next }]).await;
+                        Box::pin(self.forward(&delivery, &[FollowUp { after, next }])).await;
                         return;
                     }
                 }
             } else {
-                self.settle(&delivery, &envelope, attempt, result).await;
+                Box::pin(self.settle(&delivery, &envelope, attempt, result)).await;
                 return;
             }
         }
