@@ -27,8 +27,8 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Messages one worker handles at a time (per queue).
     pub worker_prefetch: u16,
-    /// Short waits (`Handled::Again` within `up_to`) a worker sits out itself, the message
-    /// unacknowledged, instead of sending it round through a delay tier.
+    /// Short waits (`Handled::Again` within `up_to`) the polling worker sits out itself, the
+    /// message unacknowledged, instead of sending it round through a delay tier.
     pub worker_hold: HoldPolicy,
     /// Quorum queues drop a message to its parking queue after this many deliveries, a
     /// safety net under the retry policy for messages that crash their worker.
