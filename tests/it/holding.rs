@@ -99,7 +99,7 @@ async fn a_poll_held_at_shutdown_goes_round_a_delay_tier_and_is_not_lost() {
             workers: vec![WorkerKind::Ordering],
             ..Roles::default()
         })
-        .set("POLL_CADENCE", "3s")
+        .set("POLL_CADENCE", "5s")
         .behaviour(never_sms())
         .start()
         .await;
@@ -113,7 +113,12 @@ async fn a_poll_held_at_shutdown_goes_round_a_delay_tier_and_is_not_lost() {
             ..Roles::default()
         })
         .await;
-    // The first poll is held for its 3 s; stop the worker in the middle of the wait.
+    // The first poll is held for its 5 s; stop the worker in the middle of the wait.
+    let polling = env.topology().queue(QueueName::Polling);
+    eventually(WAIT, "the poll taken by the worker", || async {
+        (messages_in([polling.clone()]).await == 0).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         messages_in_delay_tiers(&env).await,
@@ -127,7 +132,6 @@ async fn a_poll_held_at_shutdown_goes_round_a_delay_tier_and_is_not_lost() {
         "sent round a delay tier for the rest of its wait"
     );
     // …and comes back to the polling queue when that is over, for the next worker.
-    let polling = env.topology().queue(QueueName::Polling);
     eventually(WAIT, "the poll back in its queue", || async {
         (messages_in([polling.clone()]).await == 1).then_some(())
     })
