@@ -258,19 +258,19 @@ impl Processor {
                 number: envelope.attempt,
                 max: self.options.retry.max_attempts,
             };
-            let result = self.handle(&envelope, attempt).await;
+            let mut result = self.handle(&envelope, attempt).await;
             if let Ok(Handled::Again { after, next }) = result {
                 match self.holds.wait(after, &self.shutdown).await {
-                    HoldEnded::Waited => envelope = next,
-                    HoldEnded::Send { after } => {
-                        Box::pin(self.forward(&delivery, &[FollowUp { after, next }])).await;
-                        return;
+                    HoldEnded::Waited => {
+                        envelope = next;
+                        continue;
                     }
+                    // Not held: the rest of the wait goes round a delay tier.
+                    HoldEnded::Send { after } => result = Ok(Handled::Again { after, next }),
                 }
-            } else {
-                Box::pin(self.settle(&delivery, &envelope, attempt, result)).await;
-                return;
             }
+            Box::pin(self.settle(&delivery, &envelope, attempt, result)).await;
+            return;
         }
     }
 
