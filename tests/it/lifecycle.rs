@@ -8,9 +8,12 @@ use std::time::Duration;
 use crate::support::{Account, TestEnv, eventually, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_core::{
-    domain::VerificationId,
+    domain::{AccountId, VerificationId},
     queue::{Envelope, Job, QueueName},
-    store::services::{self, Offer},
+    store::{
+        services::{self, Offer},
+        verifications::{self, ReceivedSms},
+    },
 };
 use namaskah_load_tests::simulator::{Behaviour, OrderStatus};
 use namaskah_workers::WorkerKind;
@@ -554,4 +557,90 @@ async fn a_random_mix_of_a_few_hundred_verifications_ends_clean() {
         completed > 0 && refunded > 0,
         "{completed} completed, {refunded} refunded"
     );
+}
+
+#[tokio::test]
+async fn a_batch_completes_each_verification_once() {
+    // No polling worker: the verifications wait for the batch below.
+    let env = TestEnv::builder()
+        .roles(Roles {
+            api: true,
+            relay: true,
+            workers: vec![WorkerKind::Ordering],
+            ..Roles::default()
+        })
+        .behaviour(never_sms())
+        .start()
+        .await;
+    let accounts = [env.account(1_000).await, env.account(1_000).await];
+    let mut waiting = Vec::new();
+    for account in accounts.iter().chain(&accounts) {
+        let id = env.create_verification(account, "telegram", "us").await;
+        env.wait_for_status(account, &id, "waiting_sms", WAIT).await;
+        waiting.push((account.id, VerificationId::parse(&id).expect("id")));
+    }
+    let sms = |(account_id, id): (AccountId, VerificationId), code: &str| ReceivedSms {
+        id,
+        account_id,
+        code: code.to_owned(),
+        text: format!("Your code: {code}"),
+    };
+    let mut batch: Vec<ReceivedSms> = waiting
+        .iter()
+        .enumerate()
+        .map(|(n, &verification)| sms(verification, &format!("1000{n}")))
+        .collect();
+    // The same SMS twice (a duplicate poll message), and an unknown verification.
+    batch.insert(1, sms(waiting[0], "10000"));
+    batch.push(sms((accounts[0].id, VerificationId::new()), "9"));
+
+    let answers = verifications::complete_many(&env.pool, &batch)
+        .await
+        .expect("completed");
+    let codes: Vec<Option<&str>> = answers
+        .iter()
+        .map(|answer| answer.as_ref().and_then(|v| v.code.as_deref()))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            Some("10000"),
+            None,
+            Some("10001"),
+            Some("10002"),
+            Some("10003"),
+            None
+        ]
+    );
+    // Again, as a redelivered batch would be: nothing changes.
+    let again = verifications::complete_many(&env.pool, &batch)
+        .await
+        .expect("answered");
+    assert!(again.iter().all(Option::is_none), "{again:?}");
+
+    for (n, (_, id)) in waiting.iter().enumerate() {
+        let completed_events: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_messages
+             WHERE event_type = 'verification.completed' AND payload #>> '{data,id}' = $1",
+        )
+        .bind(id.to_string())
+        .fetch_one(&env.pool)
+        .await
+        .expect("events");
+        assert_eq!(completed_events, 1, "verification {n}");
+    }
+    let open: Vec<i32> = sqlx::query_scalar(
+        "SELECT open_verifications FROM accounts WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(
+        accounts
+            .iter()
+            .map(|account| account.id.0)
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("counters");
+    assert_eq!(open, [0, 0]);
+    env.assert_invariants().await;
 }

@@ -7,7 +7,7 @@ use namaskah::pipeline::Roles;
 use namaskah_core::{
     domain::VerificationId,
     queue::{Envelope, Job, QueueName},
-    store::verifications::{self, OrderingClaim, OrderingClaimRequest},
+    store::verifications::{self, AssignedNumber, OrderingClaim, OrderingClaimRequest},
 };
 use namaskah_load_tests::simulator::Behaviour;
 use namaskah_workers::WorkerKind;
@@ -205,4 +205,93 @@ async fn a_batch_claims_each_verification_once_and_a_retry_takes_over() {
         matches!(retried[1], OrderingClaim::Busy { .. }),
         "{retried:?}"
     );
+}
+
+/// The kinds of the outbox messages about a verification, oldest first.
+async fn outbox_messages_about(env: &crate::support::TestEnv, id: VerificationId) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT payload->>'type' FROM outbox WHERE payload->>'verification_id' = $1 ORDER BY id",
+    )
+    .bind(id.to_string())
+    .fetch_all(&env.pool)
+    .await
+    .expect("outbox")
+}
+
+#[tokio::test]
+async fn a_batch_records_each_number_once_and_only_for_the_claim_holder() {
+    let env = TestEnv::api_only().await;
+    let account = env.account(1_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = env.create_verification(&account, "telegram", "us").await;
+        ids.push(VerificationId::parse(&id).expect("id"));
+    }
+    let [waits, stale, cancelled] = [ids[0], ids[1], ids[2]];
+    let requests: Vec<_> = ids
+        .iter()
+        .map(|&id| OrderingClaimRequest { id, attempt: 1 })
+        .collect();
+    let claims: Vec<_> =
+        verifications::claim_for_ordering(&env.pool, &requests, Duration::from_secs(60))
+            .await
+            .expect("claimed")
+            .into_iter()
+            .map(|answer| match answer {
+                OrderingClaim::Claimed { claim, .. } => claim,
+                other => panic!("not claimed: {other:?}"),
+            })
+            .collect();
+    // The customer cancels while the third number is being bought.
+    verifications::cancel_by_customer(&env.pool, account.id, cancelled)
+        .await
+        .expect("cancel requested");
+
+    let number = |id, claim, order: &str| AssignedNumber {
+        id,
+        claim,
+        provider: "sim".to_owned(),
+        provider_order_id: order.to_owned(),
+        phone_number: format!("+1555000{order}"),
+        sms_timeout_secs: 120,
+        trace_id: "batch".to_owned(),
+    };
+    let answers = verifications::assign_numbers(
+        &env.pool,
+        &[
+            number(waits, claims[0], "1"),
+            // A duplicate in the same batch finds the row recorded.
+            number(waits, claims[0], "1"),
+            // A claim that was taken over records nothing.
+            number(stale, uuid::Uuid::new_v4(), "2"),
+            number(cancelled, claims[2], "3"),
+        ],
+        0,
+    )
+    .await
+    .expect("recorded");
+    let recorded: Vec<Option<&str>> = answers
+        .iter()
+        .map(|answer| answer.as_ref().and_then(|v| v.provider_order_id.as_deref()))
+        .collect();
+    assert_eq!(recorded, [Some("1"), None, None, Some("3")]);
+
+    let status = |id: VerificationId| {
+        let env = &env;
+        async move { env.column::<String>(&id.to_string(), "status").await }
+    };
+    assert_eq!(status(waits).await, "waiting_sms");
+    assert_eq!(status(stale).await, "ordering");
+    assert_eq!(status(cancelled).await, "waiting_sms");
+    assert_eq!(
+        outbox_messages_about(&env, waits).await,
+        ["order_number", "poll_sms"]
+    );
+    assert_eq!(outbox_messages_about(&env, stale).await, ["order_number"]);
+    assert_eq!(
+        outbox_messages_about(&env, cancelled).await,
+        ["order_number", "cancel_order"],
+        "a number bought after the customer cancelled is given back"
+    );
+    env.assert_invariants().await;
 }

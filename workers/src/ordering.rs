@@ -8,7 +8,7 @@
 //! 3. Try the providers that sell the service there, in `PROVIDERS` order. Out of stock or
 //!    down → the next one.
 //! 4. A number: record it (`waiting_sms`, deadline = now + the service's SMS timeout) and
-//!    queue the first poll, in one statement.
+//!    queue the first poll, in one statement shared with the other numbers in hand.
 //! 5. No number: if a provider was only unreachable and retries remain, retry later through
 //!    the delay tiers; otherwise `failed`, refund queued.
 
@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use namaskah_core::{
+    Config,
     domain::Transition,
     pricing,
     providers::PurchasedNumber,
@@ -35,6 +36,8 @@ use crate::{
 pub struct OrderingWorker {
     deps: WorkerDeps,
     claims: Batcher<OrderingClaimRequest, OrderingClaim>,
+    /// Records the numbers bought, with their first polls, in one statement.
+    assignments: Batcher<AssignedNumber, Option<Verification>>,
 }
 
 impl OrderingWorker {
@@ -50,19 +53,21 @@ impl OrderingWorker {
                 async move { verifications::claim_for_ordering(&pool, &requests, lease).await }
             },
         );
-        Self { deps, claims }
-    }
-
-    /// When the first poll is published. A wait short enough for the polling worker to hold
-    /// is sat out there (it holds a poll until its time, see `polling`), which spares the
-    /// message a round through a delay tier.
-    fn first_poll_delay_ms(&self) -> i32 {
-        let config = &self.deps.config;
-        let first = first_poll_after(config);
-        if config.worker_hold.covers(first) {
-            return 0;
+        let pool = deps.pool.clone();
+        let first_poll_delay_ms = first_poll_delay_ms(&deps.config);
+        let assignments = Batcher::spawn(
+            "ordering_assignments",
+            batch,
+            move |numbers: Vec<AssignedNumber>| {
+                let pool = pool.clone();
+                async move { verifications::assign_numbers(&pool, &numbers, first_poll_delay_ms).await }
+            },
+        );
+        Self {
+            deps,
+            claims,
+            assignments,
         }
-        i32::try_from(first.as_millis()).unwrap_or(i32::MAX)
     }
 
     /// Step 3: the first provider that sells a number wins.
@@ -109,21 +114,18 @@ impl OrderingWorker {
         offer: &Offer,
         number: PurchasedNumber,
     ) -> Result<Handled, JobError> {
-        let assigned = AssignedNumber {
-            provider: offer.provider.clone(),
-            provider_order_id: number.order_id.clone(),
-            phone_number: number.phone_number.clone(),
-            sms_timeout_secs: offer.sms_timeout_secs,
-        };
-        let recorded = verifications::assign_number(
-            &self.deps.pool,
-            verification.id,
-            claim,
-            &assigned,
-            &verification.trace_id,
-            self.first_poll_delay_ms(),
-        )
-        .await;
+        let recorded = self
+            .assignments
+            .call(AssignedNumber {
+                id: verification.id,
+                claim,
+                provider: offer.provider.clone(),
+                provider_order_id: number.order_id.clone(),
+                phone_number: number.phone_number.clone(),
+                sms_timeout_secs: offer.sms_timeout_secs,
+                trace_id: verification.trace_id.clone(),
+            })
+            .await;
         match recorded {
             Ok(Some(verification)) => {
                 self.deps.outbox.notify();
@@ -140,7 +142,7 @@ impl OrderingWorker {
                 // We cannot tell whether the row was updated; giving the number back would
                 // risk cancelling the one the customer got. The provider's own timer frees
                 // it if it stays unused.
-                Err(retry_later(error))
+                Err(error)
             }
         }
     }
@@ -170,6 +172,17 @@ impl OrderingWorker {
         )
         .await
     }
+}
+
+/// When the first poll is published. A wait short enough for the polling worker to hold is
+/// sat out there (it holds a poll until its time, see `polling`), which spares the message a
+/// round through a delay tier.
+fn first_poll_delay_ms(config: &Config) -> i32 {
+    let first = first_poll_after(config);
+    if config.worker_hold.covers(first) {
+        return 0;
+    }
+    i32::try_from(first.as_millis()).unwrap_or(i32::MAX)
 }
 
 /// Why no provider sold a number.

@@ -2,7 +2,8 @@
 //!
 //! A `poll_sms` message loads its verification (in one statement with the other messages in
 //! hand, `batch::Batcher`) and asks the provider about the order:
-//! - the SMS is there → store code and text, `completed`, tell the provider we are done;
+//! - the SMS is there → store code and text, `completed` (one statement with the other
+//!   completions in hand), tell the provider we are done;
 //! - not yet → look again later, on the poll cadence (fast at first, then slower), never
 //!   past the deadline;
 //! - a first poll that comes before its time (published at once for the consumer to hold,
@@ -24,10 +25,10 @@ use namaskah_core::{
     domain::{Status, Transition, VerificationId},
     providers::{OrderState, Provider, ProviderError},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
-    store::verifications::{self, Guard, Verification},
+    store::verifications::{self, Guard, ReceivedSms, Verification},
 };
 
-use crate::{WorkerDeps, batch::Batcher, retry_later, settle_owing_refund};
+use crate::{WorkerDeps, batch::Batcher, settle_owing_refund};
 
 /// The shortest wait between two polls, so a deadline a few milliseconds away does not
 /// cause a burst of polls.
@@ -37,6 +38,8 @@ pub struct PollingWorker {
     deps: WorkerDeps,
     /// Loads the verifications of the messages in hand in one statement.
     loads: Batcher<VerificationId, Option<Verification>>,
+    /// Completes the verifications whose SMS came, in one statement.
+    completions: Batcher<ReceivedSms, Option<Verification>>,
 }
 
 impl PollingWorker {
@@ -47,7 +50,20 @@ impl PollingWorker {
             let pool = pool.clone();
             async move { verifications::find_many(&pool, &ids).await }
         });
-        Self { deps, loads }
+        let pool = deps.pool.clone();
+        let completions = Batcher::spawn(
+            "polling_completions",
+            batch,
+            move |received: Vec<ReceivedSms>| {
+                let pool = pool.clone();
+                async move { verifications::complete_many(&pool, &received).await }
+            },
+        );
+        Self {
+            deps,
+            loads,
+            completions,
+        }
     }
 
     async fn poll(
@@ -192,9 +208,15 @@ impl PollingWorker {
         code: &str,
         text: &str,
     ) -> Result<Handled, JobError> {
-        let completed = verifications::complete(&self.deps.pool, verification.id, code, text)
-            .await
-            .map_err(retry_later)?;
+        let completed = self
+            .completions
+            .call(ReceivedSms {
+                id: verification.id,
+                account_id: verification.account_id,
+                code: code.to_owned(),
+                text: text.to_owned(),
+            })
+            .await?;
         if let Some(completed) = &completed {
             metrics::counter!("namaskah_verifications_finished_total", "status" => "completed")
                 .increment(1);

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::{
     domain::{AccountId, Status, Transition, VerificationId},
-    queue::{Envelope, Job},
+    queue::{Envelope, Job, QueueName},
 };
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -326,68 +326,121 @@ async fn why_not_claimed_for_ordering(
     })
 }
 
-/// The number a provider sold.
+/// The number a provider sold, to record for the verification that holds `claim`.
 #[derive(Clone, Debug)]
 pub struct AssignedNumber {
+    pub id: VerificationId,
+    pub claim: Uuid,
     pub provider: String,
     pub provider_order_id: String,
     pub phone_number: String,
     pub sms_timeout_secs: i32,
+    pub trace_id: String,
 }
 
-/// Records the number and schedules the first poll, or, when the customer asked to cancel
-/// while the number was being bought, the cancellation of the order.
-/// `None` when the attempt no longer owns the row.
-pub async fn assign_number(
+/// Records the numbers and schedules each first poll (after `first_poll_delay_ms`), or,
+/// when the customer asked to cancel while the number was being bought, the cancellation of
+/// the order — in one statement for the whole batch. The answers are in the order of
+/// `numbers`: `None` when the attempt no longer owns the row (its claim was taken over), or
+/// for a second number for the same claim in one batch, which finds the row recorded.
+pub async fn assign_numbers(
     pool: &PgPool,
-    id: VerificationId,
-    claim: Uuid,
-    number: &AssignedNumber,
-    trace_id: &str,
+    numbers: &[AssignedNumber],
     first_poll_delay_ms: i32,
-) -> Result<Option<Verification>, StoreError> {
+) -> Result<Vec<Option<Verification>>, StoreError> {
     let transition = Transition::AssignNumber;
-    let poll = Envelope::first(
-        Job::PollSms {
-            verification_id: id,
-        },
-        trace_id,
-    );
-    let cancel = Envelope::first(
-        Job::CancelOrder {
-            verification_id: id,
-        },
-        trace_id,
-    );
-    Ok(sqlx::query_as::<_, Verification>(sql("WITH assigned AS (
+    let mut seen = std::collections::HashSet::with_capacity(numbers.len());
+    let unique: Vec<&AssignedNumber> = numbers
+        .iter()
+        .filter(|number| seen.insert(number.id))
+        .collect();
+    let first_message = |job: Job, number: &AssignedNumber| {
+        Envelope::first(job, number.trace_id.as_str()).to_json()
+    };
+    let polls: Vec<serde_json::Value> = unique
+        .iter()
+        .map(|number| {
+            let verification_id = number.id;
+            first_message(Job::PollSms { verification_id }, number)
+        })
+        .collect();
+    let cancels: Vec<serde_json::Value> = unique
+        .iter()
+        .map(|number| {
+            let verification_id = number.id;
+            first_message(Job::CancelOrder { verification_id }, number)
+        })
+        .collect();
+    let column = |field: fn(&AssignedNumber) -> String| -> Vec<String> {
+        unique.iter().map(|number| field(number)).collect()
+    };
+    let assigned = sqlx::query_as::<_, Verification>(sql("WITH assigned AS (
              UPDATE verifications SET
-                 status = $3, provider = $5, provider_order_id = $6, phone_number = $7,
-                 deadline = now() + make_interval(secs => $8), number_assigned_at = now(),
-                 updated_at = now()
-             WHERE id = $1 AND status = ANY($2) AND ordering_claim = $4
-             RETURNING {COLUMNS}
+                 status = $9, provider = w.wanted_provider, provider_order_id = w.wanted_order,
+                 phone_number = w.wanted_phone,
+                 deadline = now() + make_interval(secs => w.wanted_timeout),
+                 number_assigned_at = now(), updated_at = now()
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                         $6::float8[], $7::jsonb[], $8::jsonb[])
+                  AS w(wanted_id, wanted_claim, wanted_provider, wanted_order, wanted_phone,
+                       wanted_timeout, wanted_poll, wanted_cancel)
+             WHERE id = w.wanted_id AND status = ANY($10) AND ordering_claim = w.wanted_claim
+             RETURNING {COLUMNS}, w.wanted_poll, w.wanted_cancel
          ), message AS (
              INSERT INTO outbox (queue, payload, delay_ms)
-             SELECT $9,
-                    CASE WHEN cancel_requested_at IS NULL THEN $10::jsonb ELSE $11::jsonb END,
+             SELECT $11,
+                    CASE WHEN cancel_requested_at IS NULL THEN wanted_poll ELSE wanted_cancel END,
                     CASE WHEN cancel_requested_at IS NULL THEN $12 ELSE 0 END
              FROM assigned
          )
          SELECT {COLUMNS} FROM assigned"))
-    .bind(id)
-    .bind(transition.from_names())
+    .bind(
+        unique
+            .iter()
+            .map(|number| number.id.0)
+            .collect::<Vec<Uuid>>(),
+    )
+    .bind(
+        unique
+            .iter()
+            .map(|number| number.claim)
+            .collect::<Vec<Uuid>>(),
+    )
+    .bind(column(|number| number.provider.clone()))
+    .bind(column(|number| number.provider_order_id.clone()))
+    .bind(column(|number| number.phone_number.clone()))
+    .bind(
+        unique
+            .iter()
+            .map(|number| f64::from(number.sms_timeout_secs))
+            .collect::<Vec<f64>>(),
+    )
+    .bind(&polls)
+    .bind(&cancels)
     .bind(transition.to().as_str())
-    .bind(claim)
-    .bind(&number.provider)
-    .bind(&number.provider_order_id)
-    .bind(&number.phone_number)
-    .bind(f64::from(number.sms_timeout_secs))
-    .bind(poll.job.queue().as_str())
-    .bind(poll.to_json())
-    .bind(cancel.to_json())
+    .bind(transition.from_names())
+    .bind(QueueName::Polling.as_str())
     .bind(first_poll_delay_ms)
-    .fetch_optional(pool)
-    .await?)
+    .fetch_all(pool)
+    .await?;
+    Ok(answer_each_once(
+        numbers.iter().map(|number| number.id),
+        assigned,
+    ))
+}
+
+/// The updated rows as answers to requests in order: a request gets its row the first time
+/// it is asked for and `None` after (a duplicate in one batch finds the row already changed,
+/// as if it came a moment later), or for a row the update did not touch.
+fn answer_each_once(
+    requests: impl Iterator<Item = VerificationId>,
+    updated: Vec<Verification>,
+) -> Vec<Option<Verification>> {
+    let mut updated: std::collections::HashMap<VerificationId, Verification> = updated
+        .into_iter()
+        .map(|verification| (verification.id, verification))
+        .collect();
+    requests.map(|id| updated.remove(&id)).collect()
 }
 
 /// Which row a settling update may touch.
@@ -442,28 +495,63 @@ pub async fn settle_owing_refund(
     .await?)
 }
 
-/// Stores the SMS and completes the verification. `None` when it is no longer waiting (it
-/// was cancelled or timed out first).
-pub async fn complete(
+/// An SMS to store.
+#[derive(Clone, Debug)]
+pub struct ReceivedSms {
+    pub id: VerificationId,
+    /// Orders the batch's updates: see [`complete_many`].
+    pub account_id: AccountId,
+    pub code: String,
+    pub text: String,
+}
+
+/// Stores the SMS and completes the verifications, in one statement for the whole batch.
+/// The answers are in the order of `received`: `None` when the verification is no longer
+/// waiting (it was cancelled or timed out first, or an earlier request of the batch
+/// completed it).
+///
+/// A completion's triggers update two rows many completions share: the account's open
+/// counter and the day's usage. The batch is sent in account order, which the statement
+/// follows as it walks the list (index lookups by id), so two batches running at once (two
+/// polling replicas) take those locks in the same order. Should the planner ever choose
+/// another order and two batches deadlock, PostgreSQL fails one and its messages are
+/// retried like any database error.
+pub async fn complete_many(
     pool: &PgPool,
-    id: VerificationId,
-    code: &str,
-    sms_text: &str,
-) -> Result<Option<Verification>, StoreError> {
+    received: &[ReceivedSms],
+) -> Result<Vec<Option<Verification>>, StoreError> {
     let transition = Transition::Complete;
-    Ok(sqlx::query_as::<_, Verification>(sql(
-        "UPDATE verifications SET status = $3, code = $4, sms_text = $5, completed_at = now(),
-                                  updated_at = now()
-         WHERE id = $1 AND status = ANY($2)
+    let mut seen = std::collections::HashSet::with_capacity(received.len());
+    let mut unique: Vec<&ReceivedSms> = received.iter().filter(|sms| seen.insert(sms.id)).collect();
+    unique.sort_by_key(|sms| (sms.account_id.0, sms.id.0));
+    let completed = sqlx::query_as::<_, Verification>(sql(
+        "UPDATE verifications SET status = $4, code = w.wanted_code, sms_text = w.wanted_text,
+                                  completed_at = now(), updated_at = now()
+         FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(wanted_id, wanted_code, wanted_text)
+         WHERE id = w.wanted_id AND status = ANY($5)
          RETURNING {COLUMNS}",
     ))
-    .bind(id)
-    .bind(transition.from_names())
+    .bind(unique.iter().map(|sms| sms.id.0).collect::<Vec<Uuid>>())
+    .bind(
+        unique
+            .iter()
+            .map(|sms| sms.code.as_str())
+            .collect::<Vec<&str>>(),
+    )
+    .bind(
+        unique
+            .iter()
+            .map(|sms| sms.text.as_str())
+            .collect::<Vec<&str>>(),
+    )
     .bind(transition.to().as_str())
-    .bind(code)
-    .bind(sms_text)
-    .fetch_optional(pool)
-    .await?)
+    .bind(transition.from_names())
+    .fetch_all(pool)
+    .await?;
+    Ok(answer_each_once(
+        received.iter().map(|sms| sms.id),
+        completed,
+    ))
 }
 
 /// What a customer's cancel request did.
