@@ -160,7 +160,7 @@ pub struct SchedulerSettings {
     pub schedules: Vec<(&'static str, Option<cron::Schedule>)>,
     /// SMS texts, codes and phone numbers older than this are erased.
     pub personal_data_retention: Duration,
-    /// Sent outbox rows and webhook attempts older than this are deleted.
+    /// Webhook attempts older than this are deleted.
     pub history_retention: Duration,
     /// Where the `crm` job sends new accounts and usage, signed like our webhooks.
     pub crm: Option<CrmSettings>,

@@ -161,7 +161,7 @@ async fn retention(context: &JobContext) -> Result<u64, String> {
     let erased = housekeeping::erase_personal_data(&context.pool, settings.personal_data_retention)
         .await
         .map_err(|e| e.to_string())?;
-    let deleted = housekeeping::delete_old_outbox_rows(&context.pool, settings.history_retention)
+    let deleted = housekeeping::delete_sent_outbox_rows(&context.pool)
         .await
         .map_err(|e| e.to_string())?;
     let attempts =

@@ -286,6 +286,16 @@ async fn a_backup_restores_into_a_fresh_database_with_the_same_rows() {
     .await;
     env.wait_for_status(&account, &cancelled, "refunded", WAIT)
         .await;
+    // The relay deletes what it publishes: let it finish, so the live outbox stays as the
+    // backup saw it while the two are compared.
+    eventually(WAIT, "the outbox to be published", || async {
+        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&env.pool)
+            .await
+            .ok()?;
+        (unsent == 0).then_some(())
+    })
+    .await;
 
     backup::run(&env.config).await.expect("first backup");
     let path = backup::run(&env.config).await.expect("second backup");
@@ -398,6 +408,31 @@ async fn retention_erases_exactly_what_is_older_than_the_window() {
     .expect("count");
     assert_eq!(leaked, 0, "webhook payloads are erased too");
     env.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_outbox_rows_a_relay_of_the_release_before_marked_sent() {
+    // No relay: the order's outbox row stays unsent.
+    let env = TestEnv::api_only().await;
+    let account = env.account(1_000).await;
+    env.create_verification(&account, "telegram", "us").await;
+    sqlx::query("INSERT INTO outbox (queue, payload, sent_at) VALUES ('polling', '{}', now())")
+        .execute(&env.pool)
+        .await
+        .expect("a row marked sent");
+    jobs::run(JobName::Retention, &env.job_context())
+        .await
+        .expect("retention");
+    let left: Vec<(String, bool)> =
+        sqlx::query_as("SELECT queue, sent_at IS NULL FROM outbox ORDER BY id")
+            .fetch_all(&env.pool)
+            .await
+            .expect("outbox");
+    assert_eq!(
+        left,
+        [("ordering".to_owned(), true)],
+        "the unsent row stays"
+    );
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
-//! The outbox relay: publishes committed outbox rows and marks them sent.
+//! The outbox relay: publishes committed outbox rows and deletes them once confirmed.
 //!
-//! Rows are taken in batches under `FOR UPDATE SKIP LOCKED`, published with publisher
-//! confirms outstanding all at once (one confirm at a time would cap us near 2,000 msg/s),
-//! and marked sent in the same transaction once every confirm is in. If anything fails the
+//! Rows are taken out in batches under `FOR UPDATE SKIP LOCKED` (deleted, uncommitted),
+//! published with publisher confirms outstanding all at once (one confirm at a time would cap
+//! us near 2,000 msg/s), and the deletion is committed once every confirm is in. If anything fails the
 //! transaction rolls back and the rows are published again later: a message may arrive
 //! twice, never not at all, and every consumer is idempotent.
 //!
@@ -150,7 +150,7 @@ impl OutboxRelay {
         publisher: &mut Option<ConfirmingChannel>,
     ) -> Result<usize, RelayError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let rows = outbox::lock_unsent(&mut tx, self.batch_size).await?;
+        let rows = outbox::take_unsent(&mut tx, self.batch_size).await?;
         if rows.is_empty() {
             tx.rollback().await.map_err(StoreError::from)?;
             return Ok(0);
@@ -162,8 +162,6 @@ impl OutboxRelay {
             return Ok(0);
         };
         publish_all(channel, &self.topology, &rows).await?;
-        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-        outbox::mark_sent(&mut tx, &ids).await?;
         tx.commit().await.map_err(StoreError::from)?;
         metrics::counter!("namaskah_outbox_published_total").increment(rows.len() as u64);
         Ok(rows.len())

@@ -51,16 +51,11 @@ pub async fn delete_old_webhook_attempts(
     .rows_affected())
 }
 
-/// Deletes sent outbox rows older than `older_than`.
-pub async fn delete_old_outbox_rows(
-    pool: &PgPool,
-    older_than: Duration,
-) -> Result<u64, StoreError> {
-    Ok(
-        sqlx::query("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)")
-            .bind(older_than.as_secs_f64())
-            .execute(pool)
-            .await?
-            .rows_affected(),
-    )
+/// Deletes outbox rows marked sent. The relay deletes the rows it publishes; only a relay of
+/// the release before (migration 0017), running during a rolling deploy, marks them.
+pub async fn delete_sent_outbox_rows(pool: &PgPool) -> Result<u64, StoreError> {
+    Ok(sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL")
+        .execute(pool)
+        .await?
+        .rows_affected())
 }

@@ -154,6 +154,11 @@ pub fn migrator() -> Migrator {
             "lighter triggers",
             include_str!("../../../migrations/0016_lighter_triggers.sql"),
         ),
+        (
+            17,
+            "outbox rows deleted when sent",
+            include_str!("../../../migrations/0017_outbox_rows_deleted_when_sent.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

@@ -1,5 +1,5 @@
 //! The transactional outbox: messages written with the state change that causes them,
-//! published later by the relay.
+//! published later by the relay, which deletes each row once the broker has confirmed it.
 
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -30,30 +30,30 @@ pub async fn insert(
     Ok(())
 }
 
-/// Locks the oldest unsent rows. Rows another relay holds are skipped, so any number of
-/// relays can run side by side without publishing the same row at the same time.
-pub async fn lock_unsent(
+/// Takes the oldest unsent rows out of the outbox, oldest first. The rows stay locked until
+/// the transaction ends: committed once their messages are confirmed, they are gone; rolled
+/// back (or the relay dies), they are unsent again. Rows another relay holds are skipped, so
+/// any number of relays can run side by side without publishing the same row at the same
+/// time.
+pub async fn take_unsent(
     tx: &mut Transaction<'_, Postgres>,
     limit: i64,
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    Ok(sqlx::query_as::<_, OutboxRow>(
-        "SELECT id, queue, payload, delay_ms FROM outbox
-         WHERE sent_at IS NULL
-         ORDER BY id
-         LIMIT $1
-         FOR UPDATE SKIP LOCKED",
+    let mut rows = sqlx::query_as::<_, OutboxRow>(
+        "DELETE FROM outbox WHERE id IN (
+             SELECT id FROM outbox
+             WHERE sent_at IS NULL
+             ORDER BY id
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id, queue, payload, delay_ms",
     )
     .bind(limit)
     .fetch_all(&mut **tx)
-    .await?)
-}
-
-pub async fn mark_sent(tx: &mut Transaction<'_, Postgres>, ids: &[i64]) -> Result<(), StoreError> {
-    sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
-        .bind(ids)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    .await?;
+    // RETURNING follows the plan's order; messages go out in the order they were written.
+    rows.sort_unstable_by_key(|row| row.id);
+    Ok(rows)
 }
 
 /// Unsent rows, and the age of the oldest in seconds (0 when none).
