@@ -426,11 +426,15 @@ async fn every_page_renders_for_a_logged_in_operator() {
     let session = session(&env, &ops).await;
     let account = env.account(1_000).await;
     let id = {
-        // A verification straight in the database, as the API would write it.
+        // A verification straight in the database, counted, as the API would write it.
         let id = uuid::Uuid::now_v7();
         sqlx::query(
-            "INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
-             VALUES ($1, $2, 'telegram', 'us', 90, 'trace-1')",
+            "WITH counted AS (
+                 UPDATE accounts SET open_verifications = open_verifications + 1
+                 WHERE id = $2 RETURNING id
+             )
+             INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
+             SELECT $1, counted.id, 'telegram', 'us', 90, 'trace-1' FROM counted",
         )
         .bind(id)
         .bind(account.id)

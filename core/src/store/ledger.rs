@@ -14,7 +14,8 @@ pub struct Refund {
 }
 
 /// Refunds a timed-out, cancelled or failed verification: the `refunded` status, the refund
-/// ledger row and the credit are one statement. `None` when there is nothing to refund
+/// ledger row and the credit are one statement. The credit also uncounts the verification
+/// from the account's open ones (no trigger counts a refund, migration 0018). `None` when there is nothing to refund
 /// (already refunded, or not in a refundable status).
 pub async fn refund(pool: &PgPool, id: VerificationId) -> Result<Option<Refund>, StoreError> {
     let transition = Transition::Refund;
@@ -27,7 +28,8 @@ pub async fn refund(pool: &PgPool, id: VerificationId) -> Result<Option<Refund>,
              INSERT INTO ledger_entries (account_id, verification_id, kind, amount_cents)
              SELECT account_id, id, 'refund', price_cents FROM settled
          ), credit AS (
-             UPDATE accounts SET balance_cents = accounts.balance_cents + settled.price_cents
+             UPDATE accounts SET balance_cents = accounts.balance_cents + settled.price_cents,
+                                 open_verifications = accounts.open_verifications - 1
              FROM settled WHERE accounts.id = settled.account_id
          )
          SELECT id AS verification_id, account_id, price_cents AS amount_cents FROM settled",

@@ -159,6 +159,11 @@ pub fn migrator() -> Migrator {
             "outbox rows deleted when sent",
             include_str!("../../../migrations/0017_outbox_rows_deleted_when_sent.sql"),
         ),
+        (
+            18,
+            "open count with the balance",
+            include_str!("../../../migrations/0018_open_count_with_the_balance.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

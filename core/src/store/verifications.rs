@@ -89,10 +89,12 @@ pub async fn insert_charged(
     );
     // Data-modifying CTEs run as one statement: either all four writes happen or none.
     // The conditional debit is what refuses an uncovered price or an order past the open
-    // limit; the CHECK on the balance is the backstop. The open counter itself moves in the
-    // insert's trigger (migration 0009).
+    // limit; the CHECK on the balance is the backstop. The debit also counts the new open
+    // verification: this is the one statement that inserts verifications, and no trigger
+    // counts inserts (migration 0018).
     let inserted = sqlx::query_as::<_, Verification>(sql("WITH debit AS (
-             UPDATE accounts SET balance_cents = balance_cents - $5
+             UPDATE accounts SET balance_cents = balance_cents - $5,
+                                 open_verifications = open_verifications + 1
              WHERE id = $2 AND balance_cents >= $5 AND open_verifications < $9
              RETURNING id
          ), inserted AS (
