@@ -253,15 +253,12 @@ pub async fn claim_for_ordering(
     lease: Duration,
 ) -> Result<Vec<OrderingClaim>, StoreError> {
     let transition = Transition::StartOrdering;
-    let mut seen = std::collections::HashSet::with_capacity(requests.len());
-    let mut ids = Vec::with_capacity(requests.len());
-    let mut attempts = Vec::with_capacity(requests.len());
-    let mut claims = Vec::with_capacity(requests.len());
-    for request in requests.iter().filter(|request| seen.insert(request.id)) {
-        ids.push(request.id.0);
-        attempts.push(i32::try_from(request.attempt).unwrap_or(i32::MAX));
-        claims.push(Uuid::new_v4());
-    }
+    let unique = first_of_each(requests, |request| request.id);
+    let ids = column(&unique, |request| request.id.0);
+    let attempts = column(&unique, |request| {
+        i32::try_from(request.attempt).unwrap_or(i32::MAX)
+    });
+    let claims = column(&unique, |_| Uuid::new_v4());
     let claimed = sqlx::query_as::<_, Verification>(sql(
         "UPDATE verifications SET status = $5, order_attempts = w.wanted_attempt,
                                   ordering_claim = w.wanted_claim,
@@ -351,31 +348,18 @@ pub async fn assign_numbers(
     first_poll_delay_ms: i32,
 ) -> Result<Vec<Option<Verification>>, StoreError> {
     let transition = Transition::AssignNumber;
-    let mut seen = std::collections::HashSet::with_capacity(numbers.len());
-    let unique: Vec<&AssignedNumber> = numbers
-        .iter()
-        .filter(|number| seen.insert(number.id))
-        .collect();
+    let unique = first_of_each(numbers, |number| number.id);
     let first_message = |job: Job, number: &AssignedNumber| {
         Envelope::first(job, number.trace_id.as_str()).to_json()
     };
-    let polls: Vec<serde_json::Value> = unique
-        .iter()
-        .map(|number| {
-            let verification_id = number.id;
-            first_message(Job::PollSms { verification_id }, number)
-        })
-        .collect();
-    let cancels: Vec<serde_json::Value> = unique
-        .iter()
-        .map(|number| {
-            let verification_id = number.id;
-            first_message(Job::CancelOrder { verification_id }, number)
-        })
-        .collect();
-    let column = |field: fn(&AssignedNumber) -> String| -> Vec<String> {
-        unique.iter().map(|number| field(number)).collect()
-    };
+    let polls = column(&unique, |number| {
+        let verification_id = number.id;
+        first_message(Job::PollSms { verification_id }, number)
+    });
+    let cancels = column(&unique, |number| {
+        let verification_id = number.id;
+        first_message(Job::CancelOrder { verification_id }, number)
+    });
     let assigned = sqlx::query_as::<_, Verification>(sql("WITH assigned AS (
              UPDATE verifications SET
                  status = $9, provider = w.wanted_provider, provider_order_id = w.wanted_order,
@@ -396,27 +380,12 @@ pub async fn assign_numbers(
              FROM assigned
          )
          SELECT {COLUMNS} FROM assigned"))
-    .bind(
-        unique
-            .iter()
-            .map(|number| number.id.0)
-            .collect::<Vec<Uuid>>(),
-    )
-    .bind(
-        unique
-            .iter()
-            .map(|number| number.claim)
-            .collect::<Vec<Uuid>>(),
-    )
-    .bind(column(|number| number.provider.clone()))
-    .bind(column(|number| number.provider_order_id.clone()))
-    .bind(column(|number| number.phone_number.clone()))
-    .bind(
-        unique
-            .iter()
-            .map(|number| f64::from(number.sms_timeout_secs))
-            .collect::<Vec<f64>>(),
-    )
+    .bind(column(&unique, |number| number.id.0))
+    .bind(column(&unique, |number| number.claim))
+    .bind(column(&unique, |number| number.provider.as_str()))
+    .bind(column(&unique, |number| number.provider_order_id.as_str()))
+    .bind(column(&unique, |number| number.phone_number.as_str()))
+    .bind(column(&unique, |number| f64::from(number.sms_timeout_secs)))
     .bind(&polls)
     .bind(&cancels)
     .bind(transition.to().as_str())
@@ -429,6 +398,27 @@ pub async fn assign_numbers(
         numbers.iter().map(|number| number.id),
         assigned,
     ))
+}
+
+/// The requests of a batch without repeats, each at its first place: a statement updates a
+/// row once, however often the batch names it.
+fn first_of_each<Request>(
+    requests: &[Request],
+    id: impl Fn(&Request) -> VerificationId,
+) -> Vec<&Request> {
+    let mut seen = std::collections::HashSet::with_capacity(requests.len());
+    requests
+        .iter()
+        .filter(|request| seen.insert(id(request)))
+        .collect()
+}
+
+/// One array parameter of a batch statement (for `unnest`): `field` of every request.
+fn column<'a, Request, Value>(
+    requests: &[&'a Request],
+    field: impl Fn(&'a Request) -> Value,
+) -> Vec<Value> {
+    requests.iter().map(|request| field(request)).collect()
 }
 
 /// The updated rows as answers to requests in order: a request gets its row the first time
@@ -523,8 +513,7 @@ pub async fn complete_many(
     received: &[ReceivedSms],
 ) -> Result<Vec<Option<Verification>>, StoreError> {
     let transition = Transition::Complete;
-    let mut seen = std::collections::HashSet::with_capacity(received.len());
-    let mut unique: Vec<&ReceivedSms> = received.iter().filter(|sms| seen.insert(sms.id)).collect();
+    let mut unique = first_of_each(received, |sms| sms.id);
     unique.sort_by_key(|sms| (sms.account_id.0, sms.id.0));
     let completed = sqlx::query_as::<_, Verification>(sql(
         "UPDATE verifications SET status = $4, code = w.wanted_code, sms_text = w.wanted_text,
@@ -533,19 +522,9 @@ pub async fn complete_many(
          WHERE id = w.wanted_id AND status = ANY($5)
          RETURNING {COLUMNS}",
     ))
-    .bind(unique.iter().map(|sms| sms.id.0).collect::<Vec<Uuid>>())
-    .bind(
-        unique
-            .iter()
-            .map(|sms| sms.code.as_str())
-            .collect::<Vec<&str>>(),
-    )
-    .bind(
-        unique
-            .iter()
-            .map(|sms| sms.text.as_str())
-            .collect::<Vec<&str>>(),
-    )
+    .bind(column(&unique, |sms| sms.id.0))
+    .bind(column(&unique, |sms| sms.code.as_str()))
+    .bind(column(&unique, |sms| sms.text.as_str()))
     .bind(transition.to().as_str())
     .bind(transition.from_names())
     .fetch_all(pool)
