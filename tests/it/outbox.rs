@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{TcpProxy, TestEnv, eventually, never_sms};
+use crate::support::{TcpProxy, TestEnv, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_load_tests::simulator::Behaviour;
 use namaskah_workers::WorkerKind;
@@ -36,18 +36,7 @@ async fn a_change_committed_while_rabbitmq_is_unreachable_is_published_when_it_r
     );
 
     proxy.restore();
-    eventually(
-        Duration::from_secs(15),
-        "the outbox row to be published and deleted",
-        || async {
-            let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-                .fetch_one(&env.pool)
-                .await
-                .ok()?;
-            (unsent == 0).then_some(())
-        },
-    )
-    .await;
+    env.wait_for_empty_outbox(Duration::from_secs(15)).await;
 
     // And it really is in the queue: an ordering worker (talking to the broker directly)
     // picks it up.

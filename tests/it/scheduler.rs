@@ -288,14 +288,7 @@ async fn a_backup_restores_into_a_fresh_database_with_the_same_rows() {
         .await;
     // The relay deletes what it publishes: let it finish, so the live outbox stays as the
     // backup saw it while the two are compared.
-    eventually(WAIT, "the outbox to be published", || async {
-        let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&env.pool)
-            .await
-            .ok()?;
-        (unsent == 0).then_some(())
-    })
-    .await;
+    env.wait_for_empty_outbox(WAIT).await;
 
     backup::run(&env.config).await.expect("first backup");
     let path = backup::run(&env.config).await.expect("second backup");

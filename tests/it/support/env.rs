@@ -554,6 +554,18 @@ impl TestEnv {
         assert!(report.is_clean(), "invariants broken: {report:#?}");
     }
 
+    /// Waits until a relay has published (and so deleted) every outbox row.
+    pub async fn wait_for_empty_outbox(&self, timeout: Duration) {
+        eventually(timeout, "the outbox to be published", || async {
+            let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                .fetch_one(&self.pool)
+                .await
+                .ok()?;
+            (unsent == 0).then_some(())
+        })
+        .await;
+    }
+
     pub fn topology(&self) -> Topology {
         Topology::from_config(&self.config)
     }
