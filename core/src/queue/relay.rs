@@ -2,9 +2,9 @@
 //!
 //! Rows are taken out in batches under `FOR UPDATE SKIP LOCKED` (deleted, uncommitted),
 //! published with publisher confirms outstanding all at once (one confirm at a time would cap
-//! us near 2,000 msg/s), and the deletion is committed once every confirm is in. If anything fails the
-//! transaction rolls back and the rows are published again later: a message may arrive
-//! twice, never not at all, and every consumer is idempotent.
+//! us near 2,000 msg/s), and the deletion is committed once every confirm is in. If anything
+//! fails the transaction rolls back and the rows are published again later: a message may
+//! arrive twice, never not at all, and every consumer is idempotent.
 //!
 //! The starts of webhook deliveries in one batch go out together, as one message
 //! (`grouping`).

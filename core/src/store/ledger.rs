@@ -15,8 +15,8 @@ pub struct Refund {
 
 /// Refunds a timed-out, cancelled or failed verification: the `refunded` status, the refund
 /// ledger row and the credit are one statement. The credit also uncounts the verification
-/// from the account's open ones (no trigger counts a refund, migration 0018). `None` when there is nothing to refund
-/// (already refunded, or not in a refundable status).
+/// from the account's open ones (no trigger counts a refund, migration 0018). `None` when
+/// there is nothing to refund (already refunded, or not in a refundable status).
 pub async fn refund(pool: &PgPool, id: VerificationId) -> Result<Option<Refund>, StoreError> {
     let transition = Transition::Refund;
     let refunded = sqlx::query_as::<_, Refund>(
