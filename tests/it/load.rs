@@ -74,6 +74,11 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
             "0.1",
             "--drain-secs",
             "90",
+            // The machine's limit, measured first: only that it works, not how fast.
+            "--pgbench-seconds",
+            "1",
+            "--pgbench-clients",
+            "2",
         ],
     )
     .await;
@@ -94,6 +99,15 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
     assert_eq!(webhooks["delivered"], webhooks["expected"], "{stdout}");
     assert!(report["api_latency_ms"]["p99"].as_f64() > Some(0.0));
     assert!(report["commits_per_verification"].as_f64() > Some(1.0));
+    let against = &report["against_limit"];
+    assert!(
+        against["machine"]["commits_per_second"].as_f64() > Some(10.0),
+        "{stdout}"
+    );
+    assert_eq!(against["machine"]["clients"], 2, "{stdout}");
+    assert!(against["bound_per_second"].as_f64() > Some(0.0), "{stdout}");
+    assert!(against["share_of_bound"].as_f64() > Some(0.0), "{stdout}");
+    assert!(stdout.contains("machine limit: "), "{stdout}");
 }
 
 /// `namaskah load --chaos`, short: every role its own process, a worker SIGKILLed every

@@ -5,11 +5,14 @@
 //!   a report and the invariant check (`namaskah load`).
 //!   With `--chaos` ([`chaos`]) each role runs as its own process, workers are killed and
 //!   restarted, and RabbitMQ and PostgreSQL go away once each, with the same checks.
+//!   With `--pgbench-seconds` ([`limit`]) the machine's commit rate is measured first and the
+//!   run's throughput put against it.
 //! - [`webhooks`]: webhook delivery alone (`namaskah load webhooks`).
 
 mod chaos;
 mod cpu;
 mod drive;
+mod limit;
 mod report;
 pub mod run;
 mod throwaway;

@@ -4,6 +4,12 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use super::limit::MachineLimit;
+
+/// The issue's goal: end-to-end verifications/s at least this share of the machine's commit
+/// rate divided by the commits a verification costs.
+const GOAL_SHARE_OF_BOUND: f64 = 0.5;
+
 /// A latency distribution in milliseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Distribution {
@@ -94,6 +100,9 @@ pub struct Report {
     /// Transactions PostgreSQL committed in the run's database (`pg_stat_database`, read-only
     /// ones included) per accepted verification.
     pub commits_per_verification: f64,
+    /// With `--pgbench-seconds`: the run against the machine's limit, measured just before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub against_limit: Option<AgainstLimit>,
     /// CPU used from the first submission to the end of the drain, in milliseconds per
     /// accepted verification, by process (roles, this run's own process, PostgreSQL,
     /// RabbitMQ). A role killed during the run loses what it had used.
@@ -106,6 +115,67 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<String>,
     pub invariants: Vec<Check>,
+}
+
+/// End-to-end throughput put against the machine's commit rate. Commits per verification
+/// times verifications per second is about the pipeline's own commit rate, so the share is
+/// also the part of pgbench's commit rate the pipeline reaches while doing its real work.
+/// The throughput is the run's completed verifications/s, as everywhere in the benchmarks:
+/// refunded ones end a whole SMS timeout later and would measure the timeout, not the
+/// pipeline; and since commits are counted over every accepted verification, the share errs
+/// low.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AgainstLimit {
+    pub machine: MachineLimit,
+    pub commits_per_verification: f64,
+    /// pgbench's commits/s ÷ commits per verification: the verifications/s the pipeline
+    /// would reach if each of its commits cost what pgbench's one-row insert costs.
+    pub bound_per_second: f64,
+    pub completed_per_second: f64,
+    /// `completed_per_second ÷ bound_per_second`.
+    pub share_of_bound: f64,
+    pub goal_share: f64,
+    pub goal_met: bool,
+}
+
+impl AgainstLimit {
+    pub fn new(
+        machine: MachineLimit,
+        commits_per_verification: f64,
+        completed_per_second: f64,
+    ) -> Self {
+        let bound_per_second = machine.commits_per_second / commits_per_verification.max(1e-9);
+        let share_of_bound = completed_per_second / bound_per_second.max(1e-9);
+        Self {
+            machine,
+            commits_per_verification,
+            bound_per_second,
+            completed_per_second,
+            share_of_bound,
+            goal_share: GOAL_SHARE_OF_BOUND,
+            goal_met: share_of_bound >= GOAL_SHARE_OF_BOUND,
+        }
+    }
+
+    fn rows(&self) -> [String; 2] {
+        [
+            format!(
+                "machine limit: {:.0} single-row commits/s (pgbench, {} clients, {} s)",
+                self.machine.commits_per_second, self.machine.clients, self.machine.seconds
+            ),
+            format!(
+                "against it: {:.0} ÷ {:.1} commits per verification = {:.0} verifications/s; \
+                 {:.1} completed/s is {:.1} % of that (goal ≥ {:.0} %: {})",
+                self.machine.commits_per_second,
+                self.commits_per_verification,
+                self.bound_per_second,
+                self.completed_per_second,
+                self.share_of_bound * 100.0,
+                self.goal_share * 100.0,
+                if self.goal_met { "met" } else { "not met" }
+            ),
+        ]
+    }
 }
 
 impl Report {
@@ -164,6 +234,9 @@ impl Report {
             "database: {:.1} commits per verification",
             self.commits_per_verification
         ));
+        if let Some(against) = &self.against_limit {
+            out.extend(against.rows());
+        }
         for (who, ms) in &self.cpu_ms_per_verification {
             out.push(format!("CPU per verification {who:<20} {ms:>7.2} ms"));
         }
@@ -202,6 +275,35 @@ mod tests {
         assert_eq!(distribution.max, 100.0);
         assert_eq!(Distribution::of(Vec::new()), Distribution::default());
         assert_eq!(Distribution::of(vec![7.0]).p99, 7.0);
+    }
+
+    #[test]
+    fn the_goal_is_half_the_commit_rate_divided_by_the_commits_per_verification() {
+        let machine = MachineLimit {
+            clients: 8,
+            seconds: 20,
+            commits_per_second: 12_000.0,
+        };
+        // 12,000 ÷ 4 = 3,000 verifications/s would be the bound; the goal is 1,500/s.
+        let short = AgainstLimit::new(machine.clone(), 4.0, 300.0);
+        assert!((short.bound_per_second - 3_000.0).abs() < 1e-9);
+        assert!((short.share_of_bound - 0.1).abs() < 1e-9);
+        assert!(!short.goal_met);
+        let met = AgainstLimit::new(machine, 4.0, 1_500.0);
+        assert!(met.goal_met);
+        let report = Report {
+            against_limit: Some(short),
+            ..Report::default()
+        };
+        let table = report.table();
+        assert!(
+            table.contains("machine limit: 12000 single-row commits/s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("10.0 % of that (goal ≥ 50 %: not met)"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -47,7 +47,8 @@ use namaskah_workers::WorkerKind;
 use super::{
     chaos, cpu,
     drive::{self, Pace, Plan, Until},
-    report::{Check, Distribution, Report, Webhooks},
+    limit,
+    report::{AgainstLimit, Check, Distribution, Report, Webhooks},
     throwaway,
 };
 
@@ -94,6 +95,13 @@ pub struct RunArgs {
     /// After the last submission, how long to wait for the pipeline to settle.
     #[arg(long, default_value_t = 120)]
     drain_secs: u64,
+    /// First measure the machine's limit for this many seconds — pgbench's single-row INSERT +
+    /// COMMIT rate — and put the run's verifications/s against it (0: not measured).
+    #[arg(long, default_value_t = 0)]
+    pgbench_seconds: u64,
+    /// pgbench's connections for `--pgbench-seconds`.
+    #[arg(long, default_value_t = 8)]
+    pgbench_clients: u32,
     /// Where to write the JSON report.
     #[arg(long, default_value = "load-report.json")]
     report: PathBuf,
@@ -148,6 +156,12 @@ impl RunArgs {
         }
         if self.count == Some(0) || self.duration == Some(0) {
             return Err("--count and --duration must be at least 1".to_owned());
+        }
+        if self.pgbench_seconds > 600 || !(1..=256).contains(&self.pgbench_clients) {
+            return Err(
+                "--pgbench-seconds must be from 0 to 600 and --pgbench-clients from 1 to 256"
+                    .to_owned(),
+            );
         }
         if !(self.kill_every_secs >= 0.1 && self.kill_every_secs <= 3600.0) {
             return Err("--kill-every-secs must be from 0.1 to 3600".to_owned());
@@ -255,6 +269,17 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let shutdown = Shutdown::new();
     let mut config = throwaway::config(config);
     throwaway::reset(&config).await?;
+    // Before the pipeline starts, so that pgbench has the machine to itself.
+    let machine_limit = if args.pgbench_seconds > 0 {
+        eprintln!(
+            "measuring the machine's limit: pgbench, {} clients, {} s",
+            args.pgbench_clients, args.pgbench_seconds
+        );
+        let url = &config.database_url;
+        Some(limit::measure(url, args.pgbench_clients, args.pgbench_seconds).await?)
+    } else {
+        None
+    };
 
     let simulator = Simulator::new(SIMULATOR_KEY, args.behaviour());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -411,6 +436,13 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         .collect();
     report.commits_per_verification =
         (commits_after - commits_before) as f64 / report.accepted.max(1) as f64;
+    report.against_limit = machine_limit.map(|machine| {
+        AgainstLimit::new(
+            machine,
+            report.commits_per_verification,
+            report.completed_per_second,
+        )
+    });
     println!("{}", report.table());
     std::fs::write(&args.report, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", args.report.display()))?;
