@@ -398,6 +398,12 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         drain(&pool, &sink, Duration::from_secs(args.drain_secs)).await;
     }
     let drain_seconds = drain_started.elapsed().as_secs_f64();
+    // The roles' processes now: a chaos run has restarted some of them.
+    let role_pids = match &pipeline {
+        Pipeline::Processes(fleet) => fleet.pids().await,
+        Pipeline::Chaos(fleet) => fleet.pids().await,
+        Pipeline::InProcess(_) => Vec::new(),
+    };
     let cpu_used = cpu::used_between(&cpu_before, &cpu::sample(&role_pids));
     let mut peak_rss_mib = BTreeMap::new();
     let faults = match pipeline {
