@@ -44,7 +44,7 @@ pub async fn measure(database_url: &str, clients: u32, seconds: u64) -> Result<M
         tokio::process::Command::new("pgbench")
             .arg("--no-vacuum")
             .args(["--client", &clients.to_string()])
-            .args(["--jobs", &clients.min(2).to_string()])
+            .args(["--jobs", &clients.min(cores()).to_string()])
             .args(["--time", &seconds.to_string()])
             .arg("--file")
             .arg(&script)
@@ -80,6 +80,14 @@ pub async fn measure(database_url: &str, clients: u32, seconds: u64) -> Result<M
         seconds,
         commits_per_second,
     })
+}
+
+/// pgbench's threads: one per core, as `scripts/bench-pgbench` does on the two-core machine.
+fn cores() -> u32 {
+    std::thread::available_parallelism()
+        .ok()
+        .and_then(|cores| u32::try_from(cores.get()).ok())
+        .unwrap_or(2)
 }
 
 /// The rate out of pgbench's summary: `tps = 11927.028736 (without initial connection time)`.

@@ -367,11 +367,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         orders,
     };
     let commits_before = commits(&pool).await?;
-    let role_pids = match &pipeline {
-        Pipeline::Processes(fleet) => fleet.pids().await,
-        _ => Vec::new(),
-    };
-    let cpu_before = cpu::sample(&role_pids);
+    let cpu_before = cpu::sample(&pipeline.role_pids().await);
     let (driven, pipeline) = match pipeline {
         Pipeline::Processes(fleet) if args.chaos => {
             let fleet = Arc::new(fleet);
@@ -399,12 +395,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     }
     let drain_seconds = drain_started.elapsed().as_secs_f64();
     // The roles' processes now: a chaos run has restarted some of them.
-    let role_pids = match &pipeline {
-        Pipeline::Processes(fleet) => fleet.pids().await,
-        Pipeline::Chaos(fleet) => fleet.pids().await,
-        Pipeline::InProcess(_) => Vec::new(),
-    };
-    let cpu_used = cpu::used_between(&cpu_before, &cpu::sample(&role_pids));
+    let cpu_used = cpu::used_between(&cpu_before, &cpu::sample(&pipeline.role_pids().await));
     let mut peak_rss_mib = BTreeMap::new();
     let faults = match pipeline {
         Pipeline::Chaos(fleet) => {
@@ -554,6 +545,17 @@ enum Pipeline {
     Processes(chaos::Fleet),
     /// The processes, shared with the task that disturbs them.
     Chaos(Arc<chaos::Fleet>),
+}
+
+impl Pipeline {
+    /// Each role's current process, where roles have processes of their own.
+    async fn role_pids(&self) -> Vec<(String, u32)> {
+        match self {
+            Pipeline::Processes(fleet) => fleet.pids().await,
+            Pipeline::Chaos(fleet) => fleet.pids().await,
+            Pipeline::InProcess(_) => Vec::new(),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
