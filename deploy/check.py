@@ -19,7 +19,7 @@ What it proves:
   worker Deployments and to the RabbitMQ queue each worker consumes.
 
 Needs python3 with PyYAML, jsonschema and kubernetes-validate
-(`pip install pyyaml jsonschema kubernetes-validate`; .ci/run installs them).
+(`pip install -r deploy/requirements.txt`; ./scripts/test installs them into target/venv).
 """
 
 import json

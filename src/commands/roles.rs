@@ -7,7 +7,7 @@ use namaskah::{
     pipeline::{self, Roles},
     prerequisites,
 };
-use namaskah_core::{Config, Shutdown};
+use namaskah_core::{Config, Shutdown, store};
 use namaskah_workers::WorkerKind;
 
 pub async fn up(mut config: Config) -> Result<ExitCode> {
@@ -101,9 +101,7 @@ async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
             println!("  API              http://{address}   (try: curl http://{address}/healthz)");
         }
         if let Some(address) = running.dashboard_addr {
-            println!(
-                "  dashboard        http://{address}   (namaskah admin create --username you)"
-            );
+            println!("  dashboard        http://{address}");
         }
         if let Some(address) = running.metrics_addr {
             println!("  metrics          http://{address}/metrics");
@@ -123,8 +121,34 @@ async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
         if roles.scheduler {
             println!("  scheduler        running (leads unless another instance does)");
         }
+        print_first_steps(&running).await;
         println!("Press Ctrl-C to stop.");
     }
     running.wait().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// On an installation with no account or no administrator yet, what a person does next.
+async fn print_first_steps(running: &pipeline::Running) {
+    let binary = std::env::args()
+        .next()
+        .unwrap_or_else(|| "namaskah".to_owned());
+    // A failed look-up prints nothing: the hint is a courtesy, not worth an error.
+    let no_account = matches!(store::accounts::any_exist(&running.pool).await, Ok(false));
+    let no_admin = matches!(store::admins::any_exist(&running.pool).await, Ok(false));
+    if !(no_account && running.api_addr.is_some() || no_admin && running.dashboard_addr.is_some()) {
+        return;
+    }
+    println!("First steps (in another terminal):");
+    if no_account && let Some(address) = running.api_addr {
+        println!(
+            "  an account and its API key   {binary} accounts create --email you@example.com --balance-cents 1000"
+        );
+        println!(
+            "  then                         curl -H \"Authorization: Bearer nmk_…\" http://{address}/v1/account"
+        );
+    }
+    if no_admin && running.dashboard_addr.is_some() {
+        println!("  a dashboard administrator    {binary} admin create --username you");
+    }
 }

@@ -1,5 +1,5 @@
 //! The dashboard in a real browser: headless Chromium driven by playwright-core
-//! (`tests/browser/dashboard.mjs`). `.ci/run` installs Chromium and the npm package.
+//! (`tests/browser/dashboard.mjs`). `./scripts/test` installs Chromium and the npm package.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -20,12 +20,12 @@ async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message(
     let browser_dir = repository().join("tests/browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run `npm ci` in tests/browser (`.ci/run` does)"
+        "playwright-core is missing: run `npm ci` in tests/browser (`./scripts/test` does)"
     );
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     assert!(
         PathBuf::from(&chromium).exists(),
-        "Chromium is missing at {chromium}: apt-get install chromium (`.ci/run` does)"
+        "Chromium is missing at {chromium}: apt-get install chromium (`./scripts/test` installs it)"
     );
 
     let env = TestEnv::builder()

@@ -337,7 +337,7 @@ async fn the_overview_shows_the_queue_depth_rabbitmq_reports_through_its_managem
         .await;
     assert!(
         probe.is_ok_and(|r| r.status().is_success()),
-        "RabbitMQ's management plugin is off: rabbitmq-plugins enable rabbitmq_management (`.ci/run` does)"
+        "RabbitMQ's management plugin is off: rabbitmq-plugins enable rabbitmq_management (`./scripts/test` does)"
     );
     let env = dashboard_env().start().await;
     overview_shows_seven_ready_refunds(&env, "management API").await;

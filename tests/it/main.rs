@@ -23,6 +23,7 @@ mod payments;
 mod privacy;
 mod scheduler;
 mod sentry;
+mod setup_scripts;
 mod startup;
 mod subscriptions;
 mod tenants;

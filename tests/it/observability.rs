@@ -26,7 +26,7 @@ fn promtool(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool is missing: apt-get install prometheus (`.ci/run` does)");
+        .expect("promtool is missing: apt-get install prometheus (`./scripts/test` does)");
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(input).expect("write to promtool");
     }

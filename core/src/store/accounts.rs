@@ -81,6 +81,13 @@ pub async fn find(pool: &PgPool, id: AccountId) -> Result<Option<Account>, Store
         .await?)
 }
 
+/// Whether any account exists yet (a fresh installation has none).
+pub async fn any_exist(pool: &PgPool) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM accounts)")
+        .fetch_one(pool)
+        .await?)
+}
+
 /// Sends `account.low_balance` to every account whose balance has just crossed below its
 /// threshold, once per crossing: the notice is remembered until the balance is back above.
 /// Returns how many notices were sent.

@@ -138,3 +138,10 @@ pub async fn delete_session(pool: &PgPool, token_hash: &[u8]) -> Result<(), Stor
         .await?;
     Ok(())
 }
+
+/// Whether any administrator exists yet (a fresh installation has none).
+pub async fn any_exist(pool: &PgPool) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admins)")
+        .fetch_one(pool)
+        .await?)
+}
