@@ -88,6 +88,10 @@ pub enum ApiError {
     Internal,
 }
 
+/// `Retry-After` on a `503`: long enough for a database restart or a fail-over to begin,
+/// short enough that a client does not give up.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
 impl ApiError {
     /// One of each error, for the reference page's table of codes.
     pub fn examples() -> Vec<ApiError> {
@@ -216,6 +220,19 @@ impl ApiError {
         }
     }
 
+    /// When the client may try again, for `Retry-After`: a rate limit says exactly; a
+    /// dependency that is away (the database restarting, a payment provider not answering)
+    /// is usually back within seconds.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Unavailable | ApiError::PaymentProviderUnavailable(_) => {
+                Some(UNAVAILABLE_RETRY_AFTER_SECS)
+            }
+            _ => None,
+        }
+    }
+
     /// Client errors describe the request and are safe to store under an idempotency key;
     /// server errors are not: the client should be able to retry them.
     pub fn is_client_error(&self) -> bool {
@@ -232,12 +249,11 @@ impl ApiError {
             "detail": self.to_string(),
             "code": self.code(),
         });
-        match self {
-            ApiError::RateLimited { retry_after_secs } => {
-                problem["retry_after"] = json!(retry_after_secs);
-            }
-            ApiError::BatchRejected(errors) => problem["errors"] = json!(errors),
-            _ => {}
+        if let Some(seconds) = self.retry_after_secs() {
+            problem["retry_after"] = json!(seconds);
+        }
+        if let ApiError::BatchRejected(errors) = self {
+            problem["errors"] = json!(errors);
         }
         serde_json::to_vec(&problem).unwrap_or_default()
     }

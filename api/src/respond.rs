@@ -124,10 +124,10 @@ pub fn error_response(error: &ApiError) -> Response {
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
-    if let ApiError::RateLimited { retry_after_secs } = error {
+    if let Some(seconds) = error.retry_after_secs() {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

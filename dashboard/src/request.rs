@@ -63,6 +63,7 @@ pub fn redirect(to: &str) -> Response {
     response
 }
 
+/// A plain-text answer. A `503` (the database is away) says when to look again.
 pub fn text(status: StatusCode, body: &'static str) -> Response {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
@@ -70,5 +71,10 @@ pub fn text(status: StatusCode, body: &'static str) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
     response
 }

@@ -25,7 +25,7 @@ use warp::{
     ws::{Message, WebSocket},
 };
 
-use namaskah_core::store::admins;
+use namaskah_core::store::{self, admins};
 
 use crate::{
     DashboardState, assets, pages,
@@ -86,19 +86,18 @@ fn admitted(
         .filter(|client| state.allowlist.allows(*client))
 }
 
+/// The session the cookie names. `Err` when the database cannot say: an operator whose
+/// session merely cannot be read during an outage is told so, not sent to the login page.
 async fn current_session(
     state: &DashboardState,
     headers: &HeaderMap,
-) -> (Option<String>, Option<admins::Session>) {
+) -> Result<(Option<String>, Option<admins::Session>), store::StoreError> {
     let cookies = headers.get("cookie").and_then(|v| v.to_str().ok());
     let Some(token) = session::token_from_cookies(cookies) else {
-        return (None, None);
+        return Ok((None, None));
     };
-    let found = admins::find_session(&state.pool, &session::token_hash(&token))
-        .await
-        .ok()
-        .flatten();
-    (Some(token), found)
+    let found = admins::find_session(&state.pool, &session::token_hash(&token)).await?;
+    Ok((Some(token), found))
 }
 
 async fn dispatch(
@@ -144,7 +143,16 @@ async fn dispatch(
         );
         return response;
     }
-    let (session_token, found) = current_session(&state, &headers).await;
+    let (session_token, found) = match current_session(&state, &headers).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the session");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unavailable; try again shortly.",
+            );
+        }
+    };
     let request = Request {
         method,
         segments,
@@ -224,8 +232,15 @@ async fn upgrade(
     if admitted(&state, peer, &headers).is_none() {
         return text(StatusCode::FORBIDDEN, "Forbidden.");
     }
-    if current_session(&state, &headers).await.1.is_none() {
-        return text(StatusCode::UNAUTHORIZED, "Log in first.");
+    match current_session(&state, &headers).await {
+        Ok((_, Some(_))) => {}
+        Ok((_, None)) => return text(StatusCode::UNAUTHORIZED, "Log in first."),
+        Err(_) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unavailable; try again shortly.",
+            );
+        }
     }
     ws.on_upgrade(move |socket| push_updates(socket, state))
         .into_response()

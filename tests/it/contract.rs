@@ -105,6 +105,36 @@ async fn every_documented_route_answers_with_a_documented_status_and_content_typ
 }
 
 #[tokio::test]
+async fn the_document_passes_an_openapi_validator() {
+    let env = TestEnv::start().await;
+    let body = env
+        .http
+        .get(format!("{}/openapi.json", env.api))
+        .send()
+        .await
+        .expect("openapi.json")
+        .bytes()
+        .await
+        .expect("body");
+    let file = std::env::temp_dir().join(format!("namaskah-openapi-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, &body).expect("write the document");
+    let output = tokio::process::Command::new("openapi-spec-validator")
+        .arg(&file)
+        .output()
+        .await
+        .expect(
+            "openapi-spec-validator is missing: python3 -m pip install -r tests/requirements.txt",
+        );
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator found problems:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
     let env = TestEnv::start().await;
     // Read and write, not admin: a fuzzer must not revoke its own key halfway.

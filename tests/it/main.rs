@@ -17,6 +17,7 @@ mod load;
 mod money;
 mod observability;
 mod ordering;
+mod outages;
 mod outbox;
 mod parking;
 mod payments;

@@ -176,7 +176,9 @@ fn error_meaning(status: u16) -> &'static str {
         413 => "the body is over 64 KiB",
         422 => "understood but refused (see `code`)",
         429 => "over the tier's rate limit; see `Retry-After`",
-        503 => "a dependency is unavailable; retry",
+        503 => {
+            "a dependency (the database, a payment provider) is briefly unavailable; retry after `Retry-After` seconds"
+        }
         _ => "error",
     }
 }
@@ -294,8 +296,12 @@ fn operation_id(operation: &Operation) -> String {
     }
 }
 
+/// Adds `T`'s schema and every schema it refers to (an enum of its field, say), so that no
+/// `$ref` in the document dangles.
 fn schema_of<T: ToSchema>(components: ComponentsBuilder) -> ComponentsBuilder {
-    components.schema_from::<T>()
+    let mut nested = Vec::new();
+    T::schemas(&mut nested);
+    components.schema_from::<T>().schemas_from_iter(nested)
 }
 
 fn build() -> OpenApi {
@@ -427,4 +433,41 @@ pub fn document_json() -> &'static [u8] {
     static JSON: LazyLock<Vec<u8>> =
         LazyLock::new(|| serde_json::to_vec_pretty(document()).unwrap_or_default());
     &JSON
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every `"$ref"` string anywhere under `value`.
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    match (key.as_str(), item) {
+                        ("$ref", Value::String(target)) => found.push(target.clone()),
+                        _ => references(item, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| references(item, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_in_the_document_resolves() {
+        let document: Value = serde_json::from_slice(super::document_json()).expect("json");
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(found.len() > 50, "only {} references", found.len());
+        let dangling: Vec<&String> = found
+            .iter()
+            .filter(|target| {
+                let pointer = target.strip_prefix('#').unwrap_or(target);
+                document.pointer(pointer).is_none()
+            })
+            .collect();
+        assert!(dangling.is_empty(), "dangling references: {dangling:?}");
+    }
 }

@@ -58,17 +58,29 @@ impl StoreError {
     /// Whether the error comes from the database being unreachable or overloaded rather
     /// than from the query itself; such errors are worth retrying.
     pub fn is_connection_problem(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
                 sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Tls(_)
-            )
-        )
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_)
+                // A connection cut off in the middle of an answer.
+                | sqlx::Error::Protocol(_),
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                error.code().is_some_and(|code| is_unavailable_state(&code))
+            }
+            _ => false,
+        }
     }
+}
+
+/// SQLSTATEs of a server that is going away, coming up or full, rather than of a query:
+/// class 08 (connection exception), 57P01–57P03 (terminated by an administrator, crash
+/// shutdown, cannot connect now — a restart), 53300 (too many connections).
+fn is_unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 /// The embedded migrations, so a binary carries its schema with it.
@@ -294,5 +306,15 @@ mod tests {
             .filter_map(|name| name.split('_').next()?.parse().ok())
             .collect();
         assert_eq!(embedded, numbered, "migrations/ holds {files:?}");
+    }
+
+    #[test]
+    fn a_restarting_server_is_unavailable_and_a_bad_query_is_not() {
+        for code in ["08006", "08001", "57P01", "57P03", "53300"] {
+            assert!(super::is_unavailable_state(code), "{code}");
+        }
+        for code in ["23505", "42P01", "40001", "22P02"] {
+            assert!(!super::is_unavailable_state(code), "{code}");
+        }
     }
 }

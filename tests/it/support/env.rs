@@ -38,6 +38,7 @@ pub struct TestEnvBuilder {
     behaviour: Behaviour,
     backup_provider: bool,
     amqp_url: Option<String>,
+    database_proxy: Option<std::net::SocketAddr>,
     seeded_tier_limits: bool,
 }
 
@@ -86,6 +87,13 @@ impl TestEnvBuilder {
         self
     }
 
+    /// Point the pipeline's PostgreSQL connections through a proxy at this address (a
+    /// cuttable one, in front of the test server); the test's own pool connects directly.
+    pub fn database_through(mut self, proxy: std::net::SocketAddr) -> Self {
+        self.database_proxy = Some(proxy);
+        self
+    }
+
     pub async fn start(self) -> TestEnv {
         // Logs are captured per test and shown when it fails.
         std::mem::forget(namaskah_core::telemetry::init(
@@ -95,13 +103,17 @@ impl TestEnvBuilder {
         ));
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database_url = format!("{}/namaskah_test_{}", server_url(), &id[..16]);
+        let pipeline_database_url = match self.database_proxy {
+            Some(proxy) => format!("postgres://postgres@{proxy}/namaskah_test_{}", &id[..16]),
+            None => database_url.clone(),
+        };
         let prefix = format!("t{}.", &id[..12]);
 
         let sim = Simulator::new(SIMULATOR_KEY, self.behaviour.clone());
         let sim_addr = spawn_simulator(Arc::clone(&sim)).await;
 
         let mut values: HashMap<String, String> = [
-            ("DATABASE_URL", database_url.as_str()),
+            ("DATABASE_URL", pipeline_database_url.as_str()),
             ("DATABASE_MAX_CONNECTIONS", "8"),
             ("QUEUE_PREFIX", prefix.as_str()),
             ("API_ADDR", "127.0.0.1:0"),
@@ -165,7 +177,7 @@ impl TestEnvBuilder {
         }
 
         let config = Arc::new(config);
-        let pool = store::connect(&config.database_url, 4)
+        let pool = store::connect(&database_url, 4)
             .await
             .expect("test database");
         if !self.seeded_tier_limits {
@@ -289,6 +301,7 @@ impl TestEnv {
             },
             backup_provider: false,
             amqp_url: None,
+            database_proxy: None,
             seeded_tier_limits: false,
         }
     }
