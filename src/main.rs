@@ -108,6 +108,10 @@ enum AccountsCommand {
         /// tops up.
         #[arg(long)]
         referral_code: Option<String>,
+        /// The first key's scopes, comma-separated (read, write, admin); by default all
+        /// three: the owner's key, which can make narrower ones.
+        #[arg(long)]
+        scopes: Option<String>,
     },
 }
 
@@ -279,6 +283,7 @@ fn main() -> ExitCode {
                         balance_cents,
                         tier,
                         referral_code,
+                        scopes,
                     },
             } => {
                 let options = commands::accounts::NewAccount {
@@ -286,6 +291,7 @@ fn main() -> ExitCode {
                     balance_cents,
                     tier,
                     referral_code,
+                    scopes,
                 };
                 commands::accounts::create(config, options).await
             }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use namaskah::prerequisites;
 use namaskah_core::{
     Config,
-    domain::{ApiKey, Cents, Scope, TenantId, Tier},
+    domain::{ApiKey, Cents, OWNER_SCOPES, Scope, TenantId, Tier},
     store::{
         self, StoreError, accounts, api_keys,
         referrals::{self, Link},
@@ -20,6 +20,8 @@ pub struct NewAccount {
     pub balance_cents: i64,
     pub tier: String,
     pub referral_code: Option<String>,
+    /// Comma-separated scopes of the first key; the owner's (read, write, admin) by default.
+    pub scopes: Option<String>,
 }
 
 pub async fn create(config: Config, options: NewAccount) -> Result<ExitCode> {
@@ -28,6 +30,7 @@ pub async fn create(config: Config, options: NewAccount) -> Result<ExitCode> {
         balance_cents,
         tier,
         referral_code,
+        scopes,
     } = options;
     let email = email.trim();
     if !accounts::is_email(email) {
@@ -37,6 +40,14 @@ pub async fn create(config: Config, options: NewAccount) -> Result<ExitCode> {
     let Some(balance) = Cents::new(balance_cents) else {
         eprintln!("--balance-cents cannot be negative, got {balance_cents}");
         return Ok(ExitCode::from(2));
+    };
+    let scopes = match scopes.as_deref().map(parse_scopes) {
+        None => OWNER_SCOPES.to_vec(),
+        Some(Ok(scopes)) => scopes,
+        Some(Err(error)) => {
+            eprintln!("--scopes: {error}");
+            return Ok(ExitCode::from(2));
+        }
     };
     let tier = match Tier::parse(&tier) {
         Ok(tier) => tier,
@@ -71,7 +82,7 @@ pub async fn create(config: Config, options: NewAccount) -> Result<ExitCode> {
         &mut tx,
         account.id,
         &key,
-        &[Scope::Read, Scope::Write],
+        &scopes,
         "created by `namaskah accounts create`",
     )
     .await?;
@@ -84,8 +95,50 @@ pub async fn create(config: Config, options: NewAccount) -> Result<ExitCode> {
         "referral_code": account.referral_code,
         "api_key": key.expose(),
         "api_key_prefix": key.prefix(),
+        "scopes": scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&output)?);
     pool.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `read,write` → the scopes, each known, at least one; `tenant_admin` is given by
+/// `namaskah tenants create`, not here.
+fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
+    let mut scopes = Vec::new();
+    for name in text
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        match Scope::parse(name) {
+            Some(Scope::TenantAdmin) | None => {
+                return Err(format!(
+                    "unknown scope {name:?}; choose from read, write, admin"
+                ));
+            }
+            Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
+            Some(_) => {}
+        }
+    }
+    if scopes.is_empty() {
+        return Err("name at least one scope: read, write, admin".to_owned());
+    }
+    Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_once_each_and_refuse_what_an_account_may_not_hold() {
+        assert_eq!(
+            parse_scopes("read, write,read"),
+            Ok(vec![Scope::Read, Scope::Write])
+        );
+        assert!(parse_scopes("tenant_admin").is_err());
+        assert!(parse_scopes("everything").is_err());
+        assert!(parse_scopes(" , ").is_err());
+    }
 }

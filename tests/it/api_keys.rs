@@ -193,3 +193,75 @@ async fn a_revoked_key_is_refused_by_another_replica_that_had_it_cached() {
     )
     .await;
 }
+
+/// `namaskah accounts create` with `args`; the JSON it prints.
+fn create_account(env: &TestEnv, args: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
+        .args(["accounts", "create"])
+        .args(args)
+        .env("DATABASE_URL", env.database_url())
+        .output()
+        .expect("namaskah runs");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+#[tokio::test]
+async fn an_account_owner_rotates_their_key_exports_and_erases_with_the_first_key_alone() {
+    let env = TestEnv::api_only().await;
+    let created = create_account(&env, &["--email", "owner@example.com"]);
+    assert_eq!(created["scopes"], json!(["read", "write", "admin"]));
+    let first = created["api_key"].as_str().expect("key").to_owned();
+
+    // Rotation: a new key, switch to it, revoke the old one with the new one.
+    let (status, second) = env
+        .post(
+            "/v1/api-keys",
+            &first,
+            json!({ "name": "rotated", "scopes": ["read", "write", "admin"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let second_key = second["key"].as_str().expect("key").to_owned();
+    let (_, keys) = env.get("/v1/api-keys", &second_key).await;
+    let first_id = keys["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|key| key["name"] != "rotated")
+        .and_then(|key| key["id"].as_str())
+        .expect("the first key listed")
+        .to_owned();
+    let (status, _) = env
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/api-keys/{first_id}"),
+            Some(&second_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = env.get("/v1/account", &first).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, export) = env.get("/v1/account/export", &second_key).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    assert_eq!(export["account"]["email"], "owner@example.com", "{export}");
+    let (status, erased) = env
+        .request(
+            reqwest::Method::DELETE,
+            "/v1/account",
+            Some(&second_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+
+    // A narrower first key when asked for one.
+    let narrow = create_account(&env, &["--email", "reader@example.com", "--scopes", "read"]);
+    assert_eq!(narrow["scopes"], json!(["read"]));
+    let (status, _) = env
+        .get("/v1/api-keys", narrow["api_key"].as_str().expect("key"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

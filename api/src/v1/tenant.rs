@@ -13,7 +13,7 @@ use std::{collections::HashSet, sync::Arc};
 use warp::http::StatusCode;
 
 use namaskah_core::{
-    domain::{AccountId, ApiKey, Cents, CountryCode, Scope, ServiceCode, Tier},
+    domain::{AccountId, ApiKey, Cents, CountryCode, OWNER_SCOPES, Scope, ServiceCode, Tier},
     pricing,
     store::{
         StoreError, accounts, api_keys, audit, referrals,
@@ -241,8 +241,8 @@ pub async fn create_account(
             crate::v1::referrals::refusal(&link)?;
         }
         let key = ApiKey::generate();
-        let scopes = [Scope::Read, Scope::Write];
-        let key_id = api_keys::insert(&mut tx, account.id, &key, &scopes, "first key").await?;
+        let key_id =
+            api_keys::insert(&mut tx, account.id, &key, &OWNER_SCOPES, "first key").await?;
         let summary = api_keys::find_for_account(&mut tx, account.id, key_id)
             .await?
             .ok_or(StoreError::Missing("the key just created"))?;

@@ -60,6 +60,10 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// The scopes of an account's first key, its owner's: everything the account may do with
+/// its own data, key rotation, export and erasure included. Narrower keys are made from it.
+pub const OWNER_SCOPES: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+
 /// What a key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {

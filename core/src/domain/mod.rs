@@ -7,7 +7,7 @@ mod ids;
 mod money;
 mod status;
 
-pub use api_key::{ApiKey, ApiKeyHash, Scope};
+pub use api_key::{ApiKey, ApiKeyHash, OWNER_SCOPES, Scope};
 pub use codes::{CountryCode, InvalidCode, ServiceCode, Tier};
 pub use ids::{AccountId, TenantId, VerificationId, new_trace_id};
 pub use money::Cents;
