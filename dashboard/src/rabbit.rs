@@ -3,10 +3,7 @@
 
 use lapin::{
     BasicProperties, Channel,
-    options::{
-        BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions,
-        QueuePurgeOptions,
-    },
+    options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueuePurgeOptions},
     types::{AMQPValue, FieldTable},
 };
 use serde::{Deserialize, Serialize};
@@ -122,32 +119,19 @@ async fn from_passive_declares(config: &Config) -> Result<Vec<QueueStats>, Broke
         .create_channel()
         .await
         .map_err(BrokerError::Channel)?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let mut stats = Vec::new();
-    for queue in QueueName::ALL {
-        let work = channel
-            .queue_declare(topology.queue(queue).into(), passive, FieldTable::default())
-            .await
-            .map_err(BrokerError::Channel)?;
-        let parked = channel
-            .queue_declare(
-                topology.parking_queue(queue).into(),
-                passive,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(BrokerError::Channel)?;
-        stats.push(QueueStats {
-            name: queue.as_str().to_owned(),
-            ready: u64::from(work.message_count()),
-            consumers: u64::from(work.consumer_count()),
-            parked: u64::from(parked.message_count()),
+    let stats = topology
+        .depths(&channel)
+        .await
+        .map_err(BrokerError::Channel)?
+        .into_iter()
+        .map(|depth| QueueStats {
+            name: depth.queue.as_str().to_owned(),
+            ready: u64::from(depth.ready),
+            consumers: u64::from(depth.consumers),
+            parked: u64::from(depth.parked),
             ..QueueStats::default()
-        });
-    }
+        })
+        .collect();
     let _ = connection.close(200, "done".into()).await;
     Ok(stats)
 }

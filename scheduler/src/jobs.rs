@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use namaskah_core::{
     Config,
     domain::Transition,
-    queue::{self, OutboxRelay, OutboxSignal, QueueName, Topology},
+    queue::{self, OutboxRelay, OutboxSignal, QueueDepth, Topology},
     store::{
         self, accounts, housekeeping, idempotency, invariants, outbox, subscriptions, sweeps,
         verifications::{self, Guard},
@@ -212,7 +212,13 @@ async fn sample(context: &JobContext) -> Result<u64, String> {
     metrics::gauge!("namaskah_outbox_lag_seconds").set(lag);
     samples += 2;
     let depths = queue_depths(context).await.map_err(|e| e.to_string())?;
-    for (queue, ready, consumers, parked) in depths {
+    for QueueDepth {
+        queue,
+        ready,
+        consumers,
+        parked,
+    } in depths
+    {
         let name = queue.as_str();
         metrics::gauge!("namaskah_queue_messages", "queue" => name, "state" => "ready")
             .set(f64::from(ready));
@@ -224,43 +230,19 @@ async fn sample(context: &JobContext) -> Result<u64, String> {
     Ok(samples)
 }
 
-/// Ready messages, consumers and parked messages per queue, through passive declares.
-pub async fn queue_depths(
-    context: &JobContext,
-) -> Result<Vec<(QueueName, u32, u32, u32)>, queue::BrokerError> {
-    let topology = Topology::from_config(&context.config);
+/// Ready messages, consumers and parked messages per queue.
+pub async fn queue_depths(context: &JobContext) -> Result<Vec<QueueDepth>, queue::BrokerError> {
     let connection = queue::connect(&context.config.amqp_url, "sampling").await?;
     let channel = connection
         .create_channel()
         .await
         .map_err(queue::BrokerError::Channel)?;
-    let passive = lapin::options::QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let mut depths = Vec::new();
-    for queue in QueueName::ALL {
-        let work = channel
-            .queue_declare(topology.queue(queue).into(), passive, Default::default())
-            .await
-            .map_err(queue::BrokerError::Channel)?;
-        let parked = channel
-            .queue_declare(
-                topology.parking_queue(queue).into(),
-                passive,
-                Default::default(),
-            )
-            .await
-            .map_err(queue::BrokerError::Channel)?;
-        depths.push((
-            queue,
-            work.message_count(),
-            work.consumer_count(),
-            parked.message_count(),
-        ));
-    }
+    let depths = Topology::from_config(&context.config)
+        .depths(&channel)
+        .await
+        .map_err(queue::BrokerError::Channel);
     let _ = connection.close(200, "sampled".into()).await;
-    Ok(depths)
+    depths
 }
 
 /// How long a backup may run before it counts as failed.

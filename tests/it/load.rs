@@ -191,3 +191,64 @@ async fn an_api_only_run_charges_once_and_leaves_every_verification_open() {
     assert!(!checks.contains(&"every_verification_final"), "{checks:?}");
     assert!(report["api_latency_ms"]["p99"].as_f64() > Some(0.0));
 }
+
+#[tokio::test]
+async fn a_webhook_load_run_starts_clean_of_what_an_interrupted_run_left_in_its_queues() {
+    use namaskah_core::queue::{self, Envelope, Job, QueueName, Topology};
+
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let database_url = format!("{}/namaskah_hooks_{id}", server_url());
+    // What an interrupted run leaves: its throw-away queues with a message in them for a
+    // delivery that no longer exists.
+    let leftover = Topology::new(format!("t{id}.load."), 20);
+    let connection = queue::connect(&amqp_url(), "test-leftover")
+        .await
+        .expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    leftover.declare(&channel).await.expect("topology");
+    let stale = Envelope::first(
+        Job::DeliverWebhook {
+            delivery_id: uuid::Uuid::now_v7(),
+            endpoint_id: uuid::Uuid::now_v7(),
+        },
+        "stale",
+    );
+    channel
+        .basic_publish(
+            leftover.exchange().into(),
+            QueueName::Webhooks.as_str().into(),
+            Default::default(),
+            &stale.to_bytes(),
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish");
+    let _ = connection.close(200, "done".into()).await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
+        .args(["load", "webhooks", "--events", "20", "--endpoints", "2"])
+        .env("DATABASE_URL", &database_url)
+        .env("AMQP_URL", amqp_url())
+        .env("QUEUE_PREFIX", format!("t{id}."))
+        .env_remove("REDIS_URL")
+        .output()
+        .await
+        .expect("namaskah runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout[stdout.rfind("\n{").expect("report")..])
+        .expect("the JSON report ends the output");
+    assert_eq!(report["deliveries"], 40, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert_eq!(
+        report["parked_messages"], 0,
+        "the stale message was taken: {report}"
+    );
+    store::drop_database(&database_url)
+        .await
+        .expect("drop the run's database");
+}

@@ -24,4 +24,4 @@ pub use message::{
 };
 pub use relay::{OutboxRelay, OutboxSignal, RelayError};
 pub use retry::backoff_delay;
-pub use topology::{QueueName, Topology};
+pub use topology::{QueueDepth, QueueName, Topology};

@@ -208,6 +208,35 @@ impl Topology {
     }
 
     /// Deletes everything `declare` made. Tests use it to clean up their prefix.
+    /// Ready messages, consumers and parked messages of every work queue, through passive
+    /// declares (which need no management plugin and create nothing).
+    pub async fn depths(&self, channel: &Channel) -> Result<Vec<QueueDepth>, lapin::Error> {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut depths = Vec::new();
+        for queue in QueueName::ALL {
+            let work = channel
+                .queue_declare(self.queue(queue).into(), passive, FieldTable::default())
+                .await?;
+            let parked = channel
+                .queue_declare(
+                    self.parking_queue(queue).into(),
+                    passive,
+                    FieldTable::default(),
+                )
+                .await?;
+            depths.push(QueueDepth {
+                queue,
+                ready: work.message_count(),
+                consumers: work.consumer_count(),
+                parked: parked.message_count(),
+            });
+        }
+        Ok(depths)
+    }
+
     pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
         for queue in QueueName::ALL {
             for name in [self.queue(queue), self.parking_queue(queue)] {
@@ -229,6 +258,16 @@ impl Topology {
             .exchange_delete(self.exchange().into(), ExchangeDeleteOptions::default())
             .await
     }
+}
+
+/// How full one work queue is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub queue: QueueName,
+    pub ready: u32,
+    pub consumers: u32,
+    /// Messages in its `.dead` queue.
+    pub parked: u32,
 }
 
 pub(crate) fn long_string(text: &str) -> AMQPValue {

@@ -222,6 +222,21 @@ pub async fn ensure_database_exists(url: &str) -> Result<(), StoreError> {
 }
 
 /// Drops a database (tests use it to clean up after themselves).
+/// The URL of a throw-away database beside the one `url` names: `<name><suffix>`, with the
+/// same server, credentials and parameters (`?sslmode=…` stays a parameter).
+pub fn sibling_database_url(url: &str, suffix: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut sibling = format!("{}{suffix}", base.trim_end_matches('/'));
+    if let Some(query) = query {
+        sibling.push('?');
+        sibling.push_str(query);
+    }
+    sibling
+}
+
 pub async fn drop_database(url: &str) -> Result<(), StoreError> {
     let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
     let Some(database) = options.get_database().map(str::to_owned) else {
@@ -316,5 +331,17 @@ mod tests {
         for code in ["23505", "42P01", "40001", "22P02"] {
             assert!(!super::is_unavailable_state(code), "{code}");
         }
+    }
+
+    #[test]
+    fn a_sibling_database_keeps_the_server_and_the_parameters() {
+        assert_eq!(
+            super::sibling_database_url("postgres://u@h:5432/app", "_load"),
+            "postgres://u@h:5432/app_load"
+        );
+        assert_eq!(
+            super::sibling_database_url("postgres://u@h/app/?sslmode=require", "_load"),
+            "postgres://u@h/app_load?sslmode=require"
+        );
     }
 }

@@ -28,7 +28,7 @@ pub struct MachineLimit {
 /// Runs pgbench with `clients` connections for `seconds` against `<database_url>_pgbench`,
 /// which is dropped again afterwards.
 pub async fn measure(database_url: &str, clients: u32, seconds: u64) -> Result<MachineLimit> {
-    let url = format!("{}_pgbench", database_url.trim_end_matches('/'));
+    let url = namaskah_core::store::sibling_database_url(database_url, "_pgbench");
     store::drop_database(&url).await?;
     store::ensure_database_exists(&url).await?;
     let mut connection = store::connect_one(&url).await?;

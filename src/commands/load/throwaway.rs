@@ -9,7 +9,7 @@ use namaskah_core::{
 
 /// `config` pointed at `<DATABASE_URL>_load` and `<QUEUE_PREFIX>load.`.
 pub fn config(mut config: Config) -> Config {
-    config.database_url = format!("{}_load", config.database_url.trim_end_matches('/'));
+    config.database_url = store::sibling_database_url(&config.database_url, "_load");
     config.queue_prefix = format!("{}load.", config.queue_prefix);
     // The run's own webhook receiver listens on 127.0.0.1 over plain http.
     config.webhooks.allow_http = true;
@@ -17,9 +17,10 @@ pub fn config(mut config: Config) -> Config {
     config
 }
 
-/// A fresh database: whatever an earlier run left is dropped first.
+/// A fresh start: whatever an interrupted earlier run left, its database and the messages
+/// in its queues, is removed first, so that this run sees only its own work.
 pub async fn reset(config: &Config) -> Result<(), store::StoreError> {
-    store::drop_database(&config.database_url).await
+    clean_up(config).await
 }
 
 /// Drops the database and deletes the queues and exchanges.
@@ -28,7 +29,10 @@ pub async fn clean_up(config: &Config) -> Result<(), store::StoreError> {
     if let Ok(connection) = queue::connect(&config.amqp_url, "load-cleanup").await
         && let Ok(channel) = connection.create_channel().await
     {
-        let _ = Topology::from_config(config).delete(&channel).await;
+        if let Err(error) = Topology::from_config(config).delete(&channel).await {
+            tracing::warn!(%error, "could not delete the load run's queues");
+        }
+        let _ = connection.close(200, "cleaned up".into()).await;
     }
     Ok(())
 }

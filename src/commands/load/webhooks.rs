@@ -29,6 +29,7 @@ use namaskah::{
 use namaskah_core::{
     Config, Shutdown,
     domain::{Cents, TenantId, Tier},
+    queue::{self, QueueName, Topology},
     store::{self, accounts, webhook_endpoints},
     webhooks::WebhookSecret,
 };
@@ -202,6 +203,7 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
         })
         .context("reading the sink")?;
     let deliveries_per_second = expected as f64 / drained.as_secs_f64();
+    let parked_messages = parked_webhook_messages(&config).await?;
     let report = json!({
         "events": load.events,
         "endpoints": load.endpoints,
@@ -210,6 +212,7 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
         "requests_received": requests,
         "duplicates": duplicates,
         "bad_signatures": bad_signatures,
+        "parked_messages": parked_messages,
         "mode": if load.rate > 0 { "rate" } else { "drain" },
         "seconds_writing": written_after.as_secs_f64(),
         "events_written_per_second": load.events as f64 / written_after.as_secs_f64(),
@@ -223,7 +226,9 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
         "commit → receipt (ms)   p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
         latency.p50, latency.p95, latency.p99, latency.max
     );
-    println!("duplicates {duplicates}, bad signatures {bad_signatures}");
+    println!(
+        "duplicates {duplicates}, bad signatures {bad_signatures}, parked messages {parked_messages}"
+    );
     println!("{}", serde_json::to_string_pretty(&report)?);
 
     running.stop().await;
@@ -235,4 +240,18 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Messages the webhook worker gave up on during the run (a stale message from another run
+/// would land here as "no such delivery").
+async fn parked_webhook_messages(config: &Config) -> Result<u32> {
+    let connection = queue::connect(&config.amqp_url, "load-webhooks-report").await?;
+    let channel = connection.create_channel().await?;
+    let depths = Topology::from_config(config).depths(&channel).await?;
+    let _ = connection.close(200, "counted".into()).await;
+    Ok(depths
+        .iter()
+        .filter(|depth| depth.queue == QueueName::Webhooks)
+        .map(|depth| depth.parked)
+        .sum())
 }
