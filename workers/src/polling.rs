@@ -26,6 +26,7 @@ use namaskah_core::{
     providers::{OrderState, Provider, ProviderError},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::verifications::{self, Guard, ReceivedSms, Verification},
+    telemetry::LogLimit,
 };
 
 use crate::{WorkerDeps, batch::Batcher, settle_owing_refund};
@@ -34,12 +35,18 @@ use crate::{WorkerDeps, batch::Batcher, settle_owing_refund};
 /// cause a burst of polls.
 const MIN_POLL_DELAY: Duration = Duration::from_millis(250);
 
+/// How often a provider's repeated refusals are logged.
+const PROVIDER_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 pub struct PollingWorker {
     deps: WorkerDeps,
     /// Loads the verifications of the messages in hand in one statement.
     loads: Batcher<VerificationId, Option<Verification>>,
     /// Completes the verifications whose SMS came, in one statement.
     completions: Batcher<ReceivedSms, Option<Verification>>,
+    /// A provider that refuses cancels or finishes refuses them all: one warning a minute
+    /// per provider (each call is counted in `namaskah_provider_requests_total`).
+    provider_warnings: LogLimit,
 }
 
 impl PollingWorker {
@@ -63,6 +70,7 @@ impl PollingWorker {
             deps,
             loads,
             completions,
+            provider_warnings: LogLimit::new(PROVIDER_WARNING_INTERVAL),
         }
     }
 
@@ -188,7 +196,9 @@ impl PollingWorker {
                 // The provider's own timer frees the number; the customer's refund must not
                 // wait for it.
                 Err(error) => {
-                    tracing::warn!(%error, "could not cancel the expired order at the provider")
+                    if let Some(held_back) = self.provider_warnings.check(provider.name()) {
+                        tracing::warn!(provider = provider.name(), %error, held_back, "could not cancel the expired order at the provider");
+                    }
                 }
             }
         }
@@ -228,8 +238,10 @@ impl PollingWorker {
                     .record(took.as_secs_f64());
             }
             tracing::info!("SMS received; verification completed");
-            if let Err(error) = provider.finish(order_id).await {
-                tracing::warn!(%error, "could not finish the order at the provider");
+            if let Err(error) = provider.finish(order_id).await
+                && let Some(held_back) = self.provider_warnings.check(provider.name())
+            {
+                tracing::warn!(provider = provider.name(), %error, held_back, "could not finish the order at the provider");
             }
         }
         Ok(Handled::Done)

@@ -1,8 +1,13 @@
 //! Logging setup shared by every role, and (with the `otlp` feature) span export.
 
+mod log_limit;
+mod shutdown_noise;
+
 use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::LogFormat;
+pub use log_limit::LogLimit;
+use shutdown_noise::ShutdownNoise;
 
 /// Keeps span export running; dropping it flushes the spans still waiting to be sent.
 #[must_use = "dropping it stops span export"]
@@ -42,7 +47,10 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, role: &'static str) 
             .with_target(true)
             .boxed(),
     };
-    let registry = tracing_subscriber::registry().with(filter).with(logs);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(ShutdownNoise)
+        .with(logs);
 
     #[cfg(feature = "otlp")]
     {
