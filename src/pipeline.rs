@@ -121,6 +121,7 @@ pub async fn start(
     metrics_exporter::install();
     let call_stats = CallStats::default();
     let providers = Providers::from_config(&config, &call_stats)?;
+    register_zero_series(&config, &roles, &providers.names());
     errors::install(pool.clone(), sentry::Hub::current().client().is_some());
     let outbox = OutboxSignal::new();
     let mut tasks = JoinSet::new();
@@ -226,4 +227,35 @@ pub async fn start(
         shutdown,
         tasks,
     })
+}
+
+/// Every metric family from the start, at zero (see `metrics_exporter::zero_series`).
+fn register_zero_series(config: &Config, roles: &Roles, providers: &[String]) {
+    let scheduler_jobs: Vec<&'static str> = if roles.scheduler {
+        config
+            .scheduler
+            .schedules
+            .iter()
+            .filter(|(_, schedule)| schedule.is_some())
+            .map(|(job, _)| *job)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut failing_roles = Vec::new();
+    if roles.api {
+        failing_roles.push("api");
+    }
+    if !roles.workers.is_empty() {
+        failing_roles.push("worker");
+    }
+    if roles.scheduler {
+        failing_roles.push("scheduler");
+    }
+    metrics_exporter::register_zero_series(&metrics_exporter::KnownLabels {
+        providers,
+        scheduler_jobs: &scheduler_jobs,
+        failing_roles: &failing_roles,
+        samples: roles.scheduler,
+    });
 }

@@ -17,7 +17,7 @@ use std::{
 };
 use uuid::Uuid;
 
-use namaskah_core::{domain::Tier, store::tiers::TierPlan};
+use namaskah_core::store::tiers::TierPlan;
 
 /// What the limiter decided for one request; also the `RateLimit-*` headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,12 +81,6 @@ impl RateLimiter {
             }
             None => None,
         };
-        // Exported from the start, so dashboards and alerts have a series before the first
-        // refusal.
-        for tier in Tier::ALL {
-            metrics::counter!("namaskah_rate_limited_total", "tier" => tier.as_str()).increment(0);
-        }
-        metrics::counter!("namaskah_rate_limit_fallbacks_total").increment(0);
         Ok(Self {
             redis,
             local: Mutex::new(HashMap::new()),

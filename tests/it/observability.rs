@@ -183,3 +183,93 @@ async fn every_metric_the_dashboards_and_alerts_use_is_exported_and_promtool_acc
         "promtool check metrics",
     );
 }
+
+/// Every metric name in docs/metrics.md's table.
+fn documented_metrics() -> BTreeSet<String> {
+    let document = std::fs::read_to_string(repository().join("docs/metrics.md")).expect("docs");
+    document
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `namaskah_"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(|name| format!("namaskah_{name}"))
+        .collect()
+}
+
+/// The families a scrape exports (a histogram by its family name).
+fn exported_families(scrape: &str) -> BTreeSet<String> {
+    scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_freshly_started_pipeline_exports_every_family_at_zero() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let database_url = format!("{}/namaskah_fresh_{id}", crate::support::server_url());
+    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
+        .arg("up")
+        .env("DATABASE_URL", &database_url)
+        .env("AMQP_URL", crate::support::amqp_url())
+        .env("QUEUE_PREFIX", format!("t{id}."))
+        .env("API_ADDR", "127.0.0.1:0")
+        .env("DASHBOARD_ADDR", "127.0.0.1:0")
+        .env("SIMULATOR_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "off")
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("namaskah runs");
+    let mut lines = BufReader::new(up.stdout.take().expect("stdout")).lines();
+    let api = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.trim().strip_prefix("API") {
+                return rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("`namaskah up` announces its API");
+
+    namaskah_core::telemetry::install_crypto_provider();
+    let scrape = reqwest::get(format!("{api}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let _ = up.kill().await;
+    namaskah_core::store::drop_database(&database_url)
+        .await
+        .expect("drop the database");
+
+    let exported = exported_families(&scrape);
+    // A histogram's `_bucket` series belongs to its family.
+    let wanted: BTreeSet<String> = documented_metrics()
+        .into_iter()
+        .chain(referenced_metrics())
+        .map(|name| name.trim_end_matches("_bucket").to_owned())
+        .collect();
+    assert!(wanted.len() >= 30, "{wanted:?}");
+    let missing: Vec<&String> = wanted.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "not exported by a freshly started pipeline: {missing:?}"
+    );
+    assert!(
+        scrape.contains("namaskah_queue_messages{queue=\"ordering\",state=\"ready\"} 0"),
+        "known labels have their zero series:\n{scrape}"
+    );
+    assert_success(
+        &promtool(&["check", "metrics"], Some(scrape.as_bytes())),
+        "promtool check metrics",
+    );
+}

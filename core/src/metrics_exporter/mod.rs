@@ -3,6 +3,10 @@
 //! The API and the dashboard serve `/metrics` on their own port; workers and the scheduler
 //! serve it on `METRICS_ADDR`. Every metric is listed in `docs/metrics.md`.
 
+mod zero_series;
+
+pub use zero_series::{KnownLabels, register as register_zero_series};
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::{net::SocketAddr, sync::OnceLock, time::Duration};
 use tokio::net::TcpListener;
