@@ -44,6 +44,8 @@ pub struct AppState {
     pub caches: Arc<Caches>,
     /// Ends the open event streams when the API shuts down.
     pub streams_stop: namaskah_core::Shutdown,
+    /// How long one event stream stays open before it ends (`EVENT_STREAM_MAX_AGE`).
+    pub event_stream_max_age: Duration,
     pub rate_limiter: RateLimiter,
     /// Checkouts at Paystack and Stripe; only the configured ones.
     pub payment_gateways: Gateways,
@@ -73,6 +75,7 @@ impl AppState {
             webhook_rotation_overlap: config.webhooks.rotation_overlap,
             caches: Arc::new(Caches::default()),
             streams_stop: namaskah_core::Shutdown::new(),
+            event_stream_max_age: config.event_stream_max_age,
             rate_limiter: RateLimiter::new(config.redis_url.as_deref())
                 .map_err(SetupError::Redis)?,
             payment_gateways: Gateways::from_config(&config.payments)?,

@@ -20,6 +20,10 @@ pub struct Config {
     /// share one broker.
     pub queue_prefix: String,
     pub api_addr: SocketAddr,
+    /// How long one `GET /v2/events` stream stays open; the client then reconnects with
+    /// `Last-Event-ID` and misses nothing. Bounded so that load balancers' idle limits and
+    /// rolling deploys meet streams that end on their own.
+    pub event_stream_max_age: Duration,
     pub simulator_addr: SocketAddr,
     /// Providers in failover order: the first with stock sells the number.
     pub providers: Vec<ProviderSettings>,
@@ -350,6 +354,7 @@ impl Config {
             )?,
             queue_prefix: env.queue_prefix("QUEUE_PREFIX")?,
             api_addr: env.socket_addr("API_ADDR", "127.0.0.1:8080")?,
+            event_stream_max_age: env.duration("EVENT_STREAM_MAX_AGE", "1h")?,
             simulator_addr,
             providers: env.providers(simulator_addr)?,
             provider_timeout: env.duration("PROVIDER_TIMEOUT", "10s")?,

@@ -239,10 +239,11 @@ fn build_operation(operation: &Operation) -> utoipa::openapi::path::Operation {
         if let Some(body) = body {
             response = response.content("application/json", json_content(body));
         } else if operation.path == "/v2/events" {
+            // OpenAPI 3.1: the schema of a `text/event-stream` describes each event.
             response = response.content(
                 "text/event-stream",
                 ContentBuilder::new()
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
+                    .schema(Some(schema_ref("StreamEvent")))
                     .build(),
             );
         }
@@ -304,6 +305,34 @@ fn schema_of<T: ToSchema>(components: ComponentsBuilder) -> ComponentsBuilder {
     components.schema_from::<T>().schemas_from_iter(nested)
 }
 
+/// One server-sent event of `GET /v2/events`, as its fields arrive on the wire.
+fn stream_event_schema() -> Schema {
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "One event of the stream. `id` is its stream position (resume after it with \
+                 `Last-Event-ID`); `data` is the event as webhooks carry it, JSON text: \
+                 `{\"type\", \"timestamp\", \"data\"}`.",
+            ))
+            .property(
+                "event",
+                string().enum_values(Some(crate::v1::webhook_endpoints::EVENT_TYPES)),
+            )
+            .property("data", string().content_media_type("application/json"))
+            .property("id", string().pattern(Some(STREAM_POSITION_PATTERN)))
+            .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
+            .required("event")
+            .required("data")
+            .required("id")
+            .build(),
+    )
+}
+
+/// An event id of the stream: `<transaction>-<sequence>`, each within its integer type.
+const STREAM_POSITION_PATTERN: &str = "^[0-9]{1,19}-[0-9]{1,18}$";
+
 fn build() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for operation in OPERATIONS {
@@ -321,6 +350,7 @@ fn build() -> OpenApi {
                 .build(),
         ),
     );
+    components = components.schema("StreamEvent", stream_event_schema());
     components = schema_of::<VerificationView>(components);
     components = schema_of::<OrderRequest>(components);
     components = schema_of::<BatchRequest>(components);

@@ -4,8 +4,9 @@
 //! repeated (see `store/events.rs` for why that holds with concurrent writers). Without a
 //! position the stream starts with events from now on; `?after=0-0` replays everything.
 //!
-//! The stream polls PostgreSQL once a second while idle, ends when the API shuts down, and
-//! ends when its key is revoked.
+//! The stream polls PostgreSQL once a second while idle, ends when the API shuts down,
+//! ends when its key is revoked, and ends after `EVENT_STREAM_MAX_AGE` (the client resumes
+//! with `Last-Event-ID`), so that no connection outlives a load balancer's limits.
 
 use futures_util::stream;
 use serde::Deserialize;
@@ -67,12 +68,14 @@ pub async fn stream(
     // A task reads the events and hands them over; it ends when the client goes away (the
     // channel closes) or the stream should end.
     let (sender, receiver) = tokio::sync::mpsc::channel::<sse::Event>(16);
+    let ends_at = tokio::time::Instant::now() + cursor.state.event_stream_max_age;
     tokio::spawn(async move {
         let mut cursor = cursor;
         loop {
             let event = tokio::select! {
                 event = next_event(&mut cursor) => event,
                 _ = sender.closed() => None,
+                _ = tokio::time::sleep_until(ends_at) => None,
             };
             let Some(event) = event else { break };
             if sender.send(event).await.is_err() {
