@@ -25,7 +25,7 @@ pub struct OrderRequest {
     pub service: String,
     /// ISO 3166 alpha-2, lowercase; without it, the cheapest country.
     #[serde(default)]
-    #[schema(pattern = "^[a-z]{2}$", example = "us")]
+    #[schema(pattern = "^[a-zA-Z]{2}$", example = "us")]
     pub country: Option<String>,
 }
 

@@ -172,6 +172,9 @@ impl ApiError {
             PaymentProviderDisabled(_) | UnsupportedCurrency { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            // A payment webhook whose signature is missing, wrong or stale does not come
+            // from the provider: it is not authenticated.
+            PaymentNotice(notice) if notice.is_signature_problem() => StatusCode::UNAUTHORIZED,
             PaymentNotice(_) | UnknownPaymentReference | PaymentMismatch { .. } => {
                 StatusCode::BAD_REQUEST
             }

@@ -119,7 +119,10 @@ pub fn error_response(error: &ApiError) -> Response {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if error.status() == StatusCode::UNAUTHORIZED {
+    if matches!(
+        error,
+        ApiError::MissingApiKey | ApiError::InvalidApiKey | ApiError::RevokedApiKey
+    ) {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

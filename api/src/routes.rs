@@ -154,7 +154,7 @@ pub fn routes(
         response
     });
 
-    metrics
+    let routes = metrics
         .or(openapi)
         .unify()
         .or(docs)
@@ -172,9 +172,25 @@ pub fn routes(
         .or(v2::routes(with_state.clone()))
         .unify()
         .recover(recover)
-        .unify()
+        .unify();
+    warp::path::full()
+        .and(routes)
+        .map(allow_on_405)
         .with(warp::log::custom(record_request))
         .map(warp::Reply::into_response)
+}
+
+/// A `405` says which methods the path does take (RFC 9110, 15.5.6).
+fn allow_on_405(path: warp::path::FullPath, mut response: Response) -> Response {
+    if response.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
+        let methods = crate::openapi::allowed_methods(path.as_str()).join(", ");
+        if let Ok(value) = warp::http::HeaderValue::from_str(&methods) {
+            response
+                .headers_mut()
+                .insert(warp::http::header::ALLOW, value);
+        }
+    }
+    response
 }
 
 /// Counts and times every request, by route template (ids replaced by `{id}`, so the

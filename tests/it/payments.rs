@@ -1,6 +1,7 @@
 //! Top-ups through Paystack and Stripe, and referral rewards: a payment is credited exactly
 //! once however often its webhook arrives; forged, stale, mismatched and unknown notices are
-//! refused with 400 and recorded; the ledger invariant holds throughout.
+//! refused (401 for a signature that is missing, wrong or stale, 400 for the rest) and
+//! recorded; the ledger invariant holds throughout.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -174,7 +175,12 @@ async fn forged_mismatched_and_unknown_paystack_notices_are_refused_and_recorded
     ];
     for (body, signature, code) in &cases {
         let (status, answer) = paystack_webhook(&env, body, signature.as_deref()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{code}: {answer}");
+        let expected = if code.ends_with("_signature") {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, expected, "{code}: {answer}");
         assert_eq!(answer["error"]["code"], *code, "{answer}");
     }
     assert_eq!(env.balance(&account).await, 0, "nothing credited");
@@ -204,7 +210,7 @@ async fn a_stripe_checkout_is_credited_once_across_its_two_events_and_stale_sign
     let completed = stripe_event("checkout.session.completed", reference, 2_500);
     let stale = stripe_signature(STRIPE_WEBHOOK_SECRET, now - 3_600, completed.as_bytes());
     let (status, answer) = stripe_webhook(&env, &completed, &stale).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(answer["error"]["code"], "stale_signature");
     let forged = stripe_signature("whsec_wrong", now, completed.as_bytes());
     let (status, answer) = stripe_webhook(&env, &completed, &forged).await;

@@ -6,6 +6,7 @@
 //! document, and schemathesis fuzzes them, so the list cannot quietly drift from the router.
 
 mod page;
+mod parameters;
 pub mod schemas;
 
 use std::sync::LazyLock;
@@ -108,8 +109,8 @@ const OPERATIONS: &[Operation] = &[
     op(HttpMethod::Post, "/v1/payments", "payments", "Top up the wallet: opens the provider's checkout; credited when the provider confirms", true, Some("CreatePaymentRequest"), &[], &[IDEMPOTENCY], &[(201, "pending, with the checkout URL", Some("Payment"))], &[400, 413, 422]),
     op(HttpMethod::Get, "/v1/payments", "payments", "The account's top-ups, newest first", true, None, &[("limit", "1–100, default 20")], &[], &[(200, "the payments", Some("PaymentList"))], &[400]),
     op(HttpMethod::Get, "/v1/payments/{id}", "payments", "One top-up", true, None, &[], &[], &[(200, "the payment", Some("Payment"))], &[404]),
-    op(HttpMethod::Post, "/v1/payments/paystack/webhook", "payments", "Paystack's webhook (`charge.success`), signed with `x-paystack-signature`", false, None, &[], &[("x-paystack-signature", "hex HMAC-SHA512 of the raw body with the secret key")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 413]),
-    op(HttpMethod::Post, "/v1/payments/stripe/webhook", "payments", "Stripe's webhook (`checkout.session.completed`, `payment_intent.succeeded`), signed with `Stripe-Signature`", false, None, &[], &[("Stripe-Signature", "`t=<unix>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">`")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 413]),
+    op(HttpMethod::Post, "/v1/payments/paystack/webhook", "payments", "Paystack's webhook (`charge.success`), signed with `x-paystack-signature`", false, None, &[], &[("x-paystack-signature", "hex HMAC-SHA512 of the raw body with the secret key")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 401, 413]),
+    op(HttpMethod::Post, "/v1/payments/stripe/webhook", "payments", "Stripe's webhook (`checkout.session.completed`, `payment_intent.succeeded`), signed with `Stripe-Signature`", false, None, &[], &[("Stripe-Signature", "`t=<unix>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">`")], &[(200, "credited, or credited before", Some("PaymentReceipt"))], &[400, 401, 413]),
     op(HttpMethod::Get, "/v1/subscription", "subscription", "The account's tier, its monthly price and when it renews", true, None, &[], &[], &[(200, "the subscription", Some("Subscription"))], &[]),
     op(HttpMethod::Post, "/v1/subscription", "subscription", "Change tier: upgrades now (prorated), downgrades at the period's end; needs `admin`", true, Some("ChangeRequest"), &[], &[IDEMPOTENCY], &[(200, "the subscription after the change", Some("SubscriptionChange"))], &[400, 402, 413]),
     op(HttpMethod::Get, "/v1/usage", "account", "Usage per service and day: verifications, success rate, median time to SMS, spend, refunds", true, None, &[("from", "first day, YYYY-MM-DD (default: 29 days before `to`)"), ("to", "last day, YYYY-MM-DD (default: today, UTC)"), ("service", "one service")], &[], &[(200, "the report", Some("UsageReport"))], &[400]),
@@ -168,7 +169,9 @@ const fn op(
 fn error_meaning(status: u16) -> &'static str {
     match status {
         400 => "the request is malformed (see `code`)",
-        401 => "no key, an unknown key or a revoked key",
+        401 => {
+            "not authenticated: no key, an unknown or a revoked key (payment webhooks: a missing, wrong or stale signature)"
+        }
         402 => "the balance does not cover the price",
         403 => "the key lacks the scope",
         404 => "no such resource for this account",
@@ -214,7 +217,7 @@ fn build_operation(operation: &Operation) -> utoipa::openapi::path::Operation {
                 .name(*name)
                 .parameter_in(ParameterIn::Query)
                 .description(Some(*description))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
+                .schema(Some(parameters::schema(name, v2))),
         );
     }
     for (name, description) in operation.headers {
@@ -223,7 +226,7 @@ fn build_operation(operation: &Operation) -> utoipa::openapi::path::Operation {
                 .name(*name)
                 .parameter_in(ParameterIn::Header)
                 .description(Some(*description))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String).build())),
+                .schema(Some(parameters::schema(name, v2))),
         );
     }
     if let Some(body) = operation.body {
@@ -250,6 +253,14 @@ fn build_operation(operation: &Operation) -> utoipa::openapi::path::Operation {
         builder = builder.response(status.to_string(), response.build());
     }
     let mut errors: Vec<u16> = operation.errors.to_vec();
+    if operation
+        .headers
+        .iter()
+        .any(|(name, _)| *name == IDEMPOTENCY.0)
+    {
+        // A malformed key; the same key with another body; the same key still in flight.
+        errors.extend([400, 409, 422]);
+    }
     if operation.authenticated {
         errors.extend([401, 403, 429]);
         builder = builder.security(SecurityRequirement::new("api_key", Vec::<String>::new()));
@@ -272,6 +283,43 @@ fn build_operation(operation: &Operation) -> utoipa::openapi::path::Operation {
         );
     }
     builder.build()
+}
+
+/// The methods a request path answers to, for the `Allow` header of a `405`: those of every
+/// documented operation whose path template (`{id}` standing for any one segment) matches.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let matches = |template: &str| {
+        let pattern: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+        pattern.len() == segments.len()
+            && pattern
+                .iter()
+                .zip(&segments)
+                .all(|(expected, actual)| *expected == "{id}" || expected == actual)
+    };
+    // `/v2/verifications/batch` is its own resource, not `/v2/verifications/{id}`: the
+    // templates with the most literal segments that match are the path's.
+    let literals = |template: &str| template.split('/').filter(|s| *s != "{id}").count();
+    let best = OPERATIONS
+        .iter()
+        .filter(|operation| matches(operation.path))
+        .map(|operation| literals(operation.path))
+        .max();
+    let mut methods: Vec<&'static str> = OPERATIONS
+        .iter()
+        .filter(|operation| matches(operation.path) && Some(literals(operation.path)) == best)
+        .map(|operation| match operation.method {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Delete => "DELETE",
+            _ => "OPTIONS",
+        })
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
 }
 
 /// `v1_post_verifications_id_cancel`, from the method and path.
@@ -321,7 +369,10 @@ fn stream_event_schema() -> Schema {
                 string().enum_values(Some(crate::v1::webhook_endpoints::EVENT_TYPES)),
             )
             .property("data", string().content_media_type("application/json"))
-            .property("id", string().pattern(Some(STREAM_POSITION_PATTERN)))
+            .property(
+                "id",
+                string().pattern(Some(parameters::STREAM_POSITION_PATTERN)),
+            )
             .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
             .required("event")
             .required("data")
@@ -329,9 +380,6 @@ fn stream_event_schema() -> Schema {
             .build(),
     )
 }
-
-/// An event id of the stream: `<transaction>-<sequence>`, each within its integer type.
-const STREAM_POSITION_PATTERN: &str = "^[0-9]{1,19}-[0-9]{1,18}$";
 
 fn build() -> OpenApi {
     let mut paths = PathsBuilder::new();

@@ -34,12 +34,25 @@ use crate::{
 
 const MAX_NAME_CHARS: usize = 100;
 
+/// A scope as the API names it (for the document; requests are checked by `parse_scopes`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum ScopeName {
+    Read,
+    Write,
+    Admin,
+    TenantAdmin,
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = CreateApiKeyRequest)]
 pub(crate) struct CreateRequest {
     #[serde(default)]
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     name: String,
+    #[schema(value_type = Vec<ScopeName>, min_items = 1)]
     scopes: Vec<String>,
 }
 

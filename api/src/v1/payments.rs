@@ -45,9 +45,10 @@ const MAX_AMOUNT: i64 = 10_000_000;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreatePaymentRequest {
-    #[schema(value_type = String, example = "paystack")]
+    #[schema(value_type = PaymentProvider, example = "paystack")]
     provider: String,
     #[schema(minimum = 100, maximum = 10000000)]
+    #[serde(deserialize_with = "namaskah_core::domain::deserialize_whole_cents")]
     amount_cents: i64,
     #[schema(example = "USD")]
     currency: String,

@@ -37,6 +37,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClaimRequest {
     /// Another account's referral code.
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     code: String,
 }
 
@@ -51,7 +52,7 @@ pub async fn claim(
     let caller = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
     let body = body?;
     let request: ClaimRequest = parse_json(&body)?;
-    if request.code.trim().is_empty() || request.code.len() > 64 {
+    if request.code.trim().is_empty() || request.code.chars().count() > 64 {
         return Err(ApiError::InvalidRequest(
             "`code` must be a referral code".to_owned(),
         ));

@@ -39,6 +39,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChangeRequest {
     /// `free`, `basic`, `pro` or `enterprise`.
+    #[schema(value_type = namaskah_core::domain::Tier)]
     tier: String,
 }
 

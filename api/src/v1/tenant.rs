@@ -39,21 +39,40 @@ const MAX_PRICE_CENTS: i64 = 100_000_000;
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BrandPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "https://acme.example/logo.svg")]
+    #[schema(
+        value_type = Option<String>,
+        example = "https://acme.example/logo.svg",
+        max_length = 2048,
+        pattern = "^\\s*https://[^\\s\\x00-\\x1f\\x7f-\\x9f]+\\s*$"
+    )]
     logo_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "#0b5fff")]
+    #[schema(value_type = Option<String>, example = "#0b5fff", pattern = "^\\s*#[0-9a-f]{6}\\s*$")]
     primary_colour: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "#ffb000")]
+    #[schema(value_type = Option<String>, example = "#ffb000", pattern = "^\\s*#[0-9a-f]{6}\\s*$")]
     accent_colour: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "help@acme.example")]
+    #[schema(
+        value_type = Option<String>,
+        example = "help@acme.example",
+        pattern = "^\\s*(?=[^\\s\\x00-\\x1f\\x7f-\\x9f]{3,254}\\s*$)[^\\s\\x00-\\x1f\\x7f-\\x9f]*@[^\\s\\x00-\\x1f\\x7f-\\x9f]*\\s*$"
+    )]
     support_email: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "verify.acme.example")]
+    #[schema(
+        value_type = Option<String>,
+        example = "verify.acme.example",
+        max_length = 253,
+        pattern = "^\\s*([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+(?=[a-zA-Z0-9-]*[a-zA-Z])[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\s*$"
+    )]
     custom_domain: Option<Option<String>>,
 }
 
@@ -65,7 +84,11 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<S
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateAccountRequest {
-    #[schema(example = "customer@acme.example")]
+    #[schema(
+        example = "customer@acme.example",
+        max_length = 254,
+        pattern = "^[^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^\\s\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     email: String,
     /// Another account's referral code (of this tenant): that account is rewarded when this
     /// one first tops up.

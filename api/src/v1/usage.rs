@@ -6,7 +6,10 @@ use serde::Deserialize;
 use std::sync::Arc;
 use warp::http::StatusCode;
 
-use namaskah_core::{domain::Scope, store::usage};
+use namaskah_core::{
+    domain::{Scope, ServiceCode},
+    store::usage,
+};
 
 use crate::{
     ApiError, AppState,
@@ -49,10 +52,19 @@ pub async fn get(
             "`from` must not be after `to`, and the range at most {MAX_DAYS} days"
         )));
     }
-    let service = query.service.as_deref().filter(|s| !s.is_empty());
-    if service.is_some_and(|s| s.len() > 64) {
-        return Err(ApiError::InvalidQuery("`service` is too long".to_owned()));
-    }
-    let report = usage::report(&state.pool, Some(caller.account_id), from, to, service).await?;
+    let service = query
+        .service
+        .as_deref()
+        .map(ServiceCode::parse)
+        .transpose()
+        .map_err(|invalid| ApiError::InvalidQuery(invalid.to_string()))?;
+    let report = usage::report(
+        &state.pool,
+        Some(caller.account_id),
+        from,
+        to,
+        service.as_ref().map(ServiceCode::as_str),
+    )
+    .await?;
     Ok(reply_response(Reply::json(StatusCode::OK, &report)))
 }

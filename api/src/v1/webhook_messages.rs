@@ -124,6 +124,14 @@ pub async fn list(
     let owner = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let query: ListQuery = parse_query(&query)?;
     let (limit, offset) = crate::body::page(query.limit, query.offset)?;
+    if let Some(event_type) = query.event_type.as_deref()
+        && !crate::v1::webhook_endpoints::EVENT_TYPES.contains(&event_type)
+    {
+        return Err(ApiError::InvalidQuery(format!(
+            "`event_type` must be one of {}; got {event_type:?}",
+            crate::v1::webhook_endpoints::EVENT_TYPES.join(", ")
+        )));
+    }
     let mut messages = webhook_messages::list(
         &state.pool,
         owner.account_id,

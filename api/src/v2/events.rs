@@ -45,12 +45,18 @@ pub async fn stream(
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Read).await?;
     let query: StreamQuery = parse_query(&query)?;
-    let position = match last_event_id.or(query.after) {
-        Some(id) => StreamPosition::parse(&id).ok_or_else(|| {
+    let parse = |id: &str| {
+        StreamPosition::parse(id).ok_or_else(|| {
             ApiError::InvalidRequest(format!(
                 "{id:?} is not an event id of this stream (`Last-Event-ID` and `after` take the `id` of an event)"
             ))
-        })?,
+        })
+    };
+    // Both are checked when both are sent; a reconnecting client's `Last-Event-ID` wins.
+    let after = query.after.as_deref().map(parse).transpose()?;
+    let resumed = last_event_id.as_deref().map(parse).transpose()?;
+    let position = match resumed.or(after) {
+        Some(position) => position,
         None => events::head(&state.pool, caller.account_id).await?,
     };
     let key = authorization

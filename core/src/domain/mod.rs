@@ -10,5 +10,5 @@ mod status;
 pub use api_key::{ApiKey, ApiKeyHash, OWNER_SCOPES, Scope};
 pub use codes::{CountryCode, InvalidCode, ServiceCode, Tier};
 pub use ids::{AccountId, TenantId, VerificationId, new_trace_id};
-pub use money::Cents;
+pub use money::{Cents, deserialize_whole_cents};
 pub use status::{Status, Transition, UnknownStatus};

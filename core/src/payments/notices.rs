@@ -42,6 +42,15 @@ pub enum NoticeError {
 }
 
 impl NoticeError {
+    /// The notice cannot be shown to come from the provider (as opposed to a genuine
+    /// notice that cannot be used).
+    pub fn is_signature_problem(&self) -> bool {
+        matches!(
+            self,
+            NoticeError::MissingSignature | NoticeError::BadSignature | NoticeError::StaleSignature
+        )
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             NoticeError::MissingSignature => "missing_signature",

@@ -21,7 +21,7 @@ pub struct Account {
 /// Whether `text` can be an account's e-mail address (what the table's check allows, and
 /// an `@` without spaces around it).
 pub fn is_email(text: &str) -> bool {
-    (3..=254).contains(&text.len())
+    (3..=254).contains(&text.chars().count())
         && text
             .split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())

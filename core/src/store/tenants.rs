@@ -58,10 +58,12 @@ pub struct TenantSummary {
 #[serde(deny_unknown_fields)]
 #[schema(as = TenantPrice)]
 pub struct Price {
-    #[schema(example = "telegram")]
+    #[schema(example = "telegram", pattern = "^[a-z0-9][a-z0-9_-]{0,31}$")]
     pub service: String,
-    #[schema(example = "us")]
+    #[schema(example = "us", pattern = "^[a-zA-Z]{2}$")]
     pub country: String,
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    #[serde(deserialize_with = "crate::domain::deserialize_whole_cents")]
     pub price_cents: i64,
 }
 
@@ -133,7 +135,7 @@ impl Brand {
         if let Some(url) = &self.logo_url
             && (!url.starts_with("https://")
                 || url.len() <= "https://".len()
-                || url.len() > 2048
+                || url.chars().count() > 2048
                 || url.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
             return Err(InvalidBrand::LogoUrl);
@@ -149,7 +151,7 @@ impl Brand {
             }
         }
         if let Some(email) = &self.support_email
-            && (!(3..=254).contains(&email.len())
+            && (!(3..=254).contains(&email.chars().count())
                 || !email.contains('@')
                 || email.chars().any(|c| c.is_whitespace() || c.is_control()))
         {

@@ -1,13 +1,13 @@
 //! Logging setup shared by every role, and (with the `otlp` feature) span export.
 
+mod connection_noise;
 mod log_limit;
-mod shutdown_noise;
 
 use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::LogFormat;
+use connection_noise::ConnectionNoise;
 pub use log_limit::LogLimit;
-use shutdown_noise::ShutdownNoise;
 
 /// Keeps span export running; dropping it flushes the spans still waiting to be sent.
 #[must_use = "dropping it stops span export"]
@@ -49,7 +49,7 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, role: &'static str) 
     };
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(ShutdownNoise)
+        .with(ConnectionNoise)
         .with(logs);
 
     #[cfg(feature = "otlp")]

@@ -1,7 +1,13 @@
-//! One known-harmless error that warp logs at ERROR: a connection accepted just as the
-//! graceful shutdown begins, before its client has sent a byte (an idle pooled connection
-//! of a client, say), ends with hyper-util's `Interrupted: "Cancelled"`. No request was
-//! cut short; at the end of every load run it printed one ERROR line per idle connection.
+//! Connection errors that warp logs at ERROR although nothing is wrong with the server:
+//! - a connection accepted just as the graceful shutdown begins, before its client has
+//!   sent a byte (an idle pooled connection, say), ends with hyper-util's
+//!   `Interrupted: "Cancelled"`; at the end of every load run that printed one ERROR line
+//!   per idle connection;
+//! - a client that sends a malformed request (`Parse(…)`: hyper has already answered it
+//!   with 400) or hangs up mid-answer (`ConnectionReset`, `BrokenPipe`).
+//!
+//! They are the client's doing, and an operator can do nothing about them; anything else
+//! warp reports still goes through.
 
 use std::fmt::Debug;
 use tracing::{
@@ -13,17 +19,20 @@ use tracing_subscriber::{Layer, layer::Context};
 /// Where warp logs the errors of its connections.
 const WARP_CONNECTIONS: &str = "warp::server::run";
 
-/// Drops that one event for every layer; anything else warp says goes through.
-pub struct ShutdownNoise;
+/// What in warp's message marks a connection error as the client's.
+const CLIENT_CAUSES: [&str; 4] = ["\"Cancelled\"", "Parse(", "ConnectionReset", "BrokenPipe"];
 
-impl<S: Subscriber> Layer<S> for ShutdownNoise {
+/// Drops those events for every layer.
+pub struct ConnectionNoise;
+
+impl<S: Subscriber> Layer<S> for ConnectionNoise {
     fn event_enabled(&self, event: &Event<'_>, _context: Context<'_, S>) -> bool {
         if event.metadata().target() != WARP_CONNECTIONS {
             return true;
         }
         let mut message = Message::default();
         event.record(&mut message);
-        !(message.0.contains("Interrupted") && message.0.contains("\"Cancelled\""))
+        !CLIENT_CAUSES.iter().any(|cause| message.0.contains(cause))
     }
 }
 
@@ -57,16 +66,18 @@ mod tests {
     }
 
     #[test]
-    fn the_cancelled_connection_at_shutdown_is_dropped_and_other_errors_are_kept() {
+    fn the_clients_connection_errors_are_dropped_and_other_errors_are_kept() {
         let seen = Count::default();
         let subscriber = tracing_subscriber::registry()
-            .with(ShutdownNoise)
+            .with(ConnectionNoise)
             .with(seen.clone());
         tracing::subscriber::with_default(subscriber, || {
             let cancelled = std::io::Error::new(std::io::ErrorKind::Interrupted, "Cancelled");
             tracing::error!(target: "warp::server::run", "server connection error: {:?}", cancelled);
             let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
             tracing::error!(target: "warp::server::run", "server connection error: {:?}", reset);
+            let files = std::io::Error::other("Too many open files");
+            tracing::error!(target: "warp::server::run", "server connection error: {:?}", files);
             tracing::error!(target: "namaskah_api", "Cancelled, Interrupted, but ours");
         });
         assert_eq!(seen.0.load(Ordering::SeqCst), 2);
