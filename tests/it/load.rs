@@ -7,22 +7,29 @@ use serde_json::Value;
 use crate::support::{amqp_url, server_url};
 use namaskah_core::store;
 
+/// `namaskah load` pointed at `database_url` and the queue prefix `t<id>.`.
+fn load_command(database_url: &str, id: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"));
+    command
+        .arg("load")
+        .env("DATABASE_URL", database_url)
+        .env("AMQP_URL", amqp_url())
+        .env("QUEUE_PREFIX", format!("t{id}."))
+        .env_remove("REDIS_URL");
+    command
+}
+
 /// Runs `namaskah load` with `args` in a database and queue prefix of its own; its report
 /// and what it printed. Panics unless the run succeeded (every invariant held).
 async fn load_run(name: &str, args: &[&str]) -> (Value, String) {
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
     let database_url = format!("{}/namaskah_{name}_{id}", server_url());
     let report = std::env::temp_dir().join(format!("namaskah-{name}-{id}.json"));
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
-        .arg("load")
+    let output = load_command(&database_url, id)
         .args(args)
         .args(["--sms-timeout-secs", "10", "--report"])
         .arg(&report)
-        .env("DATABASE_URL", &database_url)
-        .env("AMQP_URL", amqp_url())
-        .env("QUEUE_PREFIX", format!("t{id}."))
         .env("POLL_CADENCE", "500ms,1s")
-        .env_remove("REDIS_URL")
         .output()
         .await
         .expect("namaskah runs");
@@ -225,12 +232,8 @@ async fn a_webhook_load_run_starts_clean_of_what_an_interrupted_run_left_in_its_
         .expect("publish");
     let _ = connection.close(200, "done".into()).await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
-        .args(["load", "webhooks", "--events", "20", "--endpoints", "2"])
-        .env("DATABASE_URL", &database_url)
-        .env("AMQP_URL", amqp_url())
-        .env("QUEUE_PREFIX", format!("t{id}."))
-        .env_remove("REDIS_URL")
+    let output = load_command(&database_url, id)
+        .args(["webhooks", "--events", "20", "--endpoints", "2"])
         .output()
         .await
         .expect("namaskah runs");
