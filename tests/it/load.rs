@@ -23,7 +23,7 @@ fn load_command(database_url: &str, id: &str) -> tokio::process::Command {
 /// and what it printed. Panics unless the run succeeded (every invariant held).
 async fn load_run(name: &str, args: &[&str]) -> (Value, String) {
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let database_url = format!("{}/namaskah_{name}_{id}", server_url());
+    let database_url = format!("{}/namaskah_test_{name}_{id}", server_url());
     let report = std::env::temp_dir().join(format!("namaskah-{name}-{id}.json"));
     let output = load_command(&database_url, id)
         .args(args)
@@ -204,7 +204,7 @@ async fn a_webhook_load_run_starts_clean_of_what_an_interrupted_run_left_in_its_
     use namaskah_core::queue::{self, Envelope, Job, QueueName, Topology};
 
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let database_url = format!("{}/namaskah_hooks_{id}", server_url());
+    let database_url = format!("{}/namaskah_test_hooks_{id}", server_url());
     // What an interrupted run leaves: its throw-away queues with a message in them for a
     // delivery that no longer exists.
     let leftover = Topology::new(format!("t{id}.load."), 20);

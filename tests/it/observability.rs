@@ -210,7 +210,7 @@ async fn a_freshly_started_pipeline_exports_every_family_at_zero() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let database_url = format!("{}/namaskah_fresh_{id}", crate::support::server_url());
+    let database_url = format!("{}/namaskah_test_fresh_{id}", crate::support::server_url());
     let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
         .arg("up")
         .env("DATABASE_URL", &database_url)
