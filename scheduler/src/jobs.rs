@@ -145,6 +145,7 @@ pub async fn sweep(context: &JobContext) -> Result<u64, String> {
         sweeps::nudge_stuck_refunds(pool, settings.refund_stuck_after, settings.nudge_interval)
             .await
             .map_err(err)?;
+    touched += sweeps::clear_stale_open_since(pool).await.map_err(err)?;
     if sweeps::stale_outbox_rows(pool, settings.outbox_stuck_after)
         .await
         .map_err(err)?

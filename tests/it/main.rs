@@ -14,6 +14,7 @@ mod deployment;
 mod holding;
 mod lifecycle;
 mod load;
+mod migrations;
 mod money;
 mod observability;
 mod ordering;

@@ -7,6 +7,7 @@
 //! The plumbing (ack, retry, parking) is `namaskah_core::queue::consumer`.
 
 mod batch;
+mod catalogue;
 pub mod ordering;
 pub mod polling;
 pub mod refund;

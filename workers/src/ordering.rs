@@ -22,7 +22,7 @@ use namaskah_core::{
     providers::PurchasedNumber,
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::{
-        services::{self, Offer},
+        services::Offer,
         verifications::{
             self, AssignedNumber, Guard, OrderingClaim, OrderingClaimRequest, Verification,
         },
@@ -30,11 +30,13 @@ use namaskah_core::{
 };
 
 use crate::{
-    WorkerDeps, batch::Batcher, polling::first_poll_after, retry_later, settle_owing_refund,
+    WorkerDeps, batch::Batcher, catalogue::Catalogue, polling::first_poll_after, retry_later,
+    settle_owing_refund,
 };
 
 pub struct OrderingWorker {
     deps: WorkerDeps,
+    catalogue: Catalogue,
     claims: Batcher<OrderingClaimRequest, OrderingClaim>,
     /// Records the numbers bought, with their first polls, in one statement.
     assignments: Batcher<AssignedNumber, Option<Verification>>,
@@ -63,8 +65,10 @@ impl OrderingWorker {
                 async move { verifications::assign_numbers(&pool, &numbers, first_poll_delay_ms).await }
             },
         );
+        let catalogue = Catalogue::new(deps.pool.clone(), deps.providers.names());
         Self {
             deps,
+            catalogue,
             claims,
             assignments,
         }
@@ -76,14 +80,11 @@ impl OrderingWorker {
         verification: &Verification,
     ) -> Result<Result<(Offer, PurchasedNumber), Failures>, JobError> {
         let provider_order = self.deps.providers.names();
-        let offers = services::enabled_offers(
-            &self.deps.pool,
-            &provider_order,
-            Some(&verification.service),
-            Some(&verification.country),
-        )
-        .await
-        .map_err(retry_later)?;
+        let offers = self
+            .catalogue
+            .offers_for(&verification.service, &verification.country)
+            .await
+            .map_err(retry_later)?;
         let mut failures = Failures::default();
         for offer in pricing::failover_order(&offers, &provider_order) {
             let Some(provider) = self.deps.providers.get(&offer.provider) else {

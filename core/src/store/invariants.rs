@@ -40,7 +40,7 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
         .fetch_one(pool)
         .await?;
     // Each check lists the rows that break it, as short human-readable lines.
-    let checks: [(&'static str, &'static str); 6] = [
+    let checks: [(&'static str, &'static str); 7] = [
         (
             "balance_equals_ledger",
             "SELECT a.id::text || ': balance ' || a.balance_cents || ', ledger ' || coalesce(l.total, 0)
@@ -80,6 +80,13 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
                         WHERE status NOT IN ('completed', 'refunded') GROUP BY account_id) o
                     ON o.account_id = a.id
              WHERE a.open_verifications <> coalesce(o.open, 0)",
+        ),
+        (
+            // The sweeper finds open rows through the index on this column.
+            "open_since_matches_status",
+            "SELECT id::text || ': ' || status || ', open_since ' || coalesce(open_since::text, 'null')
+             FROM verifications
+             WHERE (open_since IS NULL) = verification_is_open(status)",
         ),
         (
             // Before a number is assigned there is no deadline; ordering (with its retries)

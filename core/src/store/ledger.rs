@@ -21,7 +21,8 @@ pub async fn refund(pool: &PgPool, id: VerificationId) -> Result<Option<Refund>,
     let transition = Transition::Refund;
     let refunded = sqlx::query_as::<_, Refund>(
         "WITH settled AS (
-             UPDATE verifications SET status = $3, refunded_at = now(), updated_at = now()
+             UPDATE verifications SET status = $3, refunded_at = now(), updated_at = now(),
+                                      open_since = NULL
              WHERE id = $1 AND status = ANY($2)
              RETURNING id, account_id, price_cents
          ), entry AS (

@@ -85,6 +85,12 @@ fn is_unavailable_state(code: &str) -> bool {
 
 /// The embedded migrations, so a binary carries its schema with it.
 pub fn migrator() -> Migrator {
+    migrator_until(i64::MAX)
+}
+
+/// The embedded migrations up to and including `last_version`: a database as an earlier
+/// release left it, to test the path from there.
+pub fn migrator_until(last_version: i64) -> Migrator {
     let migrations = [
         (
             1,
@@ -176,10 +182,16 @@ pub fn migrator() -> Migrator {
             "open count with the balance",
             include_str!("../../../migrations/0018_open_count_with_the_balance.sql"),
         ),
+        (
+            19,
+            "lean data path",
+            include_str!("../../../migrations/0019_lean_data_path.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
             .into_iter()
+            .filter(|(version, _, _)| *version <= last_version)
             .map(|(version, description, sql)| {
                 Migration::new(
                     version,

@@ -3,6 +3,10 @@
 //! Every nudge goes through the outbox and stamps `last_nudged_at`, so a second sweep within
 //! the nudge interval sends nothing more; and every message is a nudge that the workers
 //! handle idempotently, so even a repeated one changes no state.
+//!
+//! Each scan walks `verifications_open_since_idx`, which holds only the open rows: a row
+//! that became open before the age a sweep looks for (its `updated_at` or deadline is
+//! later than its `open_since`) is the only kind that can qualify.
 
 use sqlx::PgPool;
 use std::time::Duration;
@@ -23,7 +27,8 @@ pub async fn nudge_overdue_polls(
     Ok(sqlx::query(
         "WITH due AS (
              UPDATE verifications SET last_nudged_at = now()
-             WHERE status = 'waiting_sms' AND deadline < now() - make_interval(secs => $1)
+             WHERE open_since < now() - make_interval(secs => $1)
+               AND status = 'waiting_sms' AND deadline < now() - make_interval(secs => $1)
                AND (last_nudged_at IS NULL OR last_nudged_at < now() - make_interval(secs => $2))
              RETURNING id, trace_id
          )
@@ -50,7 +55,8 @@ pub async fn nudge_stuck_orders(
     Ok(sqlx::query(
         "WITH due AS (
              UPDATE verifications SET last_nudged_at = now()
-             WHERE status IN ('pending', 'ordering') AND updated_at < now() - make_interval(secs => $1)
+             WHERE open_since < now() - make_interval(secs => $1)
+               AND status IN ('pending', 'ordering') AND updated_at < now() - make_interval(secs => $1)
                AND (ordering_claimed_at IS NULL OR ordering_claimed_at < now() - make_interval(secs => $2))
                AND (last_nudged_at IS NULL OR last_nudged_at < now() - make_interval(secs => $3))
              RETURNING id, trace_id, order_attempts
@@ -78,7 +84,8 @@ pub async fn abandoned_orders(
 ) -> Result<Vec<(VerificationId, String)>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT id, trace_id FROM verifications
-         WHERE status = 'ordering' AND order_attempts >= $1
+         WHERE open_since < now() - make_interval(secs => $2)
+           AND status = 'ordering' AND order_attempts >= $1
            AND updated_at < now() - make_interval(secs => $2)
            AND ordering_claimed_at < now() - make_interval(secs => $3)
          LIMIT 1000",
@@ -99,7 +106,8 @@ pub async fn nudge_stuck_refunds(
     Ok(sqlx::query(
         "WITH due AS (
              UPDATE verifications SET last_nudged_at = now()
-             WHERE status IN ('timed_out', 'cancelled', 'failed') AND updated_at < now() - make_interval(secs => $1)
+             WHERE open_since < now() - make_interval(secs => $1)
+               AND status IN ('timed_out', 'cancelled', 'failed') AND updated_at < now() - make_interval(secs => $1)
                AND (last_nudged_at IS NULL OR last_nudged_at < now() - make_interval(secs => $2))
              RETURNING id, trace_id
          )
@@ -110,6 +118,18 @@ pub async fn nudge_stuck_refunds(
     )
     .bind(secs(stuck_after))
     .bind(secs(nudge_interval))
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Final rows that still carry `open_since` (written by a release before migration 0019,
+/// which did not clear it): cleared, so the open rows' index holds only open rows.
+pub async fn clear_stale_open_since(pool: &PgPool) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE verifications SET open_since = NULL
+         WHERE open_since IS NOT NULL AND status IN ('completed', 'refunded')",
+    )
     .execute(pool)
     .await?
     .rows_affected())

@@ -87,11 +87,12 @@ pub async fn insert_charged(
         },
         new.trace_id.clone(),
     );
-    // Data-modifying CTEs run as one statement: either all four writes happen or none.
+    // Data-modifying CTEs run as one statement: either all five writes happen or none.
     // The conditional debit is what refuses an uncovered price or an order past the open
-    // limit; the CHECK on the balance is the backstop. The debit also counts the new open
-    // verification: this is the one statement that inserts verifications, and no trigger
-    // counts inserts (migration 0018).
+    // limit; the CHECK on the balance is the backstop. This is the one statement that
+    // inserts verifications, and no trigger counts inserts: the debit counts the new open
+    // verification (migration 0018) and the usage upsert its order and spend (migration
+    // 0019), after the account's row lock, the order every writer of the two rows follows.
     let inserted = sqlx::query_as::<_, Verification>(sql("WITH debit AS (
              UPDATE accounts SET balance_cents = balance_cents - $5,
                                  open_verifications = open_verifications + 1
@@ -106,6 +107,13 @@ pub async fn insert_charged(
              SELECT account_id, id, 'charge', -price_cents FROM inserted
          ), message AS (
              INSERT INTO outbox (queue, payload) SELECT $7, $8 FROM inserted
+         ), usage AS (
+             INSERT INTO usage_daily AS u (account_id, service, day, verifications, spend_cents)
+             SELECT account_id, service, (created_at AT TIME ZONE 'UTC')::date, 1, price_cents
+             FROM inserted
+             ON CONFLICT (account_id, day, service) DO UPDATE
+             SET verifications = u.verifications + 1,
+                 spend_cents = u.spend_cents + EXCLUDED.spend_cents
          )
          SELECT {COLUMNS} FROM inserted"))
     .bind(new.id)
@@ -502,12 +510,9 @@ pub struct ReceivedSms {
 /// waiting (it was cancelled or timed out first, or an earlier request of the batch
 /// completed it).
 ///
-/// A completion's triggers update two rows many completions share: the account's open
-/// counter and the day's usage. The batch is sent in account order, which the statement
-/// follows as it walks the list (index lookups by id), so two batches running at once (two
-/// polling replicas) take those locks in the same order. Should the planner ever choose
-/// another order and two batches deadlock, PostgreSQL fails one and its messages are
-/// retried like any database error.
+/// The statement's trigger (migration 0019) updates rows many completions share, the
+/// accounts' open counters and the days' usage, once per batch and in key order, so two
+/// batches running at once (two polling replicas) take those locks in the same order.
 pub async fn complete_many(
     pool: &PgPool,
     received: &[ReceivedSms],
@@ -517,7 +522,7 @@ pub async fn complete_many(
     unique.sort_by_key(|sms| (sms.account_id.0, sms.id.0));
     let completed = sqlx::query_as::<_, Verification>(sql(
         "UPDATE verifications SET status = $4, code = w.wanted_code, sms_text = w.wanted_text,
-                                  completed_at = now(), updated_at = now()
+                                  completed_at = now(), updated_at = now(), open_since = NULL
          FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(wanted_id, wanted_code, wanted_text)
          WHERE id = w.wanted_id AND status = ANY($5)
          RETURNING {COLUMNS}",

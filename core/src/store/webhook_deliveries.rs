@@ -74,15 +74,17 @@ pub async fn claim_attempts(
         .map(|request| (request.delivery_id, attempt_number(request.attempt)))
         .unzip();
     let claimed = sqlx::query_as::<_, JobRow>(
-        "WITH wanted AS (
-             SELECT * FROM unnest($1::uuid[], $2::int[]) AS w(id, attempt)
-         ), claimed AS (
+        "WITH claimed AS (
              UPDATE webhook_deliveries d SET attempts = w.attempt, last_attempt_at = now(), updated_at = now()
-             FROM wanted w, webhook_endpoints e
-             WHERE d.id = w.id AND d.status = 'pending' AND e.id = d.endpoint_id
-               AND e.enabled AND e.deleted_at IS NULL
+             FROM unnest($1::uuid[], $2::int[]) AS w(id, attempt)
+             WHERE d.id = w.id AND d.status = 'pending'
                AND (d.attempts < w.attempt
                     OR (d.attempts = w.attempt AND d.last_attempt_at < now() - make_interval(secs => $3)))
+               -- A subquery, not a join: each delivery is then reached through its primary
+               -- key. Joined, the planner could walk every delivery of every endpoint of
+               -- the batch instead, as it did on young tables whose statistics lagged.
+               AND (SELECT e.enabled AND e.deleted_at IS NULL
+                    FROM webhook_endpoints e WHERE e.id = d.endpoint_id)
              RETURNING d.id, d.message_id, d.endpoint_id
          )
          SELECT c.id AS delivery_id, m.id AS message_id, m.event_type, m.payload, m.trace_id,

@@ -1,8 +1,10 @@
 //! Webhook messages (events), their deliveries to endpoints, and every attempt.
 //!
-//! Verification events are recorded by the database itself, in the transaction of the status
-//! change (trigger `verifications_status_event`, migration 0004), through the SQL function
-//! `record_webhook_event`, which this module also uses for the events it makes.
+//! Verification events are recorded by the database itself, in the statement of the status
+//! change: trigger `verifications_status_changed` (migration 0019) writes the events of every
+//! row the statement changed, with their deliveries and outbox rows, in one set-based
+//! statement. Other events go through the SQL function `record_webhook_event` (migration
+//! 0004), one at a time.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

@@ -30,7 +30,7 @@ pub async fn search(state: &DashboardState, request: &Request, session: &Session
          WHERE ($1::uuid IS NULL OR id = $1 OR account_id = $1)
            AND ($2::text IS NULL OR phone_number = $2)
            AND ($3::text IS NULL OR status = $3)
-         ORDER BY updated_at DESC LIMIT 100"
+         ORDER BY created_at DESC LIMIT 100"
     );
     let found = sqlx::query_as::<_, Verification>(sqlx::AssertSqlSafe(sql))
         .bind(as_uuid)

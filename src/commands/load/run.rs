@@ -719,6 +719,7 @@ async fn assemble(
         "charge_matches_price",
         "refund_only_when_refunded",
         "open_count_matches",
+        "open_since_matches_status",
     ] {
         report
             .invariants
