@@ -80,7 +80,24 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 CREATE FUNCTION verifications_status_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    -- A completion or a refund among the changes: counters and usage move.
+    settles boolean;
+    -- A change a customer hears about: events are written.
+    tells boolean;
 BEGIN
+    -- Most statements need only some of what follows (a claim for ordering changes no
+    -- counter and tells nobody; a sweeper's nudge changes no status): one look at the
+    -- changes decides which statements run.
+    SELECT coalesce(bool_or(n.status IN ('completed', 'refunded')), false),
+           coalesce(bool_or(verification_event_type(n.status) IS NOT NULL), false)
+    INTO settles, tells
+    FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE n.status <> o.status;
+    IF NOT (settles OR tells) THEN
+        RETURN NULL;
+    END IF;
+
     -- Every statement of this function locks accounts before usage rows, each in key order,
     -- as the order's insert does (account, then its usage row): two batches, or a batch and
     -- an order, never wait for each other in a circle. NO KEY UPDATE, the lock an UPDATE
@@ -88,70 +105,74 @@ BEGIN
     -- checks (every webhook message checks its account), and two batches would deadlock.
 
     -- The open counter: completions close a verification (a refund's own statement
-    -- uncounts it with the credit, migration 0018).
-    WITH moved AS (
-        SELECT n.account_id,
-               sum(verification_is_open(n.status)::integer - verification_is_open(o.status)::integer) AS change
-        FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE n.status <> o.status AND n.status <> 'refunded'
-        GROUP BY n.account_id
-        HAVING sum(verification_is_open(n.status)::integer - verification_is_open(o.status)::integer) <> 0
-    ), locked AS (
-        SELECT a.id, m.change FROM accounts a JOIN moved m ON m.account_id = a.id
-        ORDER BY a.id FOR NO KEY UPDATE OF a
-    )
-    UPDATE accounts a SET open_verifications = a.open_verifications + l.change
-    FROM locked l WHERE a.id = l.id;
+    -- uncounts it with the credit, migration 0018). No status goes back to open.
+    IF settles THEN
+        WITH moved AS (
+            SELECT n.account_id,
+                   sum(verification_is_open(n.status)::integer - verification_is_open(o.status)::integer) AS change
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE n.status <> o.status AND n.status <> 'refunded'
+            GROUP BY n.account_id
+            HAVING sum(verification_is_open(n.status)::integer - verification_is_open(o.status)::integer) <> 0
+        ), locked AS (
+            SELECT a.id, m.change FROM accounts a JOIN moved m ON m.account_id = a.id
+            ORDER BY a.id FOR NO KEY UPDATE OF a
+        )
+        UPDATE accounts a SET open_verifications = a.open_verifications + l.change
+        FROM locked l WHERE a.id = l.id;
 
-    -- The usage aggregate: completions with their time to SMS, refunds with their amount.
-    WITH settled AS (
-        SELECT n.account_id, n.service, (n.created_at AT TIME ZONE 'UTC')::date AS day,
-               count(*) FILTER (WHERE n.status = 'completed') AS completed,
-               count(*) FILTER (WHERE n.status = 'refunded') AS refunded,
-               coalesce(sum(n.price_cents) FILTER (WHERE n.status = 'refunded'), 0) AS refunded_cents,
-               array_agg(usage_bucket(extract(epoch FROM coalesce(n.completed_at, now()) - n.created_at)))
-                   FILTER (WHERE n.status = 'completed') AS buckets
-        FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE n.status <> o.status AND n.status IN ('completed', 'refunded')
-        GROUP BY 1, 2, 3
-    ), locked AS (
-        SELECT u.account_id, u.day, u.service, s.completed, s.refunded, s.refunded_cents, s.buckets
-        FROM usage_daily u
-        JOIN settled s ON (s.account_id, s.day, s.service) = (u.account_id, u.day, u.service)
-        ORDER BY u.account_id, u.day, u.service FOR NO KEY UPDATE OF u
-    )
-    UPDATE usage_daily u
-    SET completed = u.completed + l.completed,
-        refunded = u.refunded + l.refunded,
-        refunded_cents = u.refunded_cents + l.refunded_cents,
-        sms_seconds_histogram = usage_histogram_add(u.sms_seconds_histogram, l.buckets)
-    FROM locked l
-    WHERE (u.account_id, u.day, u.service) = (l.account_id, l.day, l.service);
+        -- The usage aggregate: completions with their time to SMS, refunds with their amount.
+        WITH settled AS (
+            SELECT n.account_id, n.service, (n.created_at AT TIME ZONE 'UTC')::date AS day,
+                   count(*) FILTER (WHERE n.status = 'completed') AS completed,
+                   count(*) FILTER (WHERE n.status = 'refunded') AS refunded,
+                   coalesce(sum(n.price_cents) FILTER (WHERE n.status = 'refunded'), 0) AS refunded_cents,
+                   array_agg(usage_bucket(extract(epoch FROM coalesce(n.completed_at, now()) - n.created_at)))
+                       FILTER (WHERE n.status = 'completed') AS buckets
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE n.status <> o.status AND n.status IN ('completed', 'refunded')
+            GROUP BY 1, 2, 3
+        ), locked AS (
+            SELECT u.account_id, u.day, u.service, s.completed, s.refunded, s.refunded_cents, s.buckets
+            FROM usage_daily u
+            JOIN settled s ON (s.account_id, s.day, s.service) = (u.account_id, u.day, u.service)
+            ORDER BY u.account_id, u.day, u.service FOR NO KEY UPDATE OF u
+        )
+        UPDATE usage_daily u
+        SET completed = u.completed + l.completed,
+            refunded = u.refunded + l.refunded,
+            refunded_cents = u.refunded_cents + l.refunded_cents,
+            sms_seconds_histogram = usage_histogram_add(u.sms_seconds_histogram, l.buckets)
+        FROM locked l
+        WHERE (u.account_id, u.day, u.service) = (l.account_id, l.day, l.service);
+    END IF;
 
     -- The webhook event, one delivery per subscribed endpoint, and the outbox rows that
     -- start the deliveries (what `record_webhook_event` does for one event).
-    WITH messages AS (
-        INSERT INTO webhook_messages (id, account_id, event_type, payload, trace_id)
-        SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), n.account_id,
-               verification_event_type(n.status),
-               jsonb_build_object('type', verification_event_type(n.status),
-                                  'timestamp', api_timestamp(now()),
-                                  'data', verification_json(n)),
-               n.trace_id
-        FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE n.status <> o.status AND verification_event_type(n.status) IS NOT NULL
-        RETURNING id, account_id, event_type, trace_id
-    ), deliveries AS (
-        INSERT INTO webhook_deliveries (id, message_id, endpoint_id)
-        SELECT gen_random_uuid(), m.id, e.id
-        FROM messages m JOIN webhook_endpoints e ON e.account_id = m.account_id
-        WHERE e.enabled AND e.deleted_at IS NULL
-          AND (cardinality(e.event_types) = 0 OR m.event_type = ANY (e.event_types))
-        RETURNING id, message_id, endpoint_id
-    )
-    INSERT INTO outbox (queue, payload)
-    SELECT 'webhooks', deliver_webhook_job(d.id, d.endpoint_id, m.trace_id)
-    FROM deliveries d JOIN messages m ON m.id = d.message_id;
+    IF tells THEN
+        WITH messages AS (
+            INSERT INTO webhook_messages (id, account_id, event_type, payload, trace_id)
+            SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), n.account_id,
+                   verification_event_type(n.status),
+                   jsonb_build_object('type', verification_event_type(n.status),
+                                      'timestamp', api_timestamp(now()),
+                                      'data', verification_json(n)),
+                   n.trace_id
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE n.status <> o.status AND verification_event_type(n.status) IS NOT NULL
+            RETURNING id, account_id, event_type, trace_id
+        ), deliveries AS (
+            INSERT INTO webhook_deliveries (id, message_id, endpoint_id)
+            SELECT gen_random_uuid(), m.id, e.id
+            FROM messages m JOIN webhook_endpoints e ON e.account_id = m.account_id
+            WHERE e.enabled AND e.deleted_at IS NULL
+              AND (cardinality(e.event_types) = 0 OR m.event_type = ANY (e.event_types))
+            RETURNING id, message_id, endpoint_id
+        )
+        INSERT INTO outbox (queue, payload)
+        SELECT 'webhooks', deliver_webhook_job(d.id, d.endpoint_id, m.trace_id)
+        FROM deliveries d JOIN messages m ON m.id = d.message_id;
+    END IF;
 
     RETURN NULL;
 END $$;
