@@ -58,6 +58,9 @@ DROP TRIGGER verifications_open_count_status ON verifications;
 -- (`verifications::insert_charged`, the one statement that inserts verifications), like its
 -- open count (migration 0018), under the account's row lock that it holds anyway.
 DROP TRIGGER verifications_usage_rows ON verifications;
+-- Their functions, which nothing else calls (`record_webhook_event` stays: other events use it).
+DROP FUNCTION verifications_status_event();
+DROP FUNCTION count_usage();
 
 CREATE FUNCTION verification_event_type(status text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$

@@ -3,7 +3,10 @@
 mod connection_noise;
 mod log_limit;
 
-use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, fmt, fmt::writer::BoxMakeWriter, layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 use crate::config::LogFormat;
 use connection_noise::ConnectionNoise;
@@ -39,12 +42,24 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, role: &'static str) 
             "warn,namaskah=info,namaskah_core=info,namaskah_api=info,namaskah_workers=info,namaskah_load_tests=info"
         })
     });
+    // A service's logs are its output and go to stdout; a command that prints a report or
+    // JSON (load runs, admin commands) keeps its stdout for that, and a warning logged while
+    // it shuts down must not land after the report a script is parsing.
+    // A service logs to stdout; a command whose stdout is its output (a load run's report,
+    // an admin command's JSON) logs to stderr, so a warning while it shuts down cannot land
+    // after the report a script is parsing.
+    let writer = if matches!(role, "load" | "cli") {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        BoxMakeWriter::new(std::io::stdout)
+    };
     let logs = match format {
-        LogFormat::Text => fmt::layer().with_target(true).boxed(),
+        LogFormat::Text => fmt::layer().with_target(true).with_writer(writer).boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
             .with_target(true)
+            .with_writer(writer)
             .boxed(),
     };
     let registry = tracing_subscriber::registry()
