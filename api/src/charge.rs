@@ -10,7 +10,7 @@ use namaskah_core::{
     pricing,
     store::{
         services::Offer,
-        verifications::{self, NewVerification, Refusal, Verification},
+        verifications::{self, ChargedOrder, NewVerification, Refusal, Verification},
     },
 };
 
@@ -79,6 +79,31 @@ pub async fn charge(
     provider_order: &[String],
     order: &Order,
 ) -> Result<Verification, ApiError> {
+    let order = price(caller, sheet, provider_order, order)?;
+    let charged = verifications::insert_charged(conn, &order.new, order.max_open).await?;
+    answer(&order, charged)
+}
+
+/// [`charge`] through the API's order batcher: the orders that arrive together share one
+/// statement and one commit (each is still atomic, and refused on its own).
+pub async fn charge_batched(
+    state: &AppState,
+    caller: &Caller,
+    sheet: &PriceSheet,
+    order: &Order,
+) -> Result<Verification, ApiError> {
+    let order = price(caller, sheet, &state.provider_order, order)?;
+    let charged = state.orders.call(order.clone()).await?;
+    answer(&order, charged)
+}
+
+/// What the caller pays for `order`, as an order to charge.
+fn price(
+    caller: &Caller,
+    sheet: &PriceSheet,
+    provider_order: &[String],
+    order: &Order,
+) -> Result<ChargedOrder, ApiError> {
     let Order { service, country } = order;
     let quote = pricing::quote(
         &sheet.offers,
@@ -96,20 +121,30 @@ pub async fn charge(
             None => format!("no provider sells `{service}`; see {catalogue}"),
         })
     })?;
-    let new = NewVerification {
-        id: VerificationId::new(),
-        account_id: caller.account_id,
-        service: quote.service,
-        country: quote.country,
-        price_cents: caller.plan.price_cents(quote.price_cents),
-        trace_id: new_trace_id(),
-    };
-    let limit = caller.plan.max_open_verifications;
-    match verifications::insert_charged(conn, &new, limit).await? {
+    Ok(ChargedOrder {
+        new: NewVerification {
+            id: VerificationId::new(),
+            account_id: caller.account_id,
+            service: quote.service,
+            country: quote.country,
+            price_cents: caller.plan.price_cents(quote.price_cents),
+            trace_id: new_trace_id(),
+        },
+        max_open: caller.plan.max_open_verifications,
+    })
+}
+
+fn answer(
+    order: &ChargedOrder,
+    charged: Result<Verification, Refusal>,
+) -> Result<Verification, ApiError> {
+    match charged {
         Ok(verification) => Ok(verification),
-        Err(Refusal::OpenLimit) => Err(ApiError::OpenVerificationLimit { limit }),
+        Err(Refusal::OpenLimit) => Err(ApiError::OpenVerificationLimit {
+            limit: order.max_open,
+        }),
         Err(Refusal::Balance { balance_cents }) => Err(ApiError::InsufficientBalance {
-            price_cents: new.price_cents,
+            price_cents: order.new.price_cents,
             balance_cents,
         }),
     }

@@ -6,6 +6,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 
 use namaskah_core::{
+    batch::BatchFailed,
     domain::Scope,
     errors::{self, Failure},
     store::StoreError,
@@ -275,27 +276,38 @@ impl From<StoreError> for ApiError {
 
 impl From<&StoreError> for ApiError {
     fn from(error: &StoreError) -> Self {
-        let unavailable = error.is_connection_problem();
-        if unavailable {
-            tracing::warn!(%error, "database unavailable");
+        database_failure(&error.to_string(), error.is_connection_problem())
+    }
+}
+
+/// An order's batch failed as a whole (its statement failed, or the database was away).
+impl From<BatchFailed> for ApiError {
+    fn from(failed: BatchFailed) -> Self {
+        database_failure(&failed.reason, failed.unavailable)
+    }
+}
+
+/// Logs and records a database failure; 503 when the database was away, else 500.
+fn database_failure(error: &str, unavailable: bool) -> ApiError {
+    if unavailable {
+        tracing::warn!(%error, "database unavailable");
+    } else {
+        tracing::error!(%error, "store error");
+    }
+    errors::record(Failure {
+        role: "api",
+        kind: if unavailable {
+            "database_unavailable"
         } else {
-            tracing::error!(%error, "store error");
+            "internal_error"
         }
-        errors::record(Failure {
-            role: "api",
-            kind: if unavailable {
-                "database_unavailable"
-            } else {
-                "internal_error"
-            }
-            .to_owned(),
-            message: error.to_string(),
-            ..Failure::default()
-        });
-        if unavailable {
-            ApiError::Unavailable
-        } else {
-            ApiError::Internal
-        }
+        .to_owned(),
+        message: error.to_owned(),
+        ..Failure::default()
+    });
+    if unavailable {
+        ApiError::Unavailable
+    } else {
+        ApiError::Internal
     }
 }

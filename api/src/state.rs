@@ -10,9 +10,11 @@ use uuid::Uuid;
 
 use namaskah_core::{
     Config,
+    batch::Batcher,
     config::PaymentSettings,
     payments::gateway::Gateways,
     queue::{BrokerProbe, OutboxSignal},
+    store::verifications::{self, ChargedOrder, Refusal, Verification},
     webhooks::ssrf::UrlPolicy,
 };
 
@@ -27,11 +29,21 @@ pub enum SetupError {
     PaymentGateways(#[from] reqwest::Error),
 }
 
+/// The most orders one statement charges. Orders only share a statement when they arrive
+/// while the one before runs, so an idle API still charges each order at once, alone.
+const ORDER_BATCH_LIMIT: usize = 64;
+
+/// Orders charged together: each answered with its verification or the reason it was refused.
+pub type OrderBatcher = Batcher<ChargedOrder, Result<Verification, Refusal>>;
+
 /// `last_used_at` is bookkeeping; writing it once a minute per key is plenty.
 const KEY_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct AppState {
     pub pool: PgPool,
+    /// Charges the orders that carry no Idempotency-Key (those commit with their stored
+    /// answer, in a transaction of their own).
+    pub orders: OrderBatcher,
     /// Provider names in failover order; the first that sells a service sets its price.
     pub provider_order: Vec<String>,
     /// Wakes this process's outbox relay after a commit that wrote outbox rows.
@@ -56,7 +68,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Fails only when `REDIS_URL` cannot be a Redis address.
+    /// Fails only when `REDIS_URL` cannot be a Redis address. Must be called inside the
+    /// Tokio runtime (the order batcher is a task).
     pub fn new(
         pool: PgPool,
         config: &Config,
@@ -64,6 +77,7 @@ impl AppState {
         outbox: OutboxSignal,
     ) -> Result<Self, SetupError> {
         Ok(Self {
+            orders: order_batcher(pool.clone()),
             pool,
             provider_order,
             outbox,
@@ -99,4 +113,14 @@ impl AppState {
             }
         }
     }
+}
+
+fn order_batcher(pool: PgPool) -> OrderBatcher {
+    Batcher::spawn("api_orders", ORDER_BATCH_LIMIT, move |orders| {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.acquire().await?;
+            verifications::insert_charged_many(&mut conn, &orders).await
+        }
+    })
 }

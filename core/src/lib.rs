@@ -5,13 +5,15 @@
 //!
 //! - [`config`]: every environment variable, its default, one clear error per bad value.
 //! - [`domain`]: values that can only be built valid (`Cents`, `ServiceCode`, `Status`, …).
-//! - [`store`]: the SQL, grouped by table.
+//! - [`store`]: the SQL, grouped by table; [`batch`]: statements shared by the requests that
+//!   arrive together.
 //! - [`queue`]: RabbitMQ topology, the outbox relay, and the consumer plumbing every worker
 //!   shares (ack, retry through delay tiers, parking).
 //! - [`providers`]: the `Provider` trait and the clients for real SMS providers.
 //! - [`webhooks`]: Standard Webhooks signing, endpoint secrets, the SSRF guard.
 //! - [`views`]: the JSON shapes customers see.
 
+pub mod batch;
 pub mod config;
 pub mod domain;
 pub mod errors;

@@ -5,6 +5,10 @@ use serde_json::json;
 
 use crate::support::TestEnv;
 use namaskah::pipeline::Roles;
+use namaskah_core::{
+    domain::{VerificationId, new_trace_id},
+    store::verifications::{self, ChargedOrder, NewVerification, Refusal},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_submissions_against_a_balance_for_thirty_accept_exactly_thirty() {
@@ -53,5 +57,70 @@ async fn fifty_concurrent_submissions_against_a_balance_for_thirty_accept_exactl
     .await
     .expect("count");
     assert_eq!(charges, 30);
+    env.assert_invariants().await;
+}
+
+/// Orders charged by one batch (as the API's batcher makes them) end as they would one after
+/// the other: each account's orders in turn, each refused for its own reason, each accepted
+/// one charged, counted and queued once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_orders_charges_each_account_in_turn_and_refuses_each_order_for_its_reason() {
+    // No relay: the ordering messages stay in the outbox to be counted.
+    let env = TestEnv::builder().roles(Roles::default()).start().await;
+    let rich = env.account(1_000).await;
+    let poor = env.account(250).await;
+    let order = |account: &crate::support::Account, price_cents: i64, max_open: i32| ChargedOrder {
+        new: NewVerification {
+            id: VerificationId::new(),
+            account_id: account.id,
+            service: "telegram".to_owned(),
+            country: "us".to_owned(),
+            price_cents,
+            trace_id: new_trace_id(),
+        },
+        max_open,
+    };
+    let batch = [
+        order(&poor, 100, 10),
+        order(&rich, 100, 2),
+        order(&poor, 100, 10),
+        order(&rich, 100, 2),
+        order(&poor, 100, 10), // 50 left: not enough
+        order(&rich, 100, 2),  // two open already
+        order(&poor, 50, 10),  // exactly the 50 left
+    ];
+    let mut conn = env.pool.acquire().await.expect("connection");
+    let answers = verifications::insert_charged_many(&mut conn, &batch)
+        .await
+        .expect("charged");
+
+    let outcome: Vec<Result<(), Refusal>> = answers
+        .into_iter()
+        .zip(&batch)
+        .map(|(answer, order)| answer.map(|verification| assert_eq!(verification.id, order.new.id)))
+        .collect();
+    assert_eq!(
+        outcome,
+        vec![
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(Refusal::Balance { balance_cents: 50 }),
+            Err(Refusal::OpenLimit),
+            Ok(()),
+        ]
+    );
+    assert_eq!(env.balance(&poor).await, 0);
+    assert_eq!(env.balance(&rich).await, 800);
+    let (charges, messages, counted): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM ledger_entries WHERE kind = 'charge'),
+                (SELECT count(*) FROM outbox WHERE queue = 'ordering'),
+                (SELECT sum(verifications)::bigint FROM usage_daily)",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("counts");
+    assert_eq!((charges, messages, counted), (5, 5, 5));
     env.assert_invariants().await;
 }

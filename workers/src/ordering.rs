@@ -143,7 +143,7 @@ impl OrderingWorker {
                 // We cannot tell whether the row was updated; giving the number back would
                 // risk cancelling the one the customer got. The provider's own timer frees
                 // it if it stays unused.
-                Err(error)
+                Err(error.into())
             }
         }
     }

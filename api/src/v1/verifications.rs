@@ -59,12 +59,9 @@ pub async fn create(
                 tx.commit().await.map_err(StoreError::from)?;
                 (verification, reply)
             }
-            // The charge is one statement: no transaction, one round trip.
+            // The charge is one statement, shared with the orders that arrive with it.
             None => {
-                let mut conn = state.pool.acquire().await.map_err(StoreError::from)?;
-                let verification =
-                    charge::charge(&mut conn, &caller, &sheet, &state.provider_order, &order)
-                        .await?;
+                let verification = charge::charge_batched(&state, &caller, &sheet, &order).await?;
                 let reply = reply(&verification);
                 (verification, reply)
             }

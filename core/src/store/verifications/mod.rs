@@ -3,9 +3,13 @@
 //! or transaction.
 
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, PgPool};
 use std::time::Duration;
 use uuid::Uuid;
+
+mod create;
+
+pub use create::{ChargedOrder, NewVerification, Refusal, insert_charged, insert_charged_many};
 
 use super::StoreError;
 use crate::{
@@ -48,99 +52,6 @@ const COLUMNS: &str = "id, account_id, service, country, price_cents, status, or
 
 fn sql(template: &str) -> AssertSqlSafe<String> {
     AssertSqlSafe(template.replace("{COLUMNS}", COLUMNS))
-}
-
-/// A verification about to be accepted.
-#[derive(Clone, Debug)]
-pub struct NewVerification {
-    pub id: VerificationId,
-    pub account_id: AccountId,
-    pub service: String,
-    pub country: String,
-    pub price_cents: i64,
-    pub trace_id: String,
-}
-
-/// Why an order was not charged.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The account already holds `max_open` open verifications.
-    OpenLimit,
-    /// The balance does not cover the price.
-    Balance { balance_cents: i64 },
-}
-
-/// Charges the account and inserts the verification, its charge and its ordering message,
-/// all in one statement, so it is atomic even outside a transaction. The account's row is
-/// locked by the debit, which only happens while the account holds fewer than `max_open`
-/// open verifications and its balance covers the price; a concurrent order waits for the
-/// lock and then sees this one's counter and balance, so two cannot both squeeze under a
-/// limit.
-pub async fn insert_charged(
-    conn: &mut PgConnection,
-    new: &NewVerification,
-    max_open: i32,
-) -> Result<Result<Verification, Refusal>, StoreError> {
-    let order = Envelope::first(
-        Job::OrderNumber {
-            verification_id: new.id,
-        },
-        new.trace_id.clone(),
-    );
-    // Data-modifying CTEs run as one statement: either all five writes happen or none.
-    // The conditional debit is what refuses an uncovered price or an order past the open
-    // limit; the CHECK on the balance is the backstop. This is the one statement that
-    // inserts verifications, and no trigger counts inserts: the debit counts the new open
-    // verification (migration 0018) and the usage upsert its order and spend (migration
-    // 0019), after the account's row lock, the order every writer of the two rows follows.
-    let inserted = sqlx::query_as::<_, Verification>(sql("WITH debit AS (
-             UPDATE accounts SET balance_cents = balance_cents - $5,
-                                 open_verifications = open_verifications + 1
-             WHERE id = $2 AND balance_cents >= $5 AND open_verifications < $9
-             RETURNING id
-         ), inserted AS (
-             INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
-             SELECT $1, debit.id, $3, $4, $5, $6 FROM debit
-             RETURNING {COLUMNS}
-         ), charge AS (
-             INSERT INTO ledger_entries (account_id, verification_id, kind, amount_cents)
-             SELECT account_id, id, 'charge', -price_cents FROM inserted
-         ), message AS (
-             INSERT INTO outbox (queue, payload) SELECT $7, $8 FROM inserted
-         ), usage AS (
-             INSERT INTO usage_daily AS u (account_id, service, day, verifications, spend_cents)
-             SELECT account_id, service, (created_at AT TIME ZONE 'UTC')::date, 1, price_cents
-             FROM inserted
-             ON CONFLICT (account_id, day, service) DO UPDATE
-             SET verifications = u.verifications + 1,
-                 spend_cents = u.spend_cents + EXCLUDED.spend_cents
-         )
-         SELECT {COLUMNS} FROM inserted"))
-    .bind(new.id)
-    .bind(new.account_id)
-    .bind(&new.service)
-    .bind(&new.country)
-    .bind(new.price_cents)
-    .bind(&new.trace_id)
-    .bind(order.job.queue().as_str())
-    .bind(order.to_json())
-    .bind(max_open)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(verification) = inserted {
-        return Ok(Ok(verification));
-    }
-    // Refused: say why (the rare path).
-    let (balance_cents, open): (i64, i32) =
-        sqlx::query_as("SELECT balance_cents, open_verifications FROM accounts WHERE id = $1")
-            .bind(new.account_id)
-            .fetch_one(conn)
-            .await?;
-    Ok(Err(if open >= max_open {
-        Refusal::OpenLimit
-    } else {
-        Refusal::Balance { balance_cents }
-    }))
 }
 
 /// The verifications, in one statement; the answers are in the order of `ids`, `None` for
