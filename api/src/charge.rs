@@ -80,8 +80,8 @@ pub async fn charge(
     order: &Order,
 ) -> Result<Verification, ApiError> {
     let order = price(caller, sheet, provider_order, order)?;
-    let charged = verifications::insert_charged(conn, &order.new, order.max_open).await?;
-    answer(&order, charged)
+    let charged = verifications::insert_charged(conn, &order).await?;
+    answer(order.max_open, order.new.price_cents, charged)
 }
 
 /// [`charge`] through the API's order batcher: the orders that arrive together share one
@@ -93,8 +93,9 @@ pub async fn charge_batched(
     order: &Order,
 ) -> Result<Verification, ApiError> {
     let order = price(caller, sheet, &state.provider_order, order)?;
-    let charged = state.orders.call(order.clone()).await?;
-    answer(&order, charged)
+    let (max_open, price_cents) = (order.max_open, order.new.price_cents);
+    let charged = state.orders.call(order).await?;
+    answer(max_open, price_cents, charged)
 }
 
 /// What the caller pays for `order`, as an order to charge.
@@ -134,17 +135,17 @@ fn price(
     })
 }
 
+/// The charge's outcome as the API answers it.
 fn answer(
-    order: &ChargedOrder,
+    max_open: i32,
+    price_cents: i64,
     charged: Result<Verification, Refusal>,
 ) -> Result<Verification, ApiError> {
     match charged {
         Ok(verification) => Ok(verification),
-        Err(Refusal::OpenLimit) => Err(ApiError::OpenVerificationLimit {
-            limit: order.max_open,
-        }),
+        Err(Refusal::OpenLimit) => Err(ApiError::OpenVerificationLimit { limit: max_open }),
         Err(Refusal::Balance { balance_cents }) => Err(ApiError::InsufficientBalance {
-            price_cents: order.new.price_cents,
+            price_cents,
             balance_cents,
         }),
     }

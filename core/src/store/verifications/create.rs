@@ -42,14 +42,9 @@ pub enum Refusal {
 /// all in one statement, so it is atomic even outside a transaction.
 pub async fn insert_charged(
     conn: &mut PgConnection,
-    new: &NewVerification,
-    max_open: i32,
+    order: &ChargedOrder,
 ) -> Result<Result<Verification, Refusal>, StoreError> {
-    let order = ChargedOrder {
-        new: new.clone(),
-        max_open,
-    };
-    insert_charged_many(conn, std::slice::from_ref(&order))
+    insert_charged_many(conn, std::slice::from_ref(order))
         .await?
         .pop()
         .ok_or(StoreError::Missing("the answer to an order"))
