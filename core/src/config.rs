@@ -184,7 +184,7 @@ pub struct SchedulerSettings {
 }
 
 /// The jobs and their default schedules (cron with seconds: sec min hour day month weekday).
-pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 9] = [
+pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 10] = [
     ("sweeper", "SCHEDULE_SWEEPER", "*/10 * * * * *"),
     (
         "idempotency_expiry",
@@ -198,6 +198,7 @@ pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 9] = [
     ("renewals", "SCHEDULE_RENEWALS", "0 */10 * * * *"),
     ("crm", "SCHEDULE_CRM", "0 */5 * * * *"),
     ("invariants", "SCHEDULE_INVARIANTS", "0 */5 * * * *"),
+    ("usage_rollup", "SCHEDULE_USAGE_ROLLUP", "0 15 * * * *"),
 ];
 
 /// How webhooks are delivered.

@@ -8,6 +8,7 @@ use namaskah_core::{
     queue::{self, OutboxRelay, OutboxSignal, QueueDepth, Topology},
     store::{
         self, accounts, housekeeping, idempotency, invariants, outbox, subscriptions, sweeps,
+        usage,
         verifications::{self, Guard},
     },
 };
@@ -35,10 +36,11 @@ pub enum JobName {
     Renewals,
     Crm,
     Invariants,
+    UsageRollup,
 }
 
 impl JobName {
-    pub const ALL: [JobName; 9] = [
+    pub const ALL: [JobName; 10] = [
         JobName::Sweeper,
         JobName::IdempotencyExpiry,
         JobName::Retention,
@@ -48,6 +50,7 @@ impl JobName {
         JobName::Renewals,
         JobName::Crm,
         JobName::Invariants,
+        JobName::UsageRollup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +64,7 @@ impl JobName {
             JobName::Renewals => "renewals",
             JobName::Crm => "crm",
             JobName::Invariants => "invariants",
+            JobName::UsageRollup => "usage_rollup",
         }
     }
 
@@ -94,6 +98,9 @@ pub async fn run(job: JobName, context: &JobContext) -> Result<u64, String> {
             None => Ok(0),
         },
         JobName::Invariants => check_invariants(context).await,
+        JobName::UsageRollup => usage::roll_up(&context.pool)
+            .await
+            .map_err(|e| e.to_string()),
     };
     if matches!(&result, Ok(rows) if *rows > 0) {
         context.outbox.notify();

@@ -432,9 +432,6 @@ async fn every_page_renders_for_a_logged_in_operator() {
             "WITH counted AS (
                  UPDATE accounts SET open_verifications = open_verifications + 1
                  WHERE id = $2 RETURNING id
-             ), usage AS (
-                 INSERT INTO usage_daily (account_id, service, day, verifications, spend_cents)
-                 SELECT counted.id, 'telegram', (now() AT TIME ZONE 'UTC')::date, 1, 90 FROM counted
              )
              INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
              SELECT $1, counted.id, 'telegram', 'us', 90, 'trace-1' FROM counted",

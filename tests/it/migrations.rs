@@ -162,7 +162,7 @@ async fn verifications_from_before_the_lean_data_path_carry_on_under_it() {
     assert_eq!(balance, 1000 - 2 * PRICE);
     let usage: (i32, i32, i32, i64, i64) = sqlx::query_as(
         "SELECT verifications, completed, refunded, spend_cents, refunded_cents
-         FROM usage_daily WHERE account_id = $1",
+         FROM usage_by_day WHERE account_id = $1",
     )
     .bind(account)
     .fetch_one(&pool)

@@ -116,7 +116,7 @@ async fn a_batch_of_orders_charges_each_account_in_turn_and_refuses_each_order_f
     let (charges, messages, counted): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM ledger_entries WHERE kind = 'charge'),
                 (SELECT count(*) FROM outbox WHERE queue = 'ordering'),
-                (SELECT sum(verifications)::bigint FROM usage_daily)",
+                (SELECT sum(verifications)::bigint FROM usage_by_day)",
     )
     .fetch_one(&env.pool)
     .await

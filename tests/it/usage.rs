@@ -1,5 +1,5 @@
-//! Usage analytics: the daily aggregates agree with the verifications they count, and an
-//! account sees only its own.
+//! Usage analytics: the daily figures agree with the verifications they count, before and
+//! after their days are rolled up, and an account sees only its own.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -101,4 +101,184 @@ async fn a_time_to_sms_falls_in_the_bucket_below_its_bound_and_never_past_the_la
     .expect("buckets");
     let last = i32::try_from(bounds.len()).expect("a few bounds");
     assert_eq!(buckets, vec![1, 1, 2, 2, 17, last, last]);
+}
+
+/// A verification written straight into the database, created `days_ago` days before now,
+/// in `status` (completed after `seconds_to_sms`).
+async fn past_verification(
+    env: &TestEnv,
+    account: &crate::support::Account,
+    days_ago: i32,
+    status: &str,
+    seconds_to_sms: f64,
+) {
+    sqlx::query(
+        "INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id,
+                                    provider, provider_order_id, deadline,
+                                    status, created_at, completed_at, open_since)
+         SELECT gen_random_uuid(), $1, 'telegram', 'us', 90, 'usage-test',
+                'simulator', '1', at + interval '20 minutes', $3, at,
+                CASE WHEN $3 = 'completed' THEN at + make_interval(secs => $4) END,
+                CASE WHEN verification_is_open($3) THEN at END
+         FROM (SELECT now() - make_interval(days => $2) AS at) t",
+    )
+    .bind(account.id)
+    .bind(days_ago)
+    .bind(status)
+    .bind(seconds_to_sms)
+    .execute(&env.pool)
+    .await
+    .expect("verification");
+}
+
+/// Each day's usage as `usage_by_day` reads it.
+async fn usage_by_day(env: &TestEnv) -> Vec<serde_json::Value> {
+    sqlx::query_scalar("SELECT to_jsonb(u) FROM usage_by_day u ORDER BY day, account_id, service")
+        .fetch_all(&env.pool)
+        .await
+        .expect("usage")
+}
+
+/// The same counted the slow, obvious way, with `usage_bucket` for the histogram.
+async fn counted_from_verifications(env: &TestEnv) -> Vec<serde_json::Value> {
+    sqlx::query_scalar(
+        "SELECT jsonb_build_object(
+                    'account_id', account_id, 'service', service, 'day', day,
+                    'verifications', count(*),
+                    'completed', count(*) FILTER (WHERE status = 'completed'),
+                    'refunded', count(*) FILTER (WHERE status = 'refunded'),
+                    'spend_cents', sum(price_cents),
+                    'refunded_cents', coalesce(sum(price_cents) FILTER (WHERE status = 'refunded'), 0),
+                    'sms_seconds_histogram',
+                    (SELECT array_agg((SELECT count(*) FROM verifications v2
+                                       WHERE v2.account_id = g.account_id AND v2.service = g.service
+                                         AND (v2.created_at AT TIME ZONE 'UTC')::date = g.day
+                                         AND v2.status = 'completed'
+                                         AND usage_bucket(extract(epoch FROM v2.completed_at - v2.created_at)) = b)
+                                      ORDER BY b)
+                     FROM generate_subscripts(usage_bucket_bounds(), 1) AS b))
+         FROM (SELECT *, (created_at AT TIME ZONE 'UTC')::date AS day FROM verifications) g
+         GROUP BY account_id, service, day
+         ORDER BY day, account_id, service",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("count")
+}
+
+async fn closed_through(env: &TestEnv) -> chrono::NaiveDate {
+    sqlx::query_scalar("SELECT closed_through FROM usage_rollup")
+        .fetch_one(&env.pool)
+        .await
+        .expect("mark")
+}
+
+#[tokio::test]
+async fn days_are_rolled_up_once_nothing_in_them_can_change_and_read_the_same_before_and_after() {
+    use namaskah_scheduler::jobs::{self, JobName};
+
+    let env = TestEnv::api_only().await;
+    let account = env.account(10_000).await;
+    let other = env.account(10_000).await;
+    past_verification(&env, &account, 4, "completed", 3.0).await;
+    past_verification(&env, &account, 4, "completed", 200.0).await;
+    past_verification(&env, &account, 4, "refunded", 0.0).await;
+    past_verification(&env, &other, 4, "completed", 5.0).await;
+    past_verification(&env, &account, 3, "completed", 1e7).await;
+    // Still open three days on: its day, and every day after it, cannot be closed yet.
+    past_verification(&env, &account, 2, "waiting_sms", 0.0).await;
+    past_verification(&env, &account, 1, "refunded", 0.0).await;
+    past_verification(&env, &account, 0, "completed", 12.0).await;
+    sqlx::query("UPDATE usage_rollup SET closed_through = current_date - 10")
+        .execute(&env.pool)
+        .await
+        .expect("an old mark");
+    let expected = counted_from_verifications(&env).await;
+    assert_eq!(usage_by_day(&env).await, expected, "counted while open");
+
+    let context = env.job_context();
+    let closed = jobs::run(JobName::UsageRollup, &context)
+        .await
+        .expect("roll-up");
+    let today = chrono::Utc::now().date_naive();
+    let (four_days_ago, three_days_ago) =
+        (today - chrono::Days::new(4), today - chrono::Days::new(3));
+    assert_eq!(
+        closed_through(&env).await,
+        three_days_ago,
+        "up to the open one's day"
+    );
+    assert!(closed >= 7, "ten days back to three: {closed}");
+    let rolled_up: Vec<(chrono::NaiveDate, i32)> =
+        sqlx::query_as("SELECT day, verifications FROM usage_daily ORDER BY day, verifications")
+            .fetch_all(&env.pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        rolled_up,
+        [(four_days_ago, 1), (four_days_ago, 3), (three_days_ago, 1)]
+    );
+    assert_eq!(
+        usage_by_day(&env).await,
+        expected,
+        "the same once rolled up"
+    );
+
+    // Twice is once.
+    let again = jobs::run(JobName::UsageRollup, &context)
+        .await
+        .expect("roll-up");
+    assert_eq!(again, 0);
+    assert_eq!(usage_by_day(&env).await, expected);
+
+    // The open one settles: its day and the next can close; today never does.
+    sqlx::query(
+        "UPDATE verifications SET status = 'refunded', open_since = NULL
+         WHERE status = 'waiting_sms'",
+    )
+    .execute(&env.pool)
+    .await
+    .expect("settled");
+    let expected = counted_from_verifications(&env).await;
+    jobs::run(JobName::UsageRollup, &context)
+        .await
+        .expect("roll-up");
+    let closed = closed_through(&env).await;
+    assert!(
+        closed < today && closed >= today - chrono::Days::new(2),
+        "{closed}"
+    );
+    assert_eq!(usage_by_day(&env).await, expected);
+
+    let report = namaskah_core::store::invariants::check(&env.pool, Duration::from_secs(3600))
+        .await
+        .expect("check");
+    assert!(
+        !report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "usage_closed_days_final"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_verification_open_on_a_closed_day_breaks_an_invariant() {
+    let env = TestEnv::api_only().await;
+    let account = env.account(10_000).await;
+    past_verification(&env, &account, 5, "waiting_sms", 0.0).await;
+    sqlx::query("UPDATE usage_rollup SET closed_through = current_date - 2")
+        .execute(&env.pool)
+        .await
+        .expect("a mark past it");
+    let report = namaskah_core::store::invariants::check(&env.pool, Duration::from_secs(3600))
+        .await
+        .expect("check");
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "usage_closed_days_final"),
+        "{report:?}"
+    );
 }

@@ -41,7 +41,7 @@ pub async fn pending(pool: &PgPool, now: DateTime<Utc>) -> Result<Batch, StoreEr
                                    'verifications', verifications, 'completed', completed,
                                    'refunded', refunded, 'spend_cents', spend_cents,
                                    'refunded_cents', refunded_cents)
-         FROM usage_daily
+         FROM usage_by_day
          WHERE day >= coalesce(($1::timestamptz AT TIME ZONE 'UTC')::date,
                                ($2::timestamptz AT TIME ZONE 'UTC')::date - $3)
          ORDER BY day, account_id, service",

@@ -40,7 +40,7 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
         .fetch_one(pool)
         .await?;
     // Each check lists the rows that break it, as short human-readable lines.
-    let checks: [(&'static str, &'static str); 7] = [
+    let checks: [(&'static str, &'static str); 8] = [
         (
             "balance_equals_ledger",
             "SELECT a.id::text || ': balance ' || a.balance_cents || ', ledger ' || coalesce(l.total, 0)
@@ -87,6 +87,16 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
             "SELECT id::text || ': ' || status || ', open_since ' || coalesce(open_since::text, 'null')
              FROM verifications
              WHERE (open_since IS NULL) = verification_is_open(status)",
+        ),
+        (
+            // A day's usage is rolled up once and never again (migration 0020): none of its
+            // verifications may still be open, or its settlement would go uncounted.
+            "usage_closed_days_final",
+            "SELECT v.id::text || ': ' || v.status || ', created ' || v.created_at
+                    || ', its day closed for usage through ' || r.closed_through
+             FROM verifications v, usage_rollup r
+             WHERE v.open_since IS NOT NULL
+               AND v.created_at < (r.closed_through + 1)::timestamp AT TIME ZONE 'UTC'",
         ),
         (
             // Before a number is assigned there is no deadline; ordering (with its retries)

@@ -187,6 +187,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "lean data path",
             include_str!("../../../migrations/0019_lean_data_path.sql"),
         ),
+        (
+            20,
+            "usage rolled up",
+            include_str!("../../../migrations/0020_usage_rolled_up.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

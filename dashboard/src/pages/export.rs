@@ -162,7 +162,7 @@ pub async fn usage(state: &DashboardState, request: &Request, session: &Session)
     let rows = sqlx::query_as::<_, UsageRow>(
         "SELECT day, account_id, service, verifications, completed, refunded, spend_cents,
                 refunded_cents
-         FROM usage_daily WHERE day >= (now() AT TIME ZONE 'UTC')::date - 89
+         FROM usage_by_day WHERE day >= (now() AT TIME ZONE 'UTC')::date - 89
          ORDER BY day, account_id, service",
     )
     .fetch_all(&state.pool)

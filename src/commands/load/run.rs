@@ -720,6 +720,7 @@ async fn assemble(
         "refund_only_when_refunded",
         "open_count_matches",
         "open_since_matches_status",
+        "usage_closed_days_final",
     ] {
         report
             .invariants

@@ -1,5 +1,5 @@
-//! Accepting verifications: the charge, the row, its ledger entry, its ordering message and
-//! its usage, written by one statement for a whole batch of orders.
+//! Accepting verifications: the charge, the row, its ledger entry and its ordering message,
+//! written by one statement for a whole batch of orders.
 
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -141,9 +141,9 @@ async fn charge_round(
     // none. The conditional debit is what refuses an uncovered price or an order past the
     // open limit; the CHECK on the balance is the backstop. This is the one statement that
     // inserts verifications, and no trigger counts inserts: the debit counts the new open
-    // verification (migration 0018) and the usage upsert its order and spend (migration
-    // 0019). Accounts are locked in key order before anything else, the order every writer
-    // of accounts and usage rows follows, so two batches never wait for each other in a
+    // verification (migration 0018); usage is counted from the verifications themselves
+    // (migration 0020). Accounts are locked in key order before anything else, the order
+    // every writer of accounts follows, so two batches never wait for each other in a
     // circle; NO KEY UPDATE, the lock an UPDATE takes (see migration 0019).
     let inserted = sqlx::query_as::<_, Verification>(sql("WITH wanted AS (
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
@@ -171,13 +171,6 @@ async fn charge_round(
          ), message AS (
              INSERT INTO outbox (queue, payload)
              SELECT $9, w.message FROM inserted JOIN wanted w ON w.id = inserted.id
-         ), usage AS (
-             INSERT INTO usage_daily AS u (account_id, service, day, verifications, spend_cents)
-             SELECT account_id, service, (created_at AT TIME ZONE 'UTC')::date, 1, price_cents
-             FROM inserted
-             ON CONFLICT (account_id, day, service) DO UPDATE
-             SET verifications = u.verifications + 1,
-                 spend_cents = u.spend_cents + EXCLUDED.spend_cents
          )
          SELECT {COLUMNS} FROM inserted"))
     .bind(&ids)

@@ -421,9 +421,9 @@ pub struct ReceivedSms {
 /// waiting (it was cancelled or timed out first, or an earlier request of the batch
 /// completed it).
 ///
-/// The statement's trigger (migration 0019) updates rows many completions share, the
-/// accounts' open counters and the days' usage, once per batch and in key order, so two
-/// batches running at once (two polling replicas) take those locks in the same order.
+/// The statement's trigger (migrations 0019, 0020) updates the rows many completions share,
+/// the accounts' open counters, once per batch and in key order, so two batches running at
+/// once (two polling replicas) take those locks in the same order.
 pub async fn complete_many(
     pool: &PgPool,
     received: &[ReceivedSms],
