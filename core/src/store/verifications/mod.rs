@@ -422,8 +422,8 @@ pub struct ReceivedSms {
 /// completed it).
 ///
 /// The statement's trigger (migrations 0019, 0020) updates the rows many completions share,
-/// the accounts' open counters, once per batch and in key order, so two batches running at
-/// once (two polling replicas) take those locks in the same order.
+/// the accounts' open counters, once per batch and in key order: two batches running at once
+/// (two polling replicas) take those locks in the same order.
 pub async fn complete_many(
     pool: &PgPool,
     received: &[ReceivedSms],
