@@ -8,6 +8,12 @@ use std::process::ExitCode;
 use namaskah_core::{Config, telemetry};
 use namaskah_workers::WorkerKind;
 
+// glibc's malloc took a sixth of the process's CPU under load (docs/benchmarks.md, fourth
+// step): every request, message and query allocates, and its arena locks and consolidation
+// showed up in the flame graph. mimalloc's thread-local free lists do the same work for less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "namaskah", version, about = "SMS-verification number pipeline")]
 struct Cli {

@@ -82,8 +82,12 @@ impl WebhookWorker {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Namaskah-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(settings.endpoint_concurrency);
+            // No cap on idle connections per host: the pool is keyed by host, and many
+            // endpoints can share one (a customer's several endpoints, a webhook relay
+            // service), so a cap of one endpoint's concurrency closed a connection after
+            // almost every attempt and opened a new one for the next. The idle connections
+            // can never outnumber the attempts that ran at once, and close after 90 s.
+            .user_agent(concat!("Namaskah-Webhooks/", env!("CARGO_PKG_VERSION")));
         if !policy.allow_private_networks {
             builder = builder.dns_resolver(GuardedResolver);
         }
