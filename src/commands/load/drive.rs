@@ -55,6 +55,26 @@ pub struct Sample {
     pub outcome: Result<String, String>,
 }
 
+/// `samples` as CSV: submission time (RFC 3339), latency in ms, and the verification id or
+/// what went wrong.
+pub fn samples_csv(samples: &[Sample]) -> String {
+    let mut csv = String::from("submitted_at,latency_ms,outcome\n");
+    for sample in samples {
+        let outcome = match &sample.outcome {
+            Ok(id) => id,
+            Err(problem) => problem,
+        };
+        csv.push_str(&format!(
+            "{},{:.3},{outcome}\n",
+            sample
+                .submitted_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            sample.latency_ms
+        ));
+    }
+    csv
+}
+
 pub struct Driven {
     pub samples: Vec<Sample>,
     pub seconds: f64,
@@ -259,4 +279,34 @@ pub async fn drive(api: &str, keys: Vec<String>, plan: Plan, progress: &Progress
         }
     }
     driven
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_become_one_csv_line_each_with_their_outcome() {
+        let at = DateTime::parse_from_rfc3339("2026-12-02T10:00:00.5Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        let samples = [
+            Sample {
+                submitted_at: at,
+                latency_ms: 1.23456,
+                outcome: Ok("ver_1".to_owned()),
+            },
+            Sample {
+                submitted_at: at,
+                latency_ms: 30_000.0,
+                outcome: Err("transport: timeout".to_owned()),
+            },
+        ];
+        assert_eq!(
+            samples_csv(&samples),
+            "submitted_at,latency_ms,outcome\n\
+             2026-12-02T10:00:00.500000Z,1.235,ver_1\n\
+             2026-12-02T10:00:00.500000Z,30000.000,transport: timeout\n"
+        );
+    }
 }

@@ -105,6 +105,10 @@ pub struct RunArgs {
     /// Where to write the JSON report.
     #[arg(long, default_value = "load-report.json")]
     report: PathBuf,
+    /// Also write every submission as a CSV line (when, latency, outcome), to see when the
+    /// slow ones happened: a tail that comes in bursts is a stall, not the code path.
+    #[arg(long)]
+    samples: Option<PathBuf>,
     /// Every role in its own process (to see each one's memory), undisturbed.
     #[arg(long)]
     processes: bool,
@@ -388,6 +392,10 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         ),
     };
     progress.finish_and_clear();
+    if let Some(path) = &args.samples {
+        std::fs::write(path, drive::samples_csv(&driven.samples))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
 
     let drain_started = Instant::now();
     if !args.api_only {
