@@ -127,8 +127,8 @@ async fn dispatch(
         .collect::<Vec<_>>()
         .as_slice()
     {
-        let etag = headers.get("if-none-match").and_then(|v| v.to_str().ok());
-        return assets::serve(name, etag)
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        return assets::serve(name, header("accept-encoding"), header("if-none-match"))
             .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "Not found."));
     }
     if segments.first().map(String::as_str) == Some("healthz") {

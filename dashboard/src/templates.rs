@@ -1,6 +1,6 @@
 //! The handlebars templates, built into the binary.
 
-use handlebars::{Handlebars, TemplateError};
+use handlebars::{Handlebars, TemplateError, handlebars_helper};
 use serde_json::Value;
 
 const TEMPLATES: [(&str, &str); 12] = [
@@ -24,9 +24,16 @@ const TEMPLATES: [(&str, &str); 12] = [
     ("audit", include_str!("../templates/audit.hbs")),
 ];
 
+// `{{asset "app.css"}}`: the path of an asset by its content-hashed name;
+// `{{{integrity "app.css"}}}`: its Subresource Integrity hash.
+handlebars_helper!(asset_path: |name: str| crate::assets::path(name));
+handlebars_helper!(asset_integrity: |name: str| crate::assets::integrity(name));
+
 pub fn registry() -> Result<Handlebars<'static>, TemplateError> {
     let mut registry = Handlebars::new();
     registry.set_strict_mode(false);
+    registry.register_helper("asset", Box::new(asset_path));
+    registry.register_helper("integrity", Box::new(asset_integrity));
     for (name, source) in TEMPLATES {
         registry.register_template_string(name, source)?;
     }

@@ -33,7 +33,11 @@ try {
   await page.fill("input[name=code]", env("ADMIN_CODE"));
   await Promise.all([page.waitForURL(`${base}/`), page.click("button[type=submit]")]);
 
+  // The script (which connects the live indicator) and the stylesheet come by their
+  // content-hashed names and pass their Subresource Integrity checks.
   await page.waitForSelector('#live-state[data-state="connected"]', { timeout: 15000 });
+  const sheet = await page.evaluate(() => document.styleSheets[0] && document.styleSheets[0].href);
+  check(/\/static\/app\.[0-9a-f]{20}\.css$/.test(sheet || ""), `stylesheet not loaded by its hashed name: ${sheet}`);
   // The number arrives over the WebSocket (RabbitMQ's management API refreshes every 5 s).
   const expected = env("EXPECTED_REFUND_READY");
   try {

@@ -525,4 +525,51 @@ async fn every_page_renders_for_a_logged_in_operator() {
         .await
         .expect("css");
     assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+
+    // Pages link the content-hashed name, served immutable and compressed as asked.
+    let login = client()
+        .get(format!("{}/login", env.dashboard))
+        .send()
+        .await
+        .expect("login page")
+        .text()
+        .await
+        .expect("html");
+    let hashed = login
+        .split("href=\"")
+        .filter_map(|rest| rest.split('"').next())
+        .find(|href| href.starts_with("/static/app.") && href.ends_with(".css"))
+        .unwrap_or_else(|| panic!("no stylesheet link in {login}"))
+        .to_owned();
+    assert_ne!(hashed, "/static/app.css");
+    assert!(login.contains("integrity=\"sha384-"), "{login}");
+    let plain_length = client()
+        .get(format!("{}/static/app.css", env.dashboard))
+        .send()
+        .await
+        .expect("css")
+        .bytes()
+        .await
+        .expect("css")
+        .len();
+    for (asked, expected) in [("br", "br"), ("gzip", "gzip")] {
+        let asset = client()
+            .get(format!("{}{hashed}", env.dashboard))
+            .header("accept-encoding", asked)
+            .send()
+            .await
+            .expect("hashed css");
+        assert_eq!(asset.status(), StatusCode::OK);
+        assert_eq!(asset.headers()["content-encoding"], expected);
+        assert_eq!(
+            asset.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(asset.headers()["vary"], "Accept-Encoding");
+        let compressed = asset.bytes().await.expect("body").len();
+        assert!(
+            compressed < plain_length,
+            "{asked}: {compressed} ≥ {plain_length}"
+        );
+    }
 }
