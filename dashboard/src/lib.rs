@@ -6,6 +6,7 @@
 //! CSRF token; every such change is written to the audit log.
 
 mod assets;
+mod charts;
 mod pages;
 mod rabbit;
 mod request;

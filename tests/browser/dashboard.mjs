@@ -67,6 +67,20 @@ try {
   await page.screenshot({ path: `${shots}/overview-375.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
 
+  // The usage charts are drawn at 375 px too, without overflowing.
+  await page.goto(`${base}/usage`);
+  const charts = await page.locator("svg.chart").count();
+  check(charts === 4, `expected 4 usage charts, saw ${charts}`);
+  const lines = await page.locator("svg.chart path.line").count();
+  check(lines >= 4, `expected the charts' lines, saw ${lines}`);
+  await page.screenshot({ path: `${shots}/usage.png`, fullPage: true });
+  await page.setViewportSize({ width: 375, height: 812 });
+  await page.reload();
+  const usageOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(usageOverflow <= 1, `the usage page is ${usageOverflow}px wider than a 375px screen`);
+  await page.screenshot({ path: `${shots}/usage-375.png`, fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+
   await page.goto(`${base}/parked`);
   const rows = 'section[data-parked-queue="polling"] tr[data-parked-id]';
   const parkedBefore = await page.locator(rows).count();

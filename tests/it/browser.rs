@@ -91,6 +91,8 @@ async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message(
         "overview-toggled.png",
         "overview-375.png",
         "parked.png",
+        "usage.png",
+        "usage-375.png",
     ] {
         assert!(screenshots.join(shot).exists(), "{shot} was not saved");
     }

@@ -489,6 +489,15 @@ async fn every_page_renders_for_a_logged_in_operator() {
         usage.contains("<td>telegram</td><td>1</td>"),
         "the usage page counts it"
     );
+    assert_eq!(
+        usage.matches("<svg class=\"chart\"").count(),
+        4,
+        "the usage page charts verifications, success, money and time to SMS"
+    );
+    assert!(
+        usage.contains("Verifications per day from ") && usage.contains("last 1."),
+        "each chart says in words what it shows: {usage}"
+    );
     let accounts_csv = get(&env, &session.cookie, "/export/accounts.csv").await;
     assert_eq!(
         accounts_csv.headers()["content-type"],

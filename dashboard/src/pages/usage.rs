@@ -1,12 +1,21 @@
-//! Usage across all accounts, per service: the last 30 days, from the daily aggregates.
+//! Usage across all accounts: the last 30 days, from the daily aggregates, charted per day
+//! above the exact figures.
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
+use std::collections::BTreeMap;
 use warp::{http::StatusCode, reply::Response};
 
 use namaskah_core::store::{admins::Session, usage};
 
-use crate::{DashboardState, request::text};
+use crate::{
+    DashboardState,
+    charts::{LineChart, Series, Unit},
+    request::text,
+};
+
+/// How many services get their own line in the time-to-SMS chart (the busiest ones).
+const SERVICES_CHARTED: usize = 4;
 
 pub async fn page(state: &DashboardState, session: &Session) -> Response {
     let to = Utc::now().date_naive();
@@ -34,6 +43,10 @@ pub async fn page(state: &DashboardState, session: &Session) -> Response {
             })
             .collect()
     };
+    let charts: Vec<String> = daily_charts(&report, from, to)
+        .iter()
+        .map(LineChart::to_figure)
+        .collect();
     super::page(
         state,
         session,
@@ -42,8 +55,105 @@ pub async fn page(state: &DashboardState, session: &Session) -> Response {
         json!({
             "from": from.to_string(),
             "to": to.to_string(),
+            "charts": charts,
             "totals": rows(&report.totals),
             "days": rows(&report.days),
         }),
     )
+}
+
+/// Every day's figures summed over the services.
+#[derive(Default, Clone, Copy)]
+struct Day {
+    verifications: i64,
+    completed: i64,
+    spend_cents: i64,
+    refunded_cents: i64,
+}
+
+/// Verifications, success, spend and refunds per day for the whole system, and the median
+/// time to SMS of the busiest services (medians of different services cannot be summed).
+fn daily_charts(report: &usage::Report, from: NaiveDate, to: NaiveDate) -> Vec<LineChart> {
+    let days: Vec<NaiveDate> = from.iter_days().take_while(|day| *day <= to).collect();
+    let mut totals: BTreeMap<NaiveDate, Day> = days.iter().map(|d| (*d, Day::default())).collect();
+    for row in &report.days {
+        if let Some(day) = row.day.and_then(|d| totals.get_mut(&d)) {
+            day.verifications += row.verifications;
+            day.completed += row.completed;
+            day.spend_cents += row.spend_cents;
+            day.refunded_cents += row.refunded_cents;
+        }
+    }
+    let per_day = |value: fn(&Day) -> Option<f64>| -> Vec<Option<f64>> {
+        totals.values().map(value).collect()
+    };
+    let x_labels: Vec<String> = days.iter().map(|d| d.format("%m-%d").to_string()).collect();
+    let chart = |id: &str, title: &str, unit: Unit, series: Vec<Series>| LineChart {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        unit,
+        x_labels: x_labels.clone(),
+        series,
+    };
+    let all = |values| Series {
+        name: "all services".to_owned(),
+        values,
+    };
+    let mut busiest: Vec<&usage::Usage> = report.totals.iter().collect();
+    busiest.sort_by_key(|u| std::cmp::Reverse(u.verifications));
+    let medians = busiest
+        .iter()
+        .take(SERVICES_CHARTED)
+        .map(|service| Series {
+            name: service.service.clone(),
+            values: days
+                .iter()
+                .map(|day| {
+                    report
+                        .days
+                        .iter()
+                        .find(|u| u.day == Some(*day) && u.service == service.service)
+                        .and_then(|u| u.median_seconds_to_sms)
+                        .map(f64::from)
+                })
+                .collect(),
+        })
+        .collect();
+    vec![
+        chart(
+            "usage-verifications",
+            "Verifications per day",
+            Unit::Count,
+            vec![all(per_day(|d| Some(d.verifications as f64)))],
+        ),
+        chart(
+            "usage-success",
+            "Success per day (completed ÷ verifications)",
+            Unit::Share,
+            vec![all(per_day(|d| {
+                (d.verifications > 0).then(|| d.completed as f64 / d.verifications as f64)
+            }))],
+        ),
+        chart(
+            "usage-money",
+            "Spend and refunds per day",
+            Unit::Cents,
+            vec![
+                Series {
+                    name: "spend".to_owned(),
+                    values: per_day(|d| Some(d.spend_cents as f64)),
+                },
+                Series {
+                    name: "refunds".to_owned(),
+                    values: per_day(|d| Some(d.refunded_cents as f64)),
+                },
+            ],
+        ),
+        chart(
+            "usage-time-to-sms",
+            "Median time to SMS per day, busiest services",
+            Unit::Seconds,
+            medians,
+        ),
+    ]
 }
