@@ -14,6 +14,7 @@ mod router;
 pub mod security;
 mod snapshot;
 mod templates;
+mod timeline;
 
 use handlebars::Handlebars;
 use sqlx::PgPool;

@@ -468,6 +468,11 @@ async fn every_page_renders_for_a_logged_in_operator() {
         .expect("page");
     assert!(detail.contains("trace-1") && detail.contains("accepted and charged"));
     assert!(detail.contains("<code>default</code>"), "names the tenant");
+    assert!(
+        detail.contains("<svg class=\"timeline-chart\"")
+            && detail.contains("<desc id=\"story-desc\">accepted and charged"),
+        "the timeline is drawn on a time axis and described in words: {detail}"
+    );
     env.tenant("acme", Some("verify.acme.example")).await;
     let tenants = get(&env, &session.cookie, "/tenants")
         .await

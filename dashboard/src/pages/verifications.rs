@@ -14,6 +14,7 @@ use super::when;
 use crate::{
     DashboardState,
     request::{Request, text},
+    timeline::{self, Mark, Moment},
 };
 
 const COLUMNS: &str = "id, account_id, service, country, price_cents, status, order_attempts, ordering_claim,
@@ -157,7 +158,34 @@ pub async fn detail(state: &DashboardState, session: &Session, id: &str) -> Resp
         ),
     );
     let provider_calls = provider_story(&verification);
+    let moments: Vec<Moment> = std::iter::once(Moment {
+        at: verification.created_at,
+        what: "accepted and charged".to_owned(),
+        mark: Mark::Step,
+    })
+    .chain(transitions.iter().map(|(event, at, _)| Moment {
+        at: *at,
+        what: event.clone(),
+        mark: Mark::Step,
+    }))
+    .chain(attempts.iter().map(|attempt| Moment {
+        at: attempt.at,
+        what: format!(
+            "{} #{}: {}",
+            attempt.url,
+            attempt.attempt,
+            attempt.status_code.map_or_else(
+                || attempt.error.clone().unwrap_or_default(),
+                |code| code.to_string()
+            )
+        ),
+        mark: Mark::Attempt {
+            delivered: attempt.ok,
+        },
+    }))
+    .collect();
     let context = json!({
+        "timeline_svg": timeline::to_svg("story", &moments),
         "v": VerificationView::from(&verification),
         "row": row(&verification),
         "provider": verification.provider,
