@@ -211,7 +211,7 @@ async fn route(state: &DashboardState, request: Request) -> Response {
         (false, ["verifications", id]) => pages::verifications::detail(state, &session, id).await,
         (false, ["webhooks"]) => pages::lists::webhooks(state, &session).await,
         (false, ["scheduler"]) => pages::lists::scheduler(state, &session).await,
-        (false, ["usage"]) => pages::usage::page(state, &session).await,
+        (false, ["usage"]) => pages::usage::page(state, &request, &session).await,
         (false, ["export", "accounts.csv"]) => {
             pages::export::accounts(state, &request, &session).await
         }

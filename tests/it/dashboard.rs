@@ -503,6 +503,32 @@ async fn every_page_renders_for_a_logged_in_operator() {
         usage.contains("Verifications per day from ") && usage.contains("last 1."),
         "each chart says in words what it shows: {usage}"
     );
+    // One account, one service: the same page, filtered; a bad filter is a clear 400.
+    for (query, counted) in [
+        (format!("account={}", account.id), true),
+        ("service=telegram".to_owned(), true),
+        (format!("account={}&service=whatsapp", account.id), false),
+    ] {
+        let filtered = get(&env, &session.cookie, &format!("/usage?{query}"))
+            .await
+            .text()
+            .await
+            .expect("page");
+        assert_eq!(
+            filtered.contains("<td>telegram</td><td>1</td>"),
+            counted,
+            "{query}: {filtered}"
+        );
+        assert_eq!(
+            filtered.matches("<svg class=\"chart\"").count(),
+            4,
+            "{query}"
+        );
+    }
+    for query in ["account=not-an-id", "service=Tele%20gram"] {
+        let refused = get(&env, &session.cookie, &format!("/usage?{query}")).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
     let accounts_csv = get(&env, &session.cookie, "/export/accounts.csv").await;
     assert_eq!(
         accounts_csv.headers()["content-type"],

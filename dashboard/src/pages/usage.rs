@@ -1,26 +1,60 @@
-//! Usage across all accounts: the last 30 days, from the daily aggregates, charted per day
-//! above the exact figures.
+//! Usage: the last 30 days, from the daily aggregates, charted per day above the exact
+//! figures; for every account, or one account and/or one service (`?account=&service=`).
 
 use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
 use std::collections::BTreeMap;
 use warp::{http::StatusCode, reply::Response};
 
-use namaskah_core::store::{admins::Session, usage};
+use namaskah_core::{
+    domain::{AccountId, ServiceCode},
+    store::{admins::Session, usage},
+};
 
 use crate::{
     DashboardState,
     charts::{LineChart, Series, Unit},
-    request::text,
+    request::{Request, text},
 };
 
 /// How many services get their own line in the time-to-SMS chart (the busiest ones).
 const SERVICES_CHARTED: usize = 4;
 
-pub async fn page(state: &DashboardState, session: &Session) -> Response {
+pub async fn page(state: &DashboardState, request: &Request, session: &Session) -> Response {
+    let account = match request.query("account").map(|a| AccountId::parse(a.trim())) {
+        None => None,
+        Some(Some(account)) => Some(account),
+        Some(None) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "`account` must be an account id (a UUID).",
+            );
+        }
+    };
+    let service = match request
+        .query("service")
+        .map(|s| ServiceCode::parse(s.trim()))
+    {
+        None => None,
+        Some(Ok(service)) => Some(service),
+        Some(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "`service` must be a service code: lowercase letters, digits, '_' or '-'.",
+            );
+        }
+    };
     let to = Utc::now().date_naive();
     let from = to - Duration::days(29);
-    let Ok(report) = usage::report(&state.pool, None, from, to, None).await else {
+    let report = usage::report(
+        &state.pool,
+        account,
+        from,
+        to,
+        service.as_ref().map(ServiceCode::as_str),
+    )
+    .await;
+    let Ok(report) = report else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "The database is unavailable.",
@@ -54,6 +88,8 @@ pub async fn page(state: &DashboardState, session: &Session) -> Response {
         "Usage",
         json!({
             "from": from.to_string(),
+            "account": account.map(|a| a.0.to_string()),
+            "service": service.as_ref().map(ServiceCode::as_str),
             "to": to.to_string(),
             "charts": charts,
             "totals": rows(&report.totals),
