@@ -56,7 +56,7 @@ impl Asset {
     }
 
     /// The body in the encoding `accept_encoding` prefers among those we have.
-    fn encoded(&self, accept_encoding: Option<&str>) -> (Encoding, &[u8]) {
+    fn encoded(&'static self, accept_encoding: Option<&str>) -> (Encoding, &'static [u8]) {
         match preferred_encoding(accept_encoding.unwrap_or("")) {
             Encoding::Brotli if !self.brotli.is_empty() => (Encoding::Brotli, &self.brotli),
             Encoding::Gzip | Encoding::Brotli if !self.gzip.is_empty() => {
@@ -157,20 +157,22 @@ fn preferred_encoding(accept_encoding: &str) -> Encoding {
     }
 }
 
+/// The asset a page names by its plain name.
+fn by_name(name: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|asset| asset.name == name)
+}
+
 /// The path a page links for the asset `name` (`/static/app.<hash>.css`).
 pub fn path(name: &str) -> String {
-    ASSETS
-        .iter()
-        .find(|asset| asset.name == name)
-        .map(|asset| format!("/static/{}", asset.hashed_name))
-        .unwrap_or_else(|| format!("/static/{name}"))
+    by_name(name).map_or_else(
+        || format!("/static/{name}"),
+        |asset| format!("/static/{}", asset.hashed_name),
+    )
 }
 
 /// The `integrity` attribute's value for the asset `name` (empty for an unknown name).
 pub fn integrity(name: &str) -> String {
-    ASSETS
-        .iter()
-        .find(|asset| asset.name == name)
+    by_name(name)
         .map(|asset| asset.integrity.clone())
         .unwrap_or_default()
 }
@@ -197,7 +199,7 @@ pub fn serve(
         not_modified
     } else {
         let (encoding, body) = asset.encoded(accept_encoding);
-        let mut ok = Response::new(body.to_vec().into());
+        let mut ok = Response::new(body.into());
         let headers = ok.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
