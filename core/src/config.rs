@@ -148,6 +148,12 @@ pub struct DashboardSettings {
     pub session_ttl: Duration,
     /// RabbitMQ's management API, for rates and unacked counts when it is reachable.
     pub rabbitmq_management_url: String,
+    /// The `/metrics` of every process whose counters the overview's charts add up; empty
+    /// means this process's own (all roles in one process, as `namaskah up`).
+    pub metrics_urls: Vec<String>,
+    /// Where browsers fetch the dashboard's static assets (a CDN in front of
+    /// `/static/`); `None` serves them from the dashboard itself.
+    pub asset_base_url: Option<String>,
 }
 
 /// The CRM endpoint (`CRM_URL`) and the secret its requests are signed with (`CRM_SECRET`).
@@ -432,6 +438,8 @@ impl Config {
                     "http://guest:guest@127.0.0.1:15672",
                     &["http", "https"],
                 )?,
+                metrics_urls: env.url_list("DASHBOARD_METRICS_URLS", &["http", "https"])?,
+                asset_base_url: env.asset_base_url("ASSET_BASE_URL")?,
             },
             sentry_dsn: env.raw("SENTRY_DSN").map(Secret::new),
             otlp_endpoint: env.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -527,6 +535,50 @@ impl Env<'_> {
                 name,
                 format!("a URL starting with {}://", schemes.join(":// or ")),
             )),
+        }
+    }
+
+    /// A comma-separated list of URLs (empty when unset).
+    fn url_list(&self, name: &'static str, schemes: &[&str]) -> Result<Vec<String>, ConfigError> {
+        let value = self.raw(name).unwrap_or_default();
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| match url.split_once("://") {
+                Some((scheme, rest)) if schemes.contains(&scheme) && !rest.is_empty() => {
+                    Ok(url.to_owned())
+                }
+                _ => Err(self.error(
+                    name,
+                    format!(
+                        "URLs starting with {}://, separated by commas",
+                        schemes.join(":// or ")
+                    ),
+                )),
+            })
+            .collect()
+    }
+
+    /// An origin and path prefix for static assets: `https://cdn.example.com` or
+    /// `https://cdn.example.com/namaskah`, no query, no trailing slash kept.
+    fn asset_base_url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(value) = self.raw(name).filter(|v| !v.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let value = value.trim().trim_end_matches('/');
+        let valid = value.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "https" | "http")
+                && !rest.is_empty()
+                && !rest.contains(['?', '#', '@', '"', '\'', ' ', ';', ','])
+        });
+        if valid {
+            Ok(Some(value.to_owned()))
+        } else {
+            Err(self.error(
+                name,
+                "an https:// origin with an optional path, like https://cdn.example.com/namaskah",
+            ))
         }
     }
 
@@ -869,6 +921,31 @@ mod tests {
 
         let error = config(&[("ORDERING_RETRY", "5,10s,1s")]).unwrap_err();
         assert_eq!(error.variable, "ORDERING_RETRY");
+
+        let error = config(&[("DASHBOARD_METRICS_URLS", "http://a:9464/metrics,ftp://b")]);
+        assert_eq!(error.unwrap_err().variable, "DASHBOARD_METRICS_URLS");
+        let error = config(&[("ASSET_BASE_URL", "https://cdn.example.com/x?y=1")]);
+        assert_eq!(error.unwrap_err().variable, "ASSET_BASE_URL");
+    }
+
+    #[test]
+    fn dashboard_sources_and_asset_origin_parse() {
+        let config = config(&[
+            (
+                "DASHBOARD_METRICS_URLS",
+                " http://api:8080/metrics, http://worker:9464/metrics ,",
+            ),
+            ("ASSET_BASE_URL", "https://cdn.example.com/namaskah/"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.dashboard.metrics_urls,
+            ["http://api:8080/metrics", "http://worker:9464/metrics"]
+        );
+        assert_eq!(
+            config.dashboard.asset_base_url.as_deref(),
+            Some("https://cdn.example.com/namaskah")
+        );
     }
 
     #[test]

@@ -215,6 +215,12 @@ pub fn serve(
         headers.insert(header::ETAG, etag);
     }
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    // Pages load assets with `crossorigin` so that SRI also works from a CDN's origin, which
+    // must then pass this on; the assets hold nothing private.
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(if hashed { IMMUTABLE } else { "no-cache" }),

@@ -23,6 +23,9 @@ pub enum Unit {
     /// Cents, shown in units of the currency.
     Cents,
     Seconds,
+    /// Seconds, shown in milliseconds (latencies).
+    Milliseconds,
+    PerSecond,
 }
 
 impl Unit {
@@ -33,6 +36,10 @@ impl Unit {
             Unit::Share => format!("{:.0} %", value * 100.0),
             Unit::Cents => format!("{:.2}", value / 100.0),
             Unit::Seconds => format!("{value:.0} s"),
+            Unit::Milliseconds if value < 0.01 => format!("{:.1} ms", value * 1000.0),
+            Unit::Milliseconds => format!("{:.0} ms", value * 1000.0),
+            Unit::PerSecond if value < 10.0 => format!("{value:.1}/s"),
+            Unit::PerSecond => format!("{value:.0}/s"),
         }
     }
 }
@@ -166,7 +173,8 @@ impl LineChart {
             return match self.unit {
                 Unit::Cents => 100.0,
                 Unit::Seconds => 10.0,
-                Unit::Count | Unit::Share => 1.0,
+                Unit::Milliseconds => 0.01,
+                Unit::Count | Unit::Share | Unit::PerSecond => 1.0,
             };
         }
         let magnitude = 10_f64.powf(highest.log10().floor());

@@ -1,5 +1,5 @@
 //! The operator dashboard: server-rendered pages (warp + handlebars) and a WebSocket that
-//! pushes the overview's numbers every few seconds.
+//! pushes the overview's numbers and charts every few seconds.
 //!
 //! Every request passes the network allowlist first (`DASHBOARD_ALLOW_CIDRS`); every page
 //! but the login needs a session; every form that changes something carries the session's
@@ -7,6 +7,7 @@
 
 mod assets;
 mod charts;
+mod live;
 mod pages;
 mod rabbit;
 mod request;
@@ -33,6 +34,9 @@ pub struct DashboardState {
     http: reqwest::Client,
     allowlist: security::client_ip::Allowlist,
     throttle: security::throttle::LoginThrottle,
+    live: live::Live,
+    /// The content security policy, which names the asset origin when there is one.
+    policy: warp::http::HeaderValue,
 }
 
 /// The dashboard could not be built.
@@ -42,6 +46,8 @@ pub enum DashboardError {
     Template(#[from] Box<handlebars::TemplateError>),
     #[error("cannot build the dashboard's HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("ASSET_BASE_URL cannot go in a content security policy")]
+    AssetOrigin,
 }
 
 impl DashboardState {
@@ -53,7 +59,13 @@ impl DashboardState {
         namaskah_core::telemetry::install_crypto_provider();
         Ok(Self {
             pool,
-            templates: templates::registry().map_err(Box::new)?,
+            templates: templates::registry(config.dashboard.asset_base_url.as_deref())
+                .map_err(Box::new)?,
+            policy: security::headers::content_security_policy(
+                config.dashboard.asset_base_url.as_deref(),
+            )
+            .ok_or(DashboardError::AssetOrigin)?,
+            live: live::Live::default(),
             http: reqwest::Client::builder().build()?,
             allowlist,
             throttle: security::throttle::LoginThrottle::default(),
@@ -66,6 +78,8 @@ impl DashboardState {
 pub async fn serve(state: Arc<DashboardState>, listener: TcpListener, shutdown: Shutdown) {
     let address = listener.local_addr().ok();
     tracing::info!(?address, "dashboard listening");
+    live::seed(&state).await;
+    tokio::spawn(live::run(Arc::clone(&state), shutdown.clone()));
     warp::serve(routes(state))
         .incoming(listener)
         .graceful(async move { shutdown.wait().await })

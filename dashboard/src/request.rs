@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use std::{collections::HashMap, net::IpAddr};
 use warp::{
     http::{HeaderValue, Method, StatusCode, header},
@@ -44,13 +45,21 @@ impl Request {
     }
 }
 
+/// A page, with a weak ETag of its body so that a browser's revalidation of an unchanged
+/// page is answered `304` (see `router::revalidated`).
 pub fn html(status: StatusCode, body: String) -> Response {
+    let digest = Sha256::digest(body.as_bytes());
+    let etag = format!("W/\"{}\"", hex::encode(&digest[..12]));
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
     response
 }
 

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::{
     collections::HashMap, convert::Infallible, net::SocketAddr, panic::AssertUnwindSafe, sync::Arc,
-    time::Duration,
 };
 use warp::{
     Filter,
@@ -31,7 +30,6 @@ use crate::{
     DashboardState, assets, pages,
     request::{Request, redirect, text},
     security::{headers, session},
-    snapshot,
 };
 
 /// Bodies of dashboard forms are small.
@@ -40,6 +38,7 @@ const BODY_LIMIT: u64 = 16 * 1024;
 pub fn routes(
     state: Arc<DashboardState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let policy = state.policy.clone();
     let with_state = warp::any().map(move || Arc::clone(&state));
     let websocket = warp::path!("ws")
         .and(warp::ws())
@@ -67,8 +66,8 @@ pub fn routes(
     websocket
         .or(everything)
         .unify()
-        .map(|mut response: Response| {
-            headers::apply(response.headers_mut());
+        .map(move |mut response: Response| {
+            headers::apply(response.headers_mut(), &policy);
             response
         })
 }
@@ -153,6 +152,12 @@ async fn dispatch(
             );
         }
     };
+    let is_get = method == Method::GET;
+    let cache_policy = page_cache_policy(&segments);
+    let if_none_match = headers
+        .get(warp::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let request = Request {
         method,
         segments,
@@ -165,13 +170,56 @@ async fn dispatch(
     let outcome = AssertUnwindSafe(route(&state, request))
         .catch_unwind()
         .await;
-    outcome.unwrap_or_else(|_| {
+    let response = outcome.unwrap_or_else(|_| {
         tracing::error!("dashboard page panicked");
         text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Something went wrong; it has been logged.",
         )
-    })
+    });
+    if is_get && response.status() == StatusCode::OK {
+        revalidated(response, cache_policy, if_none_match.as_deref())
+    } else {
+        response
+    }
+}
+
+/// Pages that show no customer's personal data may stay in the operator's browser (always
+/// revalidated); the rest are never stored.
+fn page_cache_policy(segments: &[String]) -> &'static str {
+    match segments.first().map(String::as_str) {
+        None | Some("usage" | "scheduler" | "tenants") => "private, no-cache",
+        Some(_) => "no-store",
+    }
+}
+
+/// A page the client already holds (its `If-None-Match` names the page's ETag) becomes an
+/// empty `304`; every page gets its cache policy.
+fn revalidated(
+    mut response: Response,
+    cache_policy: &'static str,
+    if_none_match: Option<&str>,
+) -> Response {
+    use warp::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_policy),
+    );
+    let current = headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(|etag| etag.trim_start_matches("W/").to_owned());
+    match (current, if_none_match) {
+        (Some(etag), Some(tags)) if assets::etag_matches(tags, &etag) => {
+            let mut not_modified = Response::new(Vec::new().into());
+            *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+            *not_modified.headers_mut() = std::mem::take(response.headers_mut());
+            not_modified.headers_mut().remove(header::CONTENT_TYPE);
+            not_modified
+        }
+        _ => response,
+    }
 }
 
 async fn route(state: &DashboardState, request: Request) -> Response {
@@ -222,7 +270,8 @@ async fn route(state: &DashboardState, request: Request) -> Response {
     }
 }
 
-/// `GET /ws`: after the same checks as a page, the overview's numbers every few seconds.
+/// `GET /ws`: after the same checks as a page, the overview's numbers and charts as they
+/// are sampled.
 async fn upgrade(
     ws: warp::ws::Ws,
     state: Arc<DashboardState>,
@@ -246,18 +295,21 @@ async fn upgrade(
         .into_response()
 }
 
-/// How often the overview's numbers are pushed.
-const PUSH_EVERY: Duration = Duration::from_secs(3);
-
+/// Sends each sample's update (numbers and charts) as it is taken, the latest at once.
 async fn push_updates(socket: WebSocket, state: Arc<DashboardState>) {
     let (mut sender, mut receiver) = socket.split();
-    let mut ticker = tokio::time::interval(PUSH_EVERY);
+    let mut updates = state.live.subscribe();
+    updates.mark_changed();
     loop {
         tokio::select! {
-            _ = ticker.tick() => {
-                let values = snapshot::live_values(&snapshot::gather(&state).await);
-                let message = serde_json::to_string(&values).unwrap_or_default();
-                if sender.send(Message::text(message)).await.is_err() {
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let message = updates.borrow_and_update().clone();
+                if let Some(message) = message
+                    && sender.send(Message::text(message.as_ref())).await.is_err()
+                {
                     break;
                 }
             }

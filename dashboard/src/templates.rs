@@ -1,6 +1,9 @@
 //! The handlebars templates, built into the binary.
 
-use handlebars::{Handlebars, TemplateError, handlebars_helper};
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+    TemplateError, handlebars_helper,
+};
 use serde_json::Value;
 
 const TEMPLATES: [(&str, &str); 12] = [
@@ -24,15 +27,36 @@ const TEMPLATES: [(&str, &str); 12] = [
     ("audit", include_str!("../templates/audit.hbs")),
 ];
 
-// `{{asset "app.css"}}`: the path of an asset by its content-hashed name;
-// `{{{integrity "app.css"}}}`: its Subresource Integrity hash.
-handlebars_helper!(asset_path: |name: str| crate::assets::path(name));
+// `{{{integrity "app.css"}}}`: an asset's Subresource Integrity hash.
 handlebars_helper!(asset_integrity: |name: str| crate::assets::integrity(name));
 
-pub fn registry() -> Result<Handlebars<'static>, TemplateError> {
+/// The templates, with `{{asset "app.css"}}` giving the URL of an asset by its
+/// content-hashed name: under `asset_base` (a CDN) when there is one, else `/static/…`.
+pub fn registry(asset_base: Option<&str>) -> Result<Handlebars<'static>, TemplateError> {
     let mut registry = Handlebars::new();
     registry.set_strict_mode(false);
-    registry.register_helper("asset", Box::new(asset_path));
+    let base = asset_base.unwrap_or_default().to_owned();
+    registry.register_helper(
+        "asset",
+        Box::new(
+            move |helper: &Helper,
+                  _: &Handlebars,
+                  _: &Context,
+                  _: &mut RenderContext,
+                  out: &mut dyn Output|
+                  -> HelperResult {
+                let name = helper
+                    .param(0)
+                    .and_then(|param| param.value().as_str())
+                    .ok_or(RenderErrorReason::ParamNotFoundForIndex("asset", 0))?;
+                out.write(&handlebars::html_escape(&format!(
+                    "{base}{}",
+                    crate::assets::path(name)
+                )))?;
+                Ok(())
+            },
+        ),
+    );
     registry.register_helper("integrity", Box::new(asset_integrity));
     for (name, source) in TEMPLATES {
         registry.register_template_string(name, source)?;

@@ -1,5 +1,5 @@
-// Namaskah dashboard: theme toggle (remembered), confirmations, and live numbers over a
-// WebSocket with a visible connection state and automatic reconnection.
+// Namaskah dashboard: theme toggle (remembered), confirmations, and live numbers and charts
+// over a WebSocket with a visible connection state and automatic reconnection.
 (function () {
   "use strict";
   var root = document.documentElement;
@@ -43,13 +43,17 @@
     try { socket = new WebSocket(scheme + location.host + "/ws"); } catch (e) { retry(indicator, failures); return; }
     socket.onopen = function () { failures = 0; setState(indicator, "connected"); };
     socket.onmessage = function (event) {
-      var values;
-      try { values = JSON.parse(event.data); } catch (e) { return; }
+      var update;
+      try { update = JSON.parse(event.data); } catch (e) { return; }
+      var values = update.values || {};
       Object.keys(values).forEach(function (key) {
         document.querySelectorAll('[data-live="' + key + '"]').forEach(function (element) {
           element.textContent = values[key];
         });
       });
+      // The charts come drawn by the server (escaped SVG); swap them whole.
+      var charts = document.getElementById("live-charts");
+      if (charts && typeof update.charts === "string") { charts.innerHTML = update.charts; }
     };
     socket.onclose = function () { retry(indicator, failures + 1); };
     socket.onerror = function () { socket.close(); };

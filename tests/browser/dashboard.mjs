@@ -1,6 +1,7 @@
 // The dashboard in headless Chromium: log in with password and TOTP, watch the live
-// indicator connect, check a queue depth, toggle dark mode, look at it 375 px wide, and
-// requeue a parked message. Started by tests/it/browser.rs, which prepares the data.
+// indicator connect and the overview's charts move on, check a queue depth, toggle dark mode,
+// look at it 375 px wide, draw the usage charts, and requeue a parked message. Started by
+// tests/it/browser.rs, which prepares the data.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 
@@ -48,6 +49,24 @@ try {
     const shown = await page.textContent('[data-live="queue.refund.ready"]');
     throw new Error(`refund queue shows ${shown}, expected ${expected}`);
   }
+  // The overview's charts: drawn on first paint, then moved on by the WebSocket.
+  const latest = () => page.evaluate(() => {
+    const charts = document.querySelector("#live-charts .charts");
+    return charts ? charts.getAttribute("data-last") : null;
+  });
+  const atLoad = await latest();
+  check(atLoad !== null, "the overview has no live charts");
+  check(await page.locator("#live-charts svg.chart").count() === 4, "expected 4 live charts");
+  await page.waitForFunction(
+    (before) => {
+      const charts = document.querySelector("#live-charts .charts");
+      const queues = document.querySelector("#live-charts desc#live-queues-desc");
+      return charts && charts.getAttribute("data-last") > before && queues && queues.textContent.includes("refund: from");
+    },
+    atLoad, { timeout: 20000 });
+  const queueChart = await page.textContent("#live-charts desc#live-queues-desc");
+  check(queueChart.includes(`last ${expected}.`), `the queue chart does not show the refunds: ${queueChart}`);
+  check(await page.locator("#live-charts svg.chart path.line").count() >= 4, "the live charts have no lines");
   await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
 
   const before = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
@@ -58,12 +77,18 @@ try {
   check(before !== after, "the background did not change with the theme");
   await page.reload();
   check(await page.getAttribute("html", "data-theme") === theme, "the theme was not remembered");
+  // The charts follow the theme: their axis text takes the page's muted colour.
+  const axis = await page.evaluate(() => getComputedStyle(document.querySelector("#live-charts svg.chart .axis")).fill);
+  const muted = await page.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue("--muted").trim());
+  check(axis !== "" && axis !== "rgb(0, 0, 0)", `chart axes are not themed (fill ${axis}, muted ${muted})`);
   await page.screenshot({ path: `${shots}/overview-toggled.png`, fullPage: true });
 
   await page.setViewportSize({ width: 375, height: 812 });
   await page.reload();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, `the page is ${overflow}px wider than a 375px screen`);
+  const chartWidth = await page.evaluate(() => document.querySelector("#live-charts svg.chart").getBoundingClientRect().width);
+  check(chartWidth > 200 && chartWidth <= 375, `a live chart is ${chartWidth}px wide at 375px`);
   await page.screenshot({ path: `${shots}/overview-375.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
 

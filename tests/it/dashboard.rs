@@ -36,14 +36,14 @@ pub fn code_now(admin: &Admin) -> String {
     credentials::current_totp(&admin.secret, &admin.username, now).expect("code")
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
         .expect("client")
 }
 
-fn dashboard_env() -> TestEnvBuilder {
+pub(crate) fn dashboard_env() -> TestEnvBuilder {
     TestEnv::builder().roles(Roles {
         dashboard: true,
         relay: true,
@@ -71,12 +71,12 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
 }
 
 /// A logged-in session: its cookie and the page's CSRF token.
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub cookie: String,
+    pub csrf: String,
 }
 
-async fn session(env: &TestEnv, admin: &Admin) -> Session {
+pub(crate) async fn session(env: &TestEnv, admin: &Admin) -> Session {
     let response = log_in(env, admin, &code_now(admin)).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let cookie = session_cookie(&response).expect("session cookie");
@@ -90,7 +90,7 @@ async fn session(env: &TestEnv, admin: &Admin) -> Session {
     Session { cookie, csrf }
 }
 
-async fn get(env: &TestEnv, cookie: &str, path: &str) -> reqwest::Response {
+pub(crate) async fn get(env: &TestEnv, cookie: &str, path: &str) -> reqwest::Response {
     client()
         .get(format!("{}{path}", env.dashboard))
         .header("cookie", cookie)

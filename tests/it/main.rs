@@ -10,6 +10,7 @@ mod browser;
 mod contract;
 mod crm;
 mod dashboard;
+mod dashboard_live;
 mod deployment;
 mod holding;
 mod lifecycle;

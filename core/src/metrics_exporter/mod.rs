@@ -236,6 +236,10 @@ fn describe() {
         "Age of the oldest unsent outbox row (sampled)."
     );
     describe_counter!(
+        "namaskah_messages_published_total",
+        "Messages published for a queue (directly or through a delay tier), by queue."
+    );
+    describe_counter!(
         "namaskah_outbox_published_total",
         "Outbox rows published by the relay."
     );

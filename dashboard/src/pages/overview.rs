@@ -1,18 +1,20 @@
-//! The overview: health, queues, the last hour. Numbers refresh over the WebSocket.
+//! The overview: health, queues, the last hour drawn as charts. Numbers and charts refresh
+//! over the WebSocket (see `live`).
 
 use warp::reply::Response;
 
 use namaskah_core::store::admins::Session;
 
-use crate::{DashboardState, snapshot};
+use crate::{DashboardState, live, snapshot};
 
 pub async fn page(state: &DashboardState, session: &Session) -> Response {
-    let snapshot = snapshot::gather(state).await;
-    super::page(
-        state,
-        session,
-        "overview",
-        "Overview",
-        snapshot::context(&snapshot),
-    )
+    let mut snapshot = snapshot::gather(state).await;
+    if let Some(latest) = state.live.latest() {
+        live::fill_queue_rates(&mut snapshot, &latest);
+    }
+    let mut context = snapshot::context(&snapshot);
+    if let Some(map) = context.as_object_mut() {
+        map.insert("charts".into(), state.live.charts().into());
+    }
+    super::page(state, session, "overview", "Overview", context)
 }
