@@ -9,7 +9,7 @@ use std::fmt::Write;
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 180.0;
 /// Room for the y labels on the left and the x labels below.
-const LEFT: f64 = 48.0;
+const LEFT: f64 = 58.0;
 const BOTTOM: f64 = 22.0;
 const TOP: f64 = 10.0;
 const RIGHT: f64 = 8.0;
@@ -137,16 +137,29 @@ impl LineChart {
             // A gap where a value is missing: each run of values is its own path.
             let mut path = String::new();
             let mut pen_down = false;
+            // A value with none beside it draws no line: it gets a dot instead.
+            let mut dots = String::new();
+            let known = |index: usize| series.values.get(index).is_some_and(Option::is_some);
             for (index, value) in series.values.iter().enumerate() {
                 match value {
                     Some(value) => {
                         let command = if pen_down { 'L' } else { 'M' };
                         let _ = write!(path, "{command}{:.1} {:.1} ", x(index), y(*value));
                         pen_down = true;
+                        if !known(index.wrapping_sub(1)) && !known(index + 1) {
+                            let _ = write!(
+                                dots,
+                                "<circle class=\"dot series-{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\"/>",
+                                number % 4,
+                                x(index),
+                                y(*value)
+                            );
+                        }
                     }
                     None => pen_down = false,
                 }
             }
+            svg.push_str(&dots);
             let _ = write!(
                 svg,
                 "<path class=\"{class}\" d=\"{}\"><title>{}</title></path>",
@@ -261,6 +274,16 @@ mod tests {
         // The missing day splits the line in two.
         let path = svg.split(" d=\"").nth(1).and_then(|d| d.split('"').next());
         assert_eq!(path.map(|d| d.matches('M').count()), Some(2), "{svg}");
+    }
+
+    #[test]
+    fn a_lone_value_is_drawn_as_a_dot() {
+        let svg = chart(vec![None, Some(120.0), None, Some(80.0), Some(90.0)]).to_svg();
+        assert_eq!(
+            svg.matches("<circle class=\"dot series-0\"").count(),
+            1,
+            "{svg}"
+        );
     }
 
     #[test]

@@ -2,28 +2,14 @@
 // indicator connect and the overview's charts move on, check a queue depth, toggle dark mode,
 // look at it 375 px wide, draw the usage charts, and requeue a parked message. Started by
 // tests/it/browser.rs, which prepares the data.
-import { chromium } from "playwright-core";
+import { check, env, launch } from "./common.mjs";
 import { mkdirSync } from "node:fs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) { throw new Error(`${name} is not set`); }
-  return value;
-};
 const base = env("DASHBOARD_URL");
 const shots = env("SCREENSHOTS");
 mkdirSync(shots, { recursive: true });
 
-function check(condition, message) {
-  if (!condition) { throw new Error(message); }
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 

@@ -29,52 +29,56 @@ pub fn render<'a>(samples: impl ExactSizeIterator<Item = &'a Sample> + Clone) ->
             }
         }
     }
+    let chart = |id: &str, title: &str, unit: Unit, series: Vec<Series>| LineChart {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        unit,
+        x_labels: x_labels.clone(),
+        series,
+    };
+    let queue_depths = queue_names
+        .iter()
+        .map(|name| Series {
+            name: (*name).to_owned(),
+            values: samples
+                .clone()
+                .map(|s| s.queues.iter().find(|q| q.name == *name)?.depth)
+                .collect(),
+        })
+        .collect();
     let charts = [
-        LineChart {
-            id: "live-verifications".to_owned(),
-            title: "Verifications per second".to_owned(),
-            unit: Unit::PerSecond,
-            x_labels: x_labels.clone(),
-            // In this order the theme draws refunds red and completions green.
-            series: vec![
+        // In this order the theme draws refunds red and completions green.
+        chart(
+            "live-verifications",
+            "Verifications per second",
+            Unit::PerSecond,
+            vec![
                 series("accepted", |s| s.accepted_per_second),
                 series("refunded", |s| s.refunded_per_second),
                 series("completed", |s| s.completed_per_second),
             ],
-        },
-        LineChart {
-            id: "live-queues".to_owned(),
-            title: "Queue depth (messages)".to_owned(),
-            unit: Unit::Count,
-            x_labels: x_labels.clone(),
-            series: queue_names
-                .iter()
-                .map(|name| Series {
-                    name: (*name).to_owned(),
-                    values: samples
-                        .clone()
-                        .map(|s| s.queues.iter().find(|q| q.name == *name)?.depth)
-                        .collect(),
-                })
-                .collect(),
-        },
-        LineChart {
-            id: "live-latency".to_owned(),
-            title: "API latency".to_owned(),
-            unit: Unit::Milliseconds,
-            x_labels: x_labels.clone(),
-            series: vec![
+        ),
+        chart(
+            "live-queues",
+            "Queue depth (messages)",
+            Unit::Count,
+            queue_depths,
+        ),
+        chart(
+            "live-latency",
+            "API latency",
+            Unit::Milliseconds,
+            vec![
                 series("p50", |s| s.api_p50_seconds),
                 series("p99", |s| s.api_p99_seconds),
             ],
-        },
-        LineChart {
-            id: "live-webhooks".to_owned(),
-            title: "Webhook attempts delivered".to_owned(),
-            unit: Unit::Share,
-            x_labels,
-            series: vec![series("delivered", |s| s.webhook_success)],
-        },
+        ),
+        chart(
+            "live-webhooks",
+            "Webhook attempts delivered",
+            Unit::Share,
+            vec![series("delivered", |s| s.webhook_success)],
+        ),
     ];
     let figures: String = charts.iter().map(LineChart::to_figure).collect();
     format!("<div class=\"charts\" data-samples=\"{count}\" data-last=\"{last}\">{figures}</div>")
