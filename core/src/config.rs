@@ -29,6 +29,8 @@ pub struct Config {
     pub providers: Vec<ProviderSettings>,
     /// Upper bound for one HTTP request to a provider.
     pub provider_timeout: Duration,
+    /// Each provider's circuit breaker and cap on calls in flight.
+    pub provider_guard: crate::providers::guarded::GuardSettings,
     /// Messages one worker handles at a time (per queue).
     pub worker_prefetch: u16,
     /// Short waits (`Handled::Again` within `up_to`) the polling worker sits out itself, the
@@ -365,6 +367,14 @@ impl Config {
             simulator_addr,
             providers: env.providers(simulator_addr)?,
             provider_timeout: env.duration("PROVIDER_TIMEOUT", "10s")?,
+            provider_guard: crate::providers::guarded::GuardSettings {
+                breaker: crate::providers::breaker::BreakerSettings {
+                    failures: env.number("PROVIDER_BREAKER_FAILURES", 5, 1..=1000)?,
+                    cool_down: env.duration("PROVIDER_BREAKER_COOL_DOWN", "15s")?,
+                },
+                max_in_flight: env.number("PROVIDER_MAX_IN_FLIGHT", 16, 1..=10_000)?,
+                slot_wait: env.duration("PROVIDER_TIMEOUT", "10s")?,
+            },
             worker_prefetch: env.number("WORKER_PREFETCH", 32, 1..=10_000)?,
             worker_hold: HoldPolicy {
                 up_to: env.duration("WORKER_HOLD_UP_TO", "5s")?,

@@ -24,6 +24,7 @@ mod outbox;
 mod parking;
 mod payments;
 mod privacy;
+mod provider_resilience;
 mod scheduler;
 mod sentry;
 mod setup_scripts;

@@ -13,13 +13,15 @@
 //!    the delay tiers; otherwise `failed`, refund queued.
 
 use async_trait::async_trait;
+use chrono::Utc;
+use std::time::Duration;
 use uuid::Uuid;
 
 use namaskah_core::{
     Config,
     domain::Transition,
     pricing,
-    providers::PurchasedNumber,
+    providers::{ProviderError, PurchasedNumber},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::{
         services::Offer,
@@ -98,6 +100,10 @@ impl OrderingWorker {
                 Err(error) => {
                     tracing::info!(provider = %offer.provider, %error, "provider could not sell a number; trying the next");
                     failures.retryable |= error.is_retryable();
+                    failures.asked_any |= !matches!(
+                        error,
+                        ProviderError::CircuitOpen(_) | ProviderError::Busy(_)
+                    );
                     failures
                         .reasons
                         .push(format!("{}: {error}", offer.provider));
@@ -148,6 +154,15 @@ impl OrderingWorker {
         }
     }
 
+    /// Orders whose providers are all skipped keep waiting for a probe up to
+    /// `SWEEP_ORDERING_AFTER` after they were accepted; then their own retries go on.
+    fn may_wait_for_a_probe(&self, verification: &Verification) -> bool {
+        let waited = (Utc::now() - verification.created_at)
+            .to_std()
+            .unwrap_or_default();
+        waited < self.deps.config.scheduler.ordering_stuck_after
+    }
+
     async fn give_back(&self, provider: &str, order_id: &str) {
         let Some(provider) = self.deps.providers.get(provider) else {
             return;
@@ -186,11 +201,16 @@ fn first_poll_delay_ms(config: &Config) -> i32 {
     i32::try_from(first.as_millis()).unwrap_or(i32::MAX)
 }
 
+/// How soon an order whose every provider was skipped looks again.
+const SKIPPED_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// Why no provider sold a number.
 #[derive(Default)]
 struct Failures {
     /// At least one provider was only unreachable: a later attempt may succeed.
     retryable: bool,
+    /// Some provider was asked (rather than every one skipped by its breaker or bulkhead).
+    asked_any: bool,
     reasons: Vec<String>,
 }
 
@@ -256,6 +276,18 @@ impl JobHandler for OrderingWorker {
         } else {
             failures.reasons.join("; ")
         };
+        if !failures.asked_any
+            && !failures.reasons.is_empty()
+            && self.may_wait_for_a_probe(&verification)
+        {
+            // Every provider was skipped, none asked: this attempt taught nothing, so it is
+            // not spent. Look again when a breaker may let a probe through.
+            tracing::info!(%reason, "every provider skipped; looking again shortly");
+            return Ok(Handled::Again {
+                after: SKIPPED_RETRY_AFTER,
+                next: envelope.clone(),
+            });
+        }
         if failures.retryable && !attempt.is_last() {
             return Err(JobError::Retryable(reason));
         }

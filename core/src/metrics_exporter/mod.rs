@@ -187,6 +187,18 @@ fn describe() {
         "namaskah_provider_requests_total",
         "Calls to SMS providers, by provider, operation and outcome."
     );
+    describe_gauge!(
+        "namaskah_provider_breaker_state",
+        "Each provider's circuit breaker in this process: 0 closed, 1 half-open, 2 open."
+    );
+    describe_gauge!(
+        "namaskah_provider_breaker_changed_at_seconds",
+        "When each provider's circuit breaker last changed state (Unix time)."
+    );
+    describe_counter!(
+        "namaskah_provider_breaker_transitions_total",
+        "Circuit breaker state changes, by provider and the state entered."
+    );
     describe_histogram!(
         "namaskah_provider_request_duration_seconds",
         Unit::Seconds,

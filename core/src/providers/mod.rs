@@ -4,7 +4,9 @@
 //! providers' APIs (and the simulator speaks 5SIM's). [`Providers`] holds them in failover
 //! order, as `PROVIDERS` lists them.
 
+pub mod breaker;
 pub mod five_sim;
+pub mod guarded;
 pub mod instrumented;
 pub mod text_verified;
 
@@ -57,13 +59,22 @@ pub enum ProviderError {
     /// The answer did not have the documented shape.
     #[error("unexpected response from the provider: {0}")]
     BadResponse(String),
+    /// Not asked: its circuit breaker is open (it failed repeatedly and is not yet probed).
+    #[error("{0} skipped: its circuit breaker is open")]
+    CircuitOpen(String),
+    /// Not asked: as many calls as it may have are already waiting on it.
+    #[error("{0} skipped: too many calls in flight")]
+    Busy(String),
 }
 
 impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ProviderError::Unavailable(_) | ProviderError::BadResponse(_)
+            ProviderError::Unavailable(_)
+                | ProviderError::BadResponse(_)
+                | ProviderError::CircuitOpen(_)
+                | ProviderError::Busy(_)
         )
     }
 }
@@ -102,7 +113,8 @@ impl Providers {
         Self { ordered }
     }
 
-    /// The configured providers, each counting its calls into `stats`.
+    /// The configured providers, each counting its calls into `stats` behind its circuit
+    /// breaker and bulkhead (shared by every worker of this process).
     pub fn from_config(
         config: &Config,
         stats: &instrumented::CallStats,
@@ -112,8 +124,9 @@ impl Providers {
             .iter()
             .map(|settings| {
                 let provider = build(settings, config.provider_timeout)?;
+                let counted = Arc::new(instrumented::Instrumented::new(provider, stats.clone()));
                 Ok(
-                    Arc::new(instrumented::Instrumented::new(provider, stats.clone()))
+                    Arc::new(guarded::Guarded::new(counted, config.provider_guard))
                         as Arc<dyn Provider>,
                 )
             })

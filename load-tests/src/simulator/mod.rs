@@ -44,6 +44,8 @@ pub struct Stats {
     pub finishes: AtomicU64,
     /// 5SIM requests being answered right now.
     pub in_flight: AtomicU64,
+    /// 5SIM requests received, answered or not.
+    pub requests: AtomicU64,
 }
 
 impl Simulator {
@@ -69,6 +71,11 @@ impl Simulator {
     /// Successful purchases so far.
     pub fn purchases(&self) -> u64 {
         self.stats.buys.load(Ordering::Relaxed)
+    }
+
+    /// 5SIM requests received so far, whatever became of them.
+    pub fn requests(&self) -> u64 {
+        self.stats.requests.load(Ordering::Relaxed)
     }
 
     /// 5SIM requests being answered right now (tests use it to act mid-request).

@@ -124,6 +124,7 @@ impl Drop for InFlight<'_> {
 /// `Some(response)` short-circuits the call.
 async fn gate(sim: &Simulator, authorization: Option<&str>) -> Option<Response> {
     let _in_flight = InFlight::enter(sim);
+    sim.stats.requests.fetch_add(1, Ordering::Relaxed);
     let behaviour = sim.behaviour();
     if behaviour.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(behaviour.latency_ms)).await;

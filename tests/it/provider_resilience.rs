@@ -1,0 +1,172 @@
+//! A provider that hangs or slows down must not stall ordering: its circuit breaker opens
+//! and it is skipped at once, a probe closes the breaker when it answers again, and its
+//! bulkhead keeps the calls waiting on it few.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+use std::time::Duration;
+
+use crate::support::{TestEnv, TestEnvBuilder, eventually, never_sms};
+use namaskah_load_tests::simulator::Behaviour;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The first provider answers after 3 s, a second past its 1 s timeout; a healthy backup.
+fn hung_first_provider(failures: &str, cool_down: &str) -> TestEnvBuilder {
+    TestEnv::builder()
+        .behaviour(Behaviour {
+            latency_ms: 3_000,
+            ..never_sms()
+        })
+        .with_backup_provider()
+        .set("PROVIDER_TIMEOUT", "1s")
+        .set("PROVIDER_BREAKER_FAILURES", failures)
+        .set("PROVIDER_BREAKER_COOL_DOWN", cool_down)
+}
+
+/// Submits `count` verifications at once and waits until each has a number; returns
+/// which provider sold each.
+async fn order_numbers(env: &TestEnv, count: usize) -> Vec<String> {
+    let account = env.account(100_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        ids.push(env.create_verification(&account, "telegram", "us").await);
+    }
+    let mut providers = Vec::new();
+    for id in &ids {
+        env.wait_for_status(&account, id, "waiting_sms", WAIT).await;
+        providers.push(env.column::<String>(id, "provider").await);
+    }
+    providers
+}
+
+#[tokio::test]
+async fn once_a_hung_providers_breaker_opens_orders_go_to_the_next_without_asking_it() {
+    let env = hung_first_provider("3", "10m").start().await;
+    if let Some(backup) = &env.backup {
+        backup.set_behaviour(never_sms());
+    }
+    // The first orders wait out the hung provider's timeout, then fail over; three
+    // failures in a row open its breaker.
+    let first_round = order_numbers(&env, 4).await;
+    assert!(first_round.iter().all(|p| p == "backup"), "{first_round:?}");
+    let asked = env.sim.requests();
+    assert!(asked >= 3, "the hung provider was asked {asked} times");
+
+    let second_round = order_numbers(&env, 10).await;
+    assert!(
+        second_round.iter().all(|p| p == "backup"),
+        "{second_round:?}"
+    );
+    assert_eq!(
+        env.sim.requests(),
+        asked,
+        "while its breaker is open the hung provider is not asked at all"
+    );
+}
+
+#[tokio::test]
+async fn when_the_provider_answers_again_a_probe_closes_its_breaker() {
+    let env = hung_first_provider("2", "1s").start().await;
+    if let Some(backup) = &env.backup {
+        backup.set_behaviour(never_sms());
+    }
+    let hung = order_numbers(&env, 3).await;
+    assert!(hung.iter().all(|p| p == "backup"), "{hung:?}");
+    env.sim.set_behaviour(never_sms());
+    // After the cool-down the next order probes the first provider, which sells.
+    let account = env.account(100_000).await;
+    eventually(WAIT, "an order sold by the recovered provider", || async {
+        let id = env.create_verification(&account, "telegram", "us").await;
+        env.wait_for_status(&account, &id, "waiting_sms", WAIT)
+            .await;
+        let provider: String = env.column(&id, "provider").await;
+        (provider == "simulator").then_some(())
+    })
+    .await;
+    let after = order_numbers(&env, 3).await;
+    assert!(
+        after.iter().all(|p| p == "simulator"),
+        "closed again, the first provider takes the orders: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_provider_holds_no_more_calls_than_its_bulkhead_allows() {
+    // Slow, not hung: it answers in 1.5 s, within its timeout.
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            latency_ms: 1_500,
+            ..never_sms()
+        })
+        .with_backup_provider()
+        .set("PROVIDER_TIMEOUT", "5s")
+        .set("PROVIDER_MAX_IN_FLIGHT", "2")
+        .start()
+        .await;
+    if let Some(backup) = &env.backup {
+        backup.set_behaviour(never_sms());
+    }
+    // The most calls the slow provider is answering at once, watched while orders run.
+    let most = Arc::new(AtomicU64::new(0));
+    let watcher = tokio::spawn({
+        let (sim, most) = (Arc::clone(&env.sim), Arc::clone(&most));
+        async move {
+            loop {
+                most.fetch_max(sim.in_flight(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    let providers = order_numbers(&env, 12).await;
+    watcher.abort();
+    let most_in_flight = most.load(Ordering::Relaxed);
+    assert!(
+        (1..=2).contains(&most_in_flight),
+        "at most 2 calls wait on the slow provider, saw {most_in_flight}"
+    );
+    let on_backup = providers.iter().filter(|p| *p == "backup").count();
+    assert!(
+        on_backup >= 1,
+        "orders over the slow provider's cap go to the next one: {providers:?}"
+    );
+    assert!(
+        providers.iter().all(|p| p == "backup" || p == "simulator"),
+        "{providers:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_order_that_finds_every_breaker_open_waits_for_a_probe_instead_of_failing() {
+    // One provider, hung; an ordering retry budget so small that spent attempts fail fast.
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            latency_ms: 3_000,
+            ..never_sms()
+        })
+        .set("PROVIDER_TIMEOUT", "1s")
+        .set("PROVIDER_BREAKER_FAILURES", "2")
+        .set("PROVIDER_BREAKER_COOL_DOWN", "3s")
+        .set("ORDERING_RETRY", "2,100ms,100ms")
+        .start()
+        .await;
+    let account = env.account(100_000).await;
+    // Two orders that ask the hung provider fail and open its breaker.
+    let asked = [
+        env.create_verification(&account, "telegram", "us").await,
+        env.create_verification(&account, "telegram", "us").await,
+    ];
+    for id in &asked {
+        env.wait_for_status(&account, id, "refunded", WAIT).await;
+    }
+    // It recovers, but its breaker is open for a while yet: the next order is not failed
+    // for want of a provider, it waits for the probe and gets its number.
+    env.sim.set_behaviour(never_sms());
+    let waiting = env.create_verification(&account, "telegram", "us").await;
+    env.wait_for_status(&account, &waiting, "waiting_sms", WAIT)
+        .await;
+    let provider: String = env.column(&waiting, "provider").await;
+    assert_eq!(provider, "simulator");
+}
