@@ -276,7 +276,11 @@ impl From<StoreError> for ApiError {
 
 impl From<&StoreError> for ApiError {
     fn from(error: &StoreError) -> Self {
-        database_failure(&error.to_string(), error.is_connection_problem())
+        // A transaction aborted to break a deadlock is worth retrying, like an outage.
+        database_failure(
+            &error.to_string(),
+            error.is_connection_problem() || error.is_transient_conflict(),
+        )
     }
 }
 

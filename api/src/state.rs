@@ -14,7 +14,10 @@ use namaskah_core::{
     config::PaymentSettings,
     payments::gateway::Gateways,
     queue::{BrokerProbe, OutboxSignal},
-    store::verifications::{self, ChargedOrder, Refusal, Verification},
+    store::{
+        self,
+        verifications::{self, ChargedOrder, Refusal, Verification},
+    },
     webhooks::ssrf::UrlPolicy,
 };
 
@@ -120,7 +123,20 @@ fn order_batcher(pool: PgPool) -> OrderBatcher {
         let pool = pool.clone();
         async move {
             let mut conn = pool.acquire().await?;
-            verifications::insert_charged_many(&mut conn, &orders).await
+            // Each round is one statement on its own: one that PostgreSQL aborted to break a
+            // deadlock wrote nothing and is run again.
+            let mut attempt = 1;
+            loop {
+                match verifications::insert_charged_many(&mut conn, &orders).await {
+                    Err(error)
+                        if error.is_transient_conflict() && attempt < store::CONFLICT_ATTEMPTS =>
+                    {
+                        tracing::info!(%error, attempt, "order batch aborted by a conflict; running it again");
+                        attempt += 1;
+                    }
+                    answered => return answered,
+                }
+            }
         }
     })
 }

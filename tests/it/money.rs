@@ -60,6 +60,41 @@ async fn fifty_concurrent_submissions_against_a_balance_for_thirty_accept_exactl
     env.assert_invariants().await;
 }
 
+/// With an Idempotency-Key each order charges in a transaction of its own (the stored answer
+/// commits with it); many at once on one account contend for its row, and a deadlock that
+/// PostgreSQL breaks by aborting one of them must be retried, not answered with a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_with_idempotency_keys_on_one_account_all_succeed() {
+    // The whole pipeline: completions and refunds touch the account too.
+    let env = TestEnv::builder().start().await;
+    let account = env.account(1_000_000).await;
+    for round in 0..8 {
+        let requests = (0..40).map(|n| {
+            env.http
+                .post(format!("{}/v1/verifications", env.api))
+                .bearer_auth(&account.key)
+                .header("Idempotency-Key", format!("order-{round}-{n}"))
+                .json(&json!({"service": "telegram", "country": "us"}))
+                .send()
+        });
+        for response in futures_util::future::join_all(requests).await {
+            let response = response.expect("send");
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    }
+    let charges: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'charge'",
+    )
+    .bind(account.id)
+    .fetch_one(&env.pool)
+    .await
+    .expect("count");
+    assert_eq!(charges, 320);
+    env.assert_invariants().await;
+}
+
 /// Orders charged by one batch (as the API's batcher makes them) end as they would one after
 /// the other: each account's orders in turn, each refused for its own reason, each accepted
 /// one charged, counted and queued once.
@@ -123,4 +158,40 @@ async fn a_batch_of_orders_charges_each_account_in_turn_and_refuses_each_order_f
     .expect("counts");
     assert_eq!((charges, messages, counted), (5, 5, 5));
     env.assert_invariants().await;
+}
+
+/// PostgreSQL breaks a deadlock by aborting one side; that error is recognised as a
+/// transient conflict, which the order paths run again instead of answering 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_is_recognised_as_a_conflict_worth_running_again() {
+    let env = TestEnv::builder().roles(Roles::default()).start().await;
+    let (first, second) = (env.account(100).await, env.account(100).await);
+    let lock_in_turn = |one: uuid::Uuid, other: uuid::Uuid| {
+        let pool = env.pool.clone();
+        async move {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE accounts SET balance_cents = balance_cents WHERE id = $1")
+                .bind(one)
+                .execute(&mut *tx)
+                .await?;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            sqlx::query("UPDATE accounts SET balance_cents = balance_cents WHERE id = $1")
+                .bind(other)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+    };
+    let (a, b) = tokio::join!(
+        lock_in_turn(first.id.0, second.id.0),
+        lock_in_turn(second.id.0, first.id.0)
+    );
+    let aborted: Vec<namaskah_core::store::StoreError> = [a, b]
+        .into_iter()
+        .filter_map(Result::err)
+        .map(Into::into)
+        .collect();
+    assert_eq!(aborted.len(), 1, "PostgreSQL aborts one side: {aborted:?}");
+    assert!(aborted[0].is_transient_conflict(), "{:?}", aborted[0]);
+    assert!(!aborted[0].is_connection_problem());
 }

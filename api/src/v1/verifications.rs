@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 use namaskah_core::{
     domain::{Scope, Status, VerificationId},
     store::{
-        StoreError,
+        self, StoreError,
         verifications::{self, CancelOutcome, Verification},
     },
 };
@@ -50,14 +50,30 @@ pub async fn create(
         };
         let (verification, reply) = match &guard {
             // The stored answer commits with the charge.
+            // Orders of one account in transactions of their own contend for its row; one
+            // that PostgreSQL aborted to break a deadlock (a 503 by then) wrote nothing and
+            // runs again.
             Some(guard) => {
-                let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
-                let verification =
-                    charge::charge(&mut tx, &caller, &sheet, &state.provider_order, &order).await?;
-                let reply = reply(&verification);
-                guard.store(&mut tx, &reply).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                (verification, reply)
+                let mut attempt = 1;
+                loop {
+                    let charged = async {
+                        let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
+                        let verification =
+                            charge::charge(&mut tx, &caller, &sheet, &state.provider_order, &order)
+                                .await?;
+                        let reply = reply(&verification);
+                        guard.store(&mut tx, &reply).await?;
+                        tx.commit().await.map_err(StoreError::from)?;
+                        Ok::<_, ApiError>((verification, reply))
+                    }
+                    .await;
+                    match charged {
+                        Err(ApiError::Unavailable) if attempt < store::CONFLICT_ATTEMPTS => {
+                            attempt += 1;
+                        }
+                        done => break done?,
+                    }
+                }
             }
             // The charge is one statement, shared with the orders that arrive with it.
             None => {

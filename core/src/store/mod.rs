@@ -76,6 +76,23 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether PostgreSQL aborted the statement (and its transaction) to break a deadlock or
+    /// a serialization conflict with another one: nothing was written, and running it again
+    /// is safe and most likely succeeds.
+    pub fn is_transient_conflict(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How many times a statement or transaction aborted by a transient conflict is run.
+pub const CONFLICT_ATTEMPTS: u32 = 3;
+
 /// SQLSTATEs of a server that is going away, coming up or full, rather than of a query:
 /// class 08 (connection exception), 57P01–57P03 (terminated by an administrator, crash
 /// shutdown, cannot connect now — a restart), 53300 (too many connections).
