@@ -22,6 +22,8 @@ pub struct ProviderHealth {
     pub error_rate_pct: f64,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure: Option<String>,
+    /// Its circuit breaker, as our processes' metrics tell (`closed`, `open since …`).
+    pub breaker: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
@@ -150,6 +152,7 @@ async fn fill_from_database(
                 calls,
                 last_success_at: h.last_success_at,
                 last_failure: h.last_failure,
+                breaker: None,
             }
         })
         .collect();
@@ -245,10 +248,29 @@ pub fn live_values(snapshot: &Snapshot) -> Map<String, Value> {
         put(format!("queue.{name}.ack_rate"), rate(queue.ack_rate));
         put(format!("queue.{name}.parked"), queue.parked.to_string());
     }
+    for provider in &snapshot.providers {
+        put(
+            format!("provider.{}.breaker", provider.name),
+            provider.breaker.clone().unwrap_or_else(|| "–".to_owned()),
+        );
+    }
     for (status, count) in &snapshot.verifications_last_hour {
         put(format!("verifications.{status}"), count.to_string());
     }
     values
+}
+
+/// A breaker for people: `closed`, `half-open since 14:05:09 UTC`, `open since …`.
+pub fn describe_breaker(state: f64, changed_at: f64) -> String {
+    let name = match state {
+        s if s >= 2.0 => "open",
+        s if s >= 1.0 => "half-open",
+        _ => return "closed".to_owned(),
+    };
+    match DateTime::from_timestamp(changed_at as i64, 0) {
+        Some(at) => format!("{name} since {}", at.format("%H:%M:%S UTC")),
+        None => name.to_owned(),
+    }
 }
 
 pub fn percent(value: Option<f64>) -> String {
@@ -282,7 +304,8 @@ pub fn context(snapshot: &Snapshot) -> Value {
             "error_rate": format!("{:.1} %", p.error_rate_pct),
             "last_success_at": p.last_success_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
             "last_failure": p.last_failure,
-            "healthy": p.error_rate_pct < 20.0,
+            "healthy": p.error_rate_pct < 20.0 && !p.breaker.as_deref().unwrap_or_default().starts_with("open"),
+            "breaker": p.breaker.clone().unwrap_or_else(|| "–".to_owned()),
         })).collect::<Vec<_>>(),
         "webhook_success": percent(snapshot.webhook_success_pct),
         "outbox_lag": format!("{:.1} s", snapshot.outbox_lag_seconds),

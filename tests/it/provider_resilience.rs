@@ -8,8 +8,11 @@ use std::sync::{
 };
 use std::time::Duration;
 
+use crate::dashboard::{admin, get, session};
 use crate::support::{TestEnv, TestEnvBuilder, eventually, never_sms};
+use namaskah::pipeline::Roles;
 use namaskah_load_tests::simulator::Behaviour;
+use namaskah_workers::WorkerKind;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -44,7 +47,16 @@ async fn order_numbers(env: &TestEnv, count: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn once_a_hung_providers_breaker_opens_orders_go_to_the_next_without_asking_it() {
-    let env = hung_first_provider("3", "10m").start().await;
+    let env = hung_first_provider("3", "10m")
+        .roles(Roles {
+            api: true,
+            relay: true,
+            workers: WorkerKind::ALL.to_vec(),
+            dashboard: true,
+            ..Roles::default()
+        })
+        .start()
+        .await;
     if let Some(backup) = &env.backup {
         backup.set_behaviour(never_sms());
     }
@@ -65,6 +77,18 @@ async fn once_a_hung_providers_breaker_opens_orders_go_to_the_next_without_askin
         asked,
         "while its breaker is open the hung provider is not asked at all"
     );
+
+    // Operators see it on the overview, with the time it opened.
+    let ops = admin(&env, "breakers").await;
+    let session = session(&env, &ops).await;
+    eventually(WAIT, "the overview shows the open breaker", || async {
+        let page = get(&env, &session.cookie, "/").await.text().await.ok()?;
+        let row = page
+            .split("data-live=\"provider.simulator.breaker\">")
+            .nth(1)?;
+        row.starts_with("open since ").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -25,6 +25,9 @@ pub struct Totals {
     pub api_latency: Vec<(f64, f64)>,
     pub published: BTreeMap<String, f64>,
     pub handled: BTreeMap<String, f64>,
+    /// Each provider's circuit breaker: its state (0 closed, 1 half-open, 2 open) and when
+    /// it last changed (Unix seconds). Not a counter: processes combine by the worst state.
+    pub breakers: BTreeMap<String, (f64, f64)>,
 }
 
 impl Totals {
@@ -56,7 +59,27 @@ impl Totals {
             ),
             published: exposition::sum_by(lines, "namaskah_messages_published_total", "queue"),
             handled: exposition::sum_by(lines, "namaskah_jobs_total", "queue"),
+            breakers: breakers(lines),
         }
+    }
+
+    /// The breakers of several processes as one: per provider the worst state, and the
+    /// latest change among the processes in that state.
+    pub fn combined_breakers<'a>(
+        readings: impl IntoIterator<Item = &'a Totals>,
+    ) -> BTreeMap<String, (f64, f64)> {
+        let mut combined: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for totals in readings {
+            for (provider, &(state, changed_at)) in &totals.breakers {
+                let entry = combined
+                    .entry(provider.clone())
+                    .or_insert((state, changed_at));
+                if state > entry.0 || (state == entry.0 && changed_at > entry.1) {
+                    *entry = (state, changed_at);
+                }
+            }
+        }
+        combined
     }
 
     /// How much every counter grew since `before`, a reading of the same process.
@@ -78,6 +101,7 @@ impl Totals {
             api_latency: bucket_increase(&self.api_latency, &before.api_latency),
             published: maps(&self.published, &before.published),
             handled: maps(&self.handled, &before.handled),
+            breakers: self.breakers.clone(),
         }
     }
 
@@ -102,6 +126,22 @@ impl Totals {
             *self.handled.entry(key.clone()).or_insert(0.0) += value;
         }
     }
+}
+
+fn breakers(lines: &[Line]) -> BTreeMap<String, (f64, f64)> {
+    let states = exposition::sum_by(lines, "namaskah_provider_breaker_state", "provider");
+    let changed = exposition::sum_by(
+        lines,
+        "namaskah_provider_breaker_changed_at_seconds",
+        "provider",
+    );
+    states
+        .into_iter()
+        .map(|(provider, state)| {
+            let at = changed.get(&provider).copied().unwrap_or(0.0);
+            (provider, (state, at))
+        })
+        .collect()
 }
 
 /// Each process's counters at one moment, by where they were read.
@@ -299,6 +339,23 @@ mod tests {
         back.insert("api".to_owned(), totals(120.0, 0.0));
         let sample = history.record(start + Duration::seconds(10), back, &[]);
         assert_eq!(sample.accepted_per_second, Some(2.0));
+    }
+
+    #[test]
+    fn breakers_of_several_processes_combine_by_the_worst_state() {
+        let process = |state: f64, at: f64| Totals {
+            breakers: BTreeMap::from([("5sim".to_owned(), (state, at))]),
+            ..Totals::default()
+        };
+        let readings = [
+            process(0.0, 300.0),
+            process(2.0, 100.0),
+            process(2.0, 200.0),
+        ];
+        assert_eq!(
+            Totals::combined_breakers(&readings).get("5sim"),
+            Some(&(2.0, 200.0))
+        );
     }
 
     #[test]

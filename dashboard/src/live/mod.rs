@@ -30,6 +30,8 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 /// What the sampler shares with the pages and the WebSocket clients.
 pub struct Live {
     history: Mutex<History>,
+    /// Each provider's circuit breaker as the last sample read it.
+    breakers: Mutex<std::collections::BTreeMap<String, (f64, f64)>>,
     /// The latest WebSocket message (JSON), `None` before the first sample.
     updates: watch::Sender<Option<Arc<str>>>,
 }
@@ -38,6 +40,7 @@ impl Default for Live {
     fn default() -> Self {
         Self {
             history: Mutex::new(History::default()),
+            breakers: Mutex::default(),
             updates: watch::Sender::new(None),
         }
     }
@@ -53,6 +56,16 @@ impl Live {
     /// The latest sample, for the rates the page shows before the first update.
     pub fn latest(&self) -> Option<Sample> {
         self.history().latest().cloned()
+    }
+
+    /// Fills each provider's breaker state into a snapshot.
+    pub fn describe_breakers(&self, snapshot: &mut snapshot::Snapshot) {
+        let breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        for provider in &mut snapshot.providers {
+            provider.breaker = breakers
+                .get(&provider.name)
+                .map(|&(state, changed_at)| snapshot::describe_breaker(state, changed_at));
+        }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Option<Arc<str>>> {
@@ -105,6 +118,12 @@ async fn sample(state: &DashboardState) {
             (queue.as_str().to_owned(), depth)
         })
         .collect();
+    *state
+        .live
+        .breakers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Totals::combined_breakers(readings.values());
+    state.live.describe_breakers(&mut snapshot);
     let (latest, charts) = {
         let mut history = state.live.history();
         let latest = history.record(Utc::now(), readings, &depths);

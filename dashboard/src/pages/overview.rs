@@ -12,6 +12,7 @@ pub async fn page(state: &DashboardState, session: &Session) -> Response {
     if let Some(latest) = state.live.latest() {
         live::fill_queue_rates(&mut snapshot, &latest);
     }
+    state.live.describe_breakers(&mut snapshot);
     let mut context = snapshot::context(&snapshot);
     if let Some(map) = context.as_object_mut() {
         map.insert("charts".into(), state.live.charts().into());
