@@ -1,7 +1,7 @@
 // The dashboard in headless Chromium: log in with password and TOTP, watch the live
 // indicator connect and the overview's charts move on, check a queue depth, toggle dark mode,
-// look at it 375 px wide, draw the usage charts, and requeue a parked message. Started by
-// tests/it/browser.rs, which prepares the data.
+// look at it 375 px wide, draw the usage charts and a verification's timeline, and requeue a
+// parked message. Started by tests/it/browser.rs, which prepares the data.
 import { check, env, launch } from "./common.mjs";
 import { mkdirSync } from "node:fs";
 
@@ -91,6 +91,15 @@ try {
   check(usageOverflow <= 1, `the usage page is ${usageOverflow}px wider than a 375px screen`);
   await page.screenshot({ path: `${shots}/usage-375.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 900 });
+
+  // A verification's timeline: its steps on a time axis, described in words.
+  await page.goto(`${base}/verifications/${env("VERIFICATION_ID")}`);
+  const steps = await page.locator("svg.timeline-chart .step").count();
+  check(steps === 3, `expected 3 steps on the timeline, saw ${steps}`);
+  const story = await page.textContent("svg.timeline-chart desc");
+  check(story.includes("accepted and charged") && story.includes("verification.completed"),
+    `the timeline's description misses steps: ${story}`);
+  await page.screenshot({ path: `${shots}/verification.png`, fullPage: true });
 
   await page.goto(`${base}/parked`);
   const rows = 'section[data-parked-queue="polling"] tr[data-parked-id]';

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use crate::{
-    dashboard::{admin, code_now},
+    dashboard::{admin, code_now, insert_verification},
     support::{TestEnv, eventually},
 };
 use namaskah::pipeline::Roles;
@@ -64,6 +64,30 @@ async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message(
     poller.abort();
     drop(poller);
 
+    // A verification with its story: accepted, a number, the SMS (as their events record).
+    let account = env.account(1_000).await;
+    let verification = insert_verification(&env, &account).await;
+    for (event, seconds) in [
+        ("verification.waiting_sms", 2),
+        ("verification.completed", 9),
+    ] {
+        sqlx::query(
+            "INSERT INTO webhook_messages (id, account_id, event_type, payload, trace_id, created_at)
+             SELECT $1, $2, $3, jsonb_build_object('data', jsonb_build_object('id', $4::text)),
+                    'trace-1', v.created_at + make_interval(secs => $5)
+             FROM verifications v WHERE v.id = $6",
+        )
+        .bind(format!("evt_{event}"))
+        .bind(account.id)
+        .bind(event)
+        .bind(verification.to_string())
+        .bind(f64::from(seconds))
+        .bind(verification)
+        .execute(&env.pool)
+        .await
+        .expect("event");
+    }
+
     let screenshots = repository().join("target/screenshots");
     let output = tokio::process::Command::new("node")
         .arg("dashboard.mjs")
@@ -74,6 +98,7 @@ async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message(
         .env("ADMIN_CODE", code_now(&ops))
         .env("EXPECTED_REFUND_READY", "3")
         .env("EXPECTED_PARKED", "2")
+        .env("VERIFICATION_ID", verification.to_string())
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::null())
@@ -93,6 +118,7 @@ async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message(
         "parked.png",
         "usage.png",
         "usage-375.png",
+        "verification.png",
     ] {
         assert!(screenshots.join(shot).exists(), "{shot} was not saved");
     }

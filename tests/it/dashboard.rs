@@ -4,7 +4,7 @@
 use reqwest::{StatusCode, redirect::Policy};
 use std::time::Duration;
 
-use crate::support::{TestEnv, TestEnvBuilder, eventually};
+use crate::support::{Account, TestEnv, TestEnvBuilder, eventually};
 use namaskah::pipeline::Roles;
 use namaskah_core::{queue::QueueName, store::admins};
 use namaskah_dashboard::security::credentials;
@@ -107,6 +107,25 @@ async fn post(env: &TestEnv, cookie: &str, path: &str, form: &[(&str, &str)]) ->
         .send()
         .await
         .expect("post")
+}
+
+/// A verification straight in the database, counted, as the API would write it.
+pub(crate) async fn insert_verification(env: &TestEnv, account: &Account) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "WITH counted AS (
+             UPDATE accounts SET open_verifications = open_verifications + 1
+             WHERE id = $2 RETURNING id
+         )
+         INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
+         SELECT $1, counted.id, 'telegram', 'us', 90, 'trace-1' FROM counted",
+    )
+    .bind(id)
+    .bind(account.id)
+    .execute(&env.pool)
+    .await
+    .expect("verification");
+    id
 }
 
 async fn audit_actions(env: &TestEnv) -> Vec<(String, String)> {
@@ -425,24 +444,7 @@ async fn every_page_renders_for_a_logged_in_operator() {
     let ops = admin(&env, "ops").await;
     let session = session(&env, &ops).await;
     let account = env.account(1_000).await;
-    let id = {
-        // A verification straight in the database, counted, as the API would write it.
-        let id = uuid::Uuid::now_v7();
-        sqlx::query(
-            "WITH counted AS (
-                 UPDATE accounts SET open_verifications = open_verifications + 1
-                 WHERE id = $2 RETURNING id
-             )
-             INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
-             SELECT $1, counted.id, 'telegram', 'us', 90, 'trace-1' FROM counted",
-        )
-        .bind(id)
-        .bind(account.id)
-        .execute(&env.pool)
-        .await
-        .expect("verification");
-        id
-    };
+    let id = insert_verification(&env, &account).await;
     for path in [
         "/".to_owned(),
         "/errors?all=1".to_owned(),
