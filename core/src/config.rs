@@ -31,6 +31,8 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Each provider's circuit breaker and cap on calls in flight.
     pub provider_guard: crate::providers::guarded::GuardSettings,
+    /// Calls per second a process may start, per provider named in `PROVIDER_RATE_LIMITS`.
+    pub provider_rate_limits: Vec<(String, std::num::NonZeroU32)>,
     /// Messages one worker handles at a time (per queue).
     pub worker_prefetch: u16,
     /// Short waits (`Handled::Again` within `up_to`) the polling worker sits out itself, the
@@ -375,6 +377,7 @@ impl Config {
                 max_in_flight: env.number("PROVIDER_MAX_IN_FLIGHT", 16, 1..=10_000)?,
                 slot_wait: env.duration("PROVIDER_TIMEOUT", "10s")?,
             },
+            provider_rate_limits: env.rate_limits("PROVIDER_RATE_LIMITS")?,
             worker_prefetch: env.number("WORKER_PREFETCH", 32, 1..=10_000)?,
             worker_hold: HoldPolicy {
                 up_to: env.duration("WORKER_HOLD_UP_TO", "5s")?,
@@ -546,6 +549,33 @@ impl Env<'_> {
                 format!("a URL starting with {}://", schemes.join(":// or ")),
             )),
         }
+    }
+
+    /// `name=calls_per_second,…` (empty when unset).
+    fn rate_limits(
+        &self,
+        name: &'static str,
+    ) -> Result<Vec<(String, std::num::NonZeroU32)>, ConfigError> {
+        let value = self.raw(name).unwrap_or_default();
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                pair.split_once('=')
+                    .and_then(|(provider, rate)| {
+                        let rate = rate.trim().parse::<std::num::NonZeroU32>().ok()?;
+                        Some((provider.trim().to_owned(), rate))
+                    })
+                    .filter(|(provider, _)| !provider.is_empty())
+                    .ok_or_else(|| {
+                        self.error(
+                            name,
+                            "provider=calls_per_second pairs, like 5sim=50,textverified=10",
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// A comma-separated list of URLs (empty when unset).
@@ -936,6 +966,16 @@ mod tests {
         assert_eq!(error.unwrap_err().variable, "DASHBOARD_METRICS_URLS");
         let error = config(&[("ASSET_BASE_URL", "https://cdn.example.com/x?y=1")]);
         assert_eq!(error.unwrap_err().variable, "ASSET_BASE_URL");
+        let error = config(&[("PROVIDER_RATE_LIMITS", "5sim=0")]);
+        assert_eq!(error.unwrap_err().variable, "PROVIDER_RATE_LIMITS");
+        let limits = config(&[("PROVIDER_RATE_LIMITS", "5sim=50, textverified=10")])
+            .expect("valid")
+            .provider_rate_limits;
+        assert_eq!(limits.len(), 2);
+        assert_eq!(
+            (limits[1].0.as_str(), limits[1].1.get()),
+            ("textverified", 10)
+        );
     }
 
     #[test]

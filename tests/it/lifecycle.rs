@@ -482,6 +482,7 @@ async fn a_random_mix_of_a_few_hundred_verifications_ends_clean() {
             out_of_stock_ratio: 0.1,
             error_ratio: 0.1,
             latency_ms: 5,
+            ..Behaviour::default()
         })
         .with_backup_provider()
         .start()

@@ -194,3 +194,34 @@ async fn an_order_that_finds_every_breaker_open_waits_for_a_probe_instead_of_fai
     let provider: String = env.column(&waiting, "provider").await;
     assert_eq!(provider, "simulator");
 }
+
+#[tokio::test]
+async fn a_provider_answering_429_is_slowed_down_and_every_verification_still_ends() {
+    // A third of its answers are "429 Too Many Requests, Retry-After: 1".
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            throttle_ratio: 0.3,
+            sms_delay_ms: 200,
+            ..Behaviour::default()
+        })
+        .start()
+        .await;
+    let account = env.account(100_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(env.create_verification(&account, "telegram", "us").await);
+    }
+    for id in &ids {
+        env.wait_for_status(&account, id, "completed", Duration::from_secs(60))
+            .await;
+    }
+    let parked: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(occurrences), 0)::bigint FROM error_groups
+         WHERE kind IN ('malformed', 'retries_exhausted', 'permanent')",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("parked");
+    assert_eq!(parked, 0, "nothing is parked for being told to slow down");
+    env.assert_invariants().await;
+}

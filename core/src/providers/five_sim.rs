@@ -61,6 +61,9 @@ impl FiveSim {
             .await
             .map_err(transport_error)?;
         let status = response.status();
+        if status.as_u16() == 429 {
+            return Err(super::rate_limited(response.headers()));
+        }
         let body = response.text().await.map_err(transport_error)?;
         if let Some(error) = classify_text_error(&body) {
             return Err(error);
@@ -71,7 +74,6 @@ impl FiveSim {
                 "the API key was refused".to_owned(),
             )),
             404 => Err(ProviderError::OrderNotFound),
-            429 => Err(ProviderError::Unavailable("rate limited".to_owned())),
             500..=599 => Err(ProviderError::Unavailable(format!("HTTP {status}"))),
             _ => Err(ProviderError::Rejected(format!(
                 "HTTP {status}: {}",

@@ -2,14 +2,18 @@
 //! or slows down cannot hold every worker slot:
 //! - while its breaker is open a call fails at once ([`ProviderError::CircuitOpen`]) and the
 //!   ordering worker goes on to the next provider, or retries later if none is left;
-//! - at most `max_in_flight` calls wait on it at a time. A purchase over the cap goes to the
-//!   next provider at once ([`ProviderError::Busy`]); polls, cancels and finishes, which only
-//!   this provider can answer, wait for a slot up to the provider timeout.
+//! - at most `max_in_flight` calls wait on it at a time, and at most its configured rate
+//!   starts per second (a token bucket); after it answers `429` it is asked nothing until
+//!   its `Retry-After` has passed. A purchase that would exceed any of these goes to the next
+//!   provider at once ([`ProviderError::Busy`]); polls, cancels and finishes, which only this
+//!   provider can answer, wait their turn up to the provider timeout.
 
 use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota};
 use std::{
     future::Future,
-    sync::Arc,
+    num::NonZeroU32,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 use tokio::sync::Semaphore;
@@ -27,21 +31,67 @@ pub struct GuardSettings {
     pub slot_wait: Duration,
 }
 
+/// A `429` without `Retry-After` pauses the provider this long.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+
 pub struct Guarded {
     inner: Arc<dyn Provider>,
     breaker: Breaker,
     slots: Semaphore,
     slot_wait: Duration,
+    /// Calls per second this process may start (`PROVIDER_RATE_LIMITS`).
+    rate: Option<DefaultDirectRateLimiter>,
+    /// Until when the provider asked us (with a `429`) to leave it alone.
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl Guarded {
-    pub fn new(inner: Arc<dyn Provider>, settings: GuardSettings) -> Self {
+    pub fn new(
+        inner: Arc<dyn Provider>,
+        settings: GuardSettings,
+        calls_per_second: Option<NonZeroU32>,
+    ) -> Self {
         Self {
             breaker: Breaker::new(inner.name(), settings.breaker),
             slots: Semaphore::new(settings.max_in_flight.max(1)),
             slot_wait: settings.slot_wait,
+            rate: calls_per_second
+                .map(|rate| DefaultDirectRateLimiter::direct(Quota::per_second(rate))),
+            paused_until: Mutex::new(None),
             inner,
         }
+    }
+
+    /// Waits out a pause and the token bucket, if `may_wait` and it is short enough;
+    /// `false` when the call must not go now.
+    async fn take_turn(&self, may_wait: bool) -> bool {
+        let paused_for = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .and_then(|until| until.checked_duration_since(Instant::now()));
+        if let Some(pause) = paused_for {
+            if !may_wait || pause > self.slot_wait {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        match &self.rate {
+            None => true,
+            Some(rate) if !may_wait => rate.check().is_ok(),
+            Some(rate) => tokio::time::timeout(self.slot_wait, rate.until_ready())
+                .await
+                .is_ok(),
+        }
+    }
+
+    fn pause(&self, retry_after: Option<Duration>) {
+        let until = Instant::now() + retry_after.unwrap_or(DEFAULT_PAUSE);
+        let mut paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *paused = Some(paused.map_or(until, |current| current.max(until)));
     }
 
     pub fn breaker(&self) -> &Breaker {
@@ -70,8 +120,22 @@ impl Guarded {
             self.breaker.release(permit);
             return Err(ProviderError::Busy(name.to_owned()));
         };
+        if !self.take_turn(wait_for_slot).await {
+            self.breaker.release(permit);
+            return Err(ProviderError::Busy(name.to_owned()));
+        }
         let result = call.await;
-        let failed = matches!(&result, Err(error) if error.is_retryable());
+        // Being told to slow down is an answer, not a failure of the provider.
+        if let Err(ProviderError::RateLimited { retry_after }) = &result {
+            tracing::info!(
+                provider = name,
+                ?retry_after,
+                "provider rate-limits us; pausing it"
+            );
+            self.pause(*retry_after);
+        }
+        let failed = matches!(&result, Err(error) if error.is_retryable()
+            && !matches!(error, ProviderError::RateLimited { .. }));
         self.breaker.record(permit, failed, Instant::now());
         result
     }
@@ -97,5 +161,77 @@ impl Provider for Guarded {
 
     async fn finish(&self, order_id: &str) -> Result<(), ProviderError> {
         self.guard(true, self.inner.finish(order_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A provider that always answers "429, retry after 30 s" and counts how often it is asked.
+    struct Throttling(AtomicU32);
+
+    #[async_trait]
+    impl Provider for Throttling {
+        fn name(&self) -> &str {
+            "throttling"
+        }
+        async fn buy(&self, _: &str, _: &str) -> Result<PurchasedNumber, ProviderError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Err(ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(30)),
+            })
+        }
+        async fn check(&self, _: &str) -> Result<OrderState, ProviderError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(OrderState::Waiting)
+        }
+        async fn cancel(&self, _: &str) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        async fn finish(&self, _: &str) -> Result<(), ProviderError> {
+            Ok(())
+        }
+    }
+
+    fn guarded(provider: &Arc<Throttling>) -> Guarded {
+        Guarded::new(
+            Arc::clone(provider) as Arc<dyn Provider>,
+            GuardSettings {
+                breaker: BreakerSettings {
+                    failures: 1,
+                    cool_down: Duration::from_secs(60),
+                },
+                max_in_flight: 4,
+                slot_wait: Duration::from_millis(50),
+            },
+            NonZeroU32::new(1000),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_429_pauses_the_provider_without_opening_its_breaker() {
+        let provider = Arc::new(Throttling(AtomicU32::new(0)));
+        let guarded = guarded(&provider);
+        assert!(matches!(
+            guarded.buy("telegram", "us").await,
+            Err(ProviderError::RateLimited { .. })
+        ));
+        // Paused for 30 s: the next purchase goes elsewhere, and a poll does not wait that long.
+        assert!(matches!(
+            guarded.buy("telegram", "us").await,
+            Err(ProviderError::Busy(_))
+        ));
+        assert!(matches!(
+            guarded.check("1").await,
+            Err(ProviderError::Busy(_))
+        ));
+        assert_eq!(provider.0.load(Ordering::Relaxed), 1, "asked once");
+        assert_eq!(
+            guarded.breaker().state(),
+            super::super::breaker::State::Closed,
+            "being told to slow down is not a failure"
+        );
     }
 }

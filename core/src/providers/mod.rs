@@ -59,6 +59,10 @@ pub enum ProviderError {
     /// The answer did not have the documented shape.
     #[error("unexpected response from the provider: {0}")]
     BadResponse(String),
+    /// The provider refused for now: too many requests. Not a failure of the provider (its
+    /// breaker does not count it); it is asked nothing more until `retry_after` has passed.
+    #[error("rate limited by the provider{}", .retry_after.map(|after| format!(" (retry after {} s)", after.as_secs())).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
     /// Not asked: its circuit breaker is open (it failed repeatedly and is not yet probed).
     #[error("{0} skipped: its circuit breaker is open")]
     CircuitOpen(String),
@@ -73,6 +77,7 @@ impl ProviderError {
             self,
             ProviderError::Unavailable(_)
                 | ProviderError::BadResponse(_)
+                | ProviderError::RateLimited { .. }
                 | ProviderError::CircuitOpen(_)
                 | ProviderError::Busy(_)
         )
@@ -125,8 +130,13 @@ impl Providers {
             .map(|settings| {
                 let provider = build(settings, config.provider_timeout)?;
                 let counted = Arc::new(instrumented::Instrumented::new(provider, stats.clone()));
+                let rate = config
+                    .provider_rate_limits
+                    .iter()
+                    .find(|(name, _)| *name == settings.name)
+                    .map(|(_, rate)| *rate);
                 Ok(
-                    Arc::new(guarded::Guarded::new(counted, config.provider_guard))
+                    Arc::new(guarded::Guarded::new(counted, config.provider_guard, rate))
                         as Arc<dyn Provider>,
                 )
             })
@@ -171,6 +181,16 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest:
 pub(crate) fn transport_error(error: reqwest::Error) -> ProviderError {
     // Without the URL: it may carry a key in its query string.
     ProviderError::Unavailable(error.without_url().to_string())
+}
+
+/// A `429`'s `Retry-After` in seconds (the HTTP-date form is not used by providers we know).
+pub(crate) fn rate_limited(headers: &reqwest::header::HeaderMap) -> ProviderError {
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    ProviderError::RateLimited { retry_after }
 }
 
 /// The first `max` characters of a response body, for error messages.

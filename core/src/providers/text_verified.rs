@@ -155,6 +155,9 @@ impl TextVerified {
                 .await
                 .map_err(transport_error)?;
             let status = response.status().as_u16();
+            if status == 429 {
+                return Err(super::rate_limited(response.headers()));
+            }
             let body = response.text().await.map_err(transport_error)?;
             if status == 401 && !force_new_token {
                 // The cached token was revoked or expired early: mint one and try once more.

@@ -14,6 +14,8 @@ pub struct Behaviour {
     pub out_of_stock_ratio: f64,
     /// Share of requests answered with a server error.
     pub error_ratio: f64,
+    /// Share of requests refused with `429 Too Many Requests` and `Retry-After: 1`.
+    pub throttle_ratio: f64,
 }
 
 impl Default for Behaviour {
@@ -24,6 +26,7 @@ impl Default for Behaviour {
             no_sms_ratio: 0.0,
             out_of_stock_ratio: 0.0,
             error_ratio: 0.0,
+            throttle_ratio: 0.0,
         }
     }
 }
@@ -37,6 +40,7 @@ pub struct BehaviourUpdate {
     no_sms_ratio: Option<f64>,
     out_of_stock_ratio: Option<f64>,
     error_ratio: Option<f64>,
+    throttle_ratio: Option<f64>,
 }
 
 impl Behaviour {
@@ -60,6 +64,7 @@ impl Behaviour {
                 self.out_of_stock_ratio,
             )?,
             error_ratio: ratio("error_ratio", update.error_ratio, self.error_ratio)?,
+            throttle_ratio: ratio("throttle_ratio", update.throttle_ratio, self.throttle_ratio)?,
         })
     }
 }

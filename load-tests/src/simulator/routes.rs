@@ -136,6 +136,14 @@ async fn gate(sim: &Simulator, authorization: Option<&str>) -> Option<Response> 
     if behaviour.error_ratio > 0.0 && rand::rng().random_bool(behaviour.error_ratio) {
         return Some(text(StatusCode::SERVICE_UNAVAILABLE, "server offline"));
     }
+    if behaviour.throttle_ratio > 0.0 && rand::rng().random_bool(behaviour.throttle_ratio) {
+        let mut refusal = text(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+        refusal.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from_static("1"),
+        );
+        return Some(refusal);
+    }
     None
 }
 

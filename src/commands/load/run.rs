@@ -214,6 +214,7 @@ impl RunArgs {
             no_sms_ratio: self.no_sms_ratio,
             out_of_stock_ratio: self.out_of_stock_ratio,
             error_ratio: self.provider_error_ratio,
+            throttle_ratio: 0.0,
         }
     }
 
