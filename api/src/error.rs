@@ -276,11 +276,13 @@ impl From<StoreError> for ApiError {
 
 impl From<&StoreError> for ApiError {
     fn from(error: &StoreError) -> Self {
-        // A transaction aborted to break a deadlock is worth retrying, like an outage.
-        database_failure(
-            &error.to_string(),
-            error.is_connection_problem() || error.is_transient_conflict(),
-        )
+        if error.is_transient_conflict() {
+            // A transaction aborted to break a deadlock: the order paths run it again, and
+            // a client told 503 may retry too. Contention, not a fault to track.
+            tracing::info!(%error, "transaction aborted by a conflict");
+            return ApiError::Unavailable;
+        }
+        database_failure(&error.to_string(), error.is_connection_problem())
     }
 }
 

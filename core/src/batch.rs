@@ -15,8 +15,9 @@ use crate::{queue::JobError, store::StoreError};
 #[error("{reason}")]
 pub struct BatchFailed {
     pub reason: String,
-    /// The database was unreachable or overloaded ([`StoreError::is_connection_problem`]):
-    /// worth retrying, and for the API a 503 rather than a 500.
+    /// The database was unreachable or overloaded ([`StoreError::is_connection_problem`]),
+    /// or kept aborting the statement to break deadlocks: worth retrying, and for the API a
+    /// 503 rather than a 500.
     pub unavailable: bool,
 }
 
@@ -72,9 +73,14 @@ where
                             let _ = reply.send(Ok(answer));
                         }
                     }
+                    // A conflict that outlasted the runner's own retries is as good as an
+                    // outage to the caller: worth retrying, not a fault.
                     Ok(Err(error)) => fail_all(
                         replies,
-                        &BatchFailed::new(error.to_string(), error.is_connection_problem()),
+                        &BatchFailed::new(
+                            error.to_string(),
+                            error.is_connection_problem() || error.is_transient_conflict(),
+                        ),
                     ),
                     Err(_) => fail_all(
                         replies,
