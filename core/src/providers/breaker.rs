@@ -86,6 +86,12 @@ impl Breaker {
             }),
         };
         breaker.export(State::Closed);
+        // Every family is exported from the start, transitions at zero.
+        for state in [State::Closed, State::HalfOpen, State::Open] {
+            metrics::counter!("namaskah_provider_breaker_transitions_total",
+                "provider" => breaker.provider.clone(), "to" => state.as_str())
+            .increment(0);
+        }
         breaker
     }
 
