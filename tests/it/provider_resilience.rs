@@ -174,6 +174,9 @@ async fn an_order_that_finds_every_breaker_open_waits_for_a_probe_instead_of_fai
         .set("PROVIDER_BREAKER_FAILURES", "2")
         .set("PROVIDER_BREAKER_COOL_DOWN", "3s")
         .set("ORDERING_RETRY", "2,100ms,100ms")
+        // The production lease: an order that found every breaker open must not then wait
+        // out its own claim when it looks again.
+        .set("ORDERING_LEASE", "60s")
         .start()
         .await;
     let account = env.account(100_000).await;
@@ -193,6 +196,32 @@ async fn an_order_that_finds_every_breaker_open_waits_for_a_probe_instead_of_fai
         .await;
     let provider: String = env.column(&waiting, "provider").await;
     assert_eq!(provider, "simulator");
+}
+
+#[tokio::test]
+async fn with_one_provider_orders_over_its_bulkhead_wait_their_turn_and_spend_no_attempt() {
+    // The only provider takes one call at a time, each 300 ms: the other orders in hand
+    // cannot go elsewhere, so they queue for its slot instead of being put back.
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            latency_ms: 300,
+            ..never_sms()
+        })
+        .set("PROVIDER_MAX_IN_FLIGHT", "1")
+        .set("ORDERING_LEASE", "60s")
+        .start()
+        .await;
+    let providers = order_numbers(&env, 8).await;
+    assert!(providers.iter().all(|p| p == "simulator"), "{providers:?}");
+    let attempts: Vec<(i32,)> = sqlx::query_as("SELECT order_attempts FROM verifications")
+        .fetch_all(&env.pool)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.len(), 8);
+    assert!(
+        attempts.iter().all(|(attempts,)| *attempts == 1),
+        "waiting for a slot spends no attempt: {attempts:?}"
+    );
 }
 
 #[tokio::test]

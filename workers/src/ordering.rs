@@ -5,12 +5,15 @@
 //!    after the claim's lease; a redelivery after a crash takes the claim over once the lease
 //!    has expired.
 //! 2. If the customer cancelled meanwhile: `cancelled`, refund queued. Done.
-//! 3. Try the providers that sell the service there, in `PROVIDERS` order. Out of stock or
-//!    down → the next one.
+//! 3. Try the providers that sell the service there, in `PROVIDERS` order. Out of stock,
+//!    down, breaker open or bulkhead full → the next one; if only busy ones are left, wait
+//!    for a turn on them.
 //! 4. A number: record it (`waiting_sms`, deadline = now + the service's SMS timeout) and
 //!    queue the first poll, in one statement shared with the other numbers in hand.
-//! 5. No number: if a provider was only unreachable and retries remain, retry later through
-//!    the delay tiers; otherwise `failed`, refund queued.
+//! 5. No number: if every provider was skipped (breakers open), look again in 5 s without
+//!    spending the attempt (until `SWEEP_ORDERING_AFTER`); if a provider was only unreachable
+//!    and retries remain, retry later through the delay tiers; otherwise `failed`, refund
+//!    queued.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -76,7 +79,9 @@ impl OrderingWorker {
         }
     }
 
-    /// Step 3: the first provider that sells a number wins.
+    /// Step 3: the first provider that sells a number wins. A provider whose bulkhead or
+    /// rate is full is passed over at first; when no other sells, the busy ones are asked
+    /// again in order, this time waiting for their turn.
     async fn buy_from_first_with_stock(
         &self,
         verification: &Verification,
@@ -88,6 +93,7 @@ impl OrderingWorker {
             .await
             .map_err(retry_later)?;
         let mut failures = Failures::default();
+        let mut busy = Vec::new();
         for offer in pricing::failover_order(&offers, &provider_order) {
             let Some(provider) = self.deps.providers.get(&offer.provider) else {
                 continue;
@@ -97,17 +103,17 @@ impl OrderingWorker {
                 .await
             {
                 Ok(number) => return Ok(Ok((offer.clone(), number))),
-                Err(error) => {
-                    tracing::info!(provider = %offer.provider, %error, "provider could not sell a number; trying the next");
-                    failures.retryable |= error.is_retryable();
-                    failures.asked_any |= !matches!(
-                        error,
-                        ProviderError::CircuitOpen(_) | ProviderError::Busy(_)
-                    );
-                    failures
-                        .reasons
-                        .push(format!("{}: {error}", offer.provider));
-                }
+                Err(ProviderError::Busy(_)) => busy.push((offer, provider)),
+                Err(error) => failures.note(&offer.provider, &error),
+            }
+        }
+        for (offer, provider) in busy {
+            match provider
+                .buy_when_free(&offer.provider_product, &offer.provider_country)
+                .await
+            {
+                Ok(number) => return Ok(Ok((offer.clone(), number))),
+                Err(error) => failures.note(&offer.provider, &error),
             }
         }
         Ok(Err(failures))
@@ -214,6 +220,18 @@ struct Failures {
     reasons: Vec<String>,
 }
 
+impl Failures {
+    fn note(&mut self, provider: &str, error: &ProviderError) {
+        tracing::info!(provider, %error, "provider could not sell a number; trying the next");
+        self.retryable |= error.is_retryable();
+        self.asked_any |= !matches!(
+            error,
+            ProviderError::CircuitOpen(_) | ProviderError::Busy(_)
+        );
+        self.reasons.push(format!("{provider}: {error}"));
+    }
+}
+
 #[async_trait]
 impl JobHandler for OrderingWorker {
     async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
@@ -281,8 +299,15 @@ impl JobHandler for OrderingWorker {
             && self.may_wait_for_a_probe(&verification)
         {
             // Every provider was skipped, none asked: this attempt taught nothing, so it is
-            // not spent. Look again when a breaker may let a probe through.
+            // not spent, and its claim is let go so that the same attempt takes the row at
+            // once when it comes back. Look again when a breaker may let a probe through.
             tracing::info!(%reason, "every provider skipped; looking again shortly");
+            if let Err(error) =
+                verifications::release_ordering_claim(&self.deps.pool, verification.id, claim).await
+            {
+                // Only slower: the claim then runs out its lease before the retry takes it.
+                tracing::warn!(%error, "could not let go of the ordering claim");
+            }
             return Ok(Handled::Again {
                 after: SKIPPED_RETRY_AFTER,
                 next: envelope.clone(),

@@ -5,8 +5,9 @@
 //! - at most `max_in_flight` calls wait on it at a time, and at most its configured rate
 //!   starts per second (a token bucket); after it answers `429` it is asked nothing until
 //!   its `Retry-After` has passed. A purchase that would exceed any of these goes to the next
-//!   provider at once ([`ProviderError::Busy`]); polls, cancels and finishes, which only this
-//!   provider can answer, wait their turn up to the provider timeout.
+//!   provider at once ([`ProviderError::Busy`]) — and waits its turn, up to the provider
+//!   timeout, once every provider was busy (`buy_when_free`); polls, cancels and finishes,
+//!   which only this provider can answer, always wait their turn.
 
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -149,6 +150,14 @@ impl Provider for Guarded {
 
     async fn buy(&self, product: &str, country: &str) -> Result<PurchasedNumber, ProviderError> {
         self.guard(false, self.inner.buy(product, country)).await
+    }
+
+    async fn buy_when_free(
+        &self,
+        product: &str,
+        country: &str,
+    ) -> Result<PurchasedNumber, ProviderError> {
+        self.guard(true, self.inner.buy(product, country)).await
     }
 
     async fn check(&self, order_id: &str) -> Result<OrderState, ProviderError> {

@@ -93,6 +93,17 @@ pub trait Provider: Send + Sync {
     /// Buys a number for `product` in `country`, both in the provider's own naming.
     async fn buy(&self, product: &str, country: &str) -> Result<PurchasedNumber, ProviderError>;
 
+    /// Like [`Provider::buy`], but a purchase over the provider's bulkhead or rate waits
+    /// for its turn (up to the provider timeout) instead of answering `Busy` at once: what
+    /// the ordering worker does once every provider it could go to was busy.
+    async fn buy_when_free(
+        &self,
+        product: &str,
+        country: &str,
+    ) -> Result<PurchasedNumber, ProviderError> {
+        self.buy(product, country).await
+    }
+
     async fn check(&self, order_id: &str) -> Result<OrderState, ProviderError>;
 
     /// Gives the number back; the provider refunds us.

@@ -87,7 +87,7 @@ pub async fn abandoned_orders(
          WHERE open_since < now() - make_interval(secs => $2)
            AND status = 'ordering' AND order_attempts >= $1
            AND updated_at < now() - make_interval(secs => $2)
-           AND ordering_claimed_at < now() - make_interval(secs => $3)
+           AND (ordering_claimed_at IS NULL OR ordering_claimed_at < now() - make_interval(secs => $3))
          LIMIT 1000",
     )
     .bind(i32::try_from(max_attempts).unwrap_or(i32::MAX))

@@ -244,6 +244,25 @@ async fn why_not_claimed_for_ordering(
     })
 }
 
+/// Lets go of an ordering claim without spending its attempt: the same attempt, delivered
+/// again, claims the verification at once instead of waiting out the lease. Used when every
+/// provider was skipped (breaker open, bulkhead full), which taught nothing.
+pub async fn release_ordering_claim(
+    pool: &PgPool,
+    id: VerificationId,
+    claim: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE verifications SET ordering_claimed_at = NULL
+         WHERE id = $1 AND status = 'ordering' AND ordering_claim = $2",
+    )
+    .bind(id)
+    .bind(claim)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The number a provider sold, to record for the verification that holds `claim`.
 #[derive(Clone, Debug)]
 pub struct AssignedNumber {
