@@ -27,8 +27,13 @@ pub struct Config {
     pub simulator_addr: SocketAddr,
     /// Providers in failover order: the first with stock sells the number.
     pub providers: Vec<ProviderSettings>,
-    /// Upper bound for one HTTP request to a provider.
+    /// Upper bound for one HTTP request to a provider (`PROVIDER_TIMEOUT`), unless
+    /// `PROVIDER_TIMEOUTS` names the provider.
     pub provider_timeout: Duration,
+    /// Per provider response timeouts (`PROVIDER_TIMEOUTS`).
+    pub provider_timeouts: Vec<(String, Duration)>,
+    /// Upper bound for opening a connection to a provider (`PROVIDER_CONNECT_TIMEOUT`).
+    pub provider_connect_timeout: Duration,
     /// Each provider's circuit breaker and cap on calls in flight.
     pub provider_guard: crate::providers::guarded::GuardSettings,
     /// Calls per second a process may start, per provider named in `PROVIDER_RATE_LIMITS`.
@@ -369,6 +374,12 @@ impl Config {
             simulator_addr,
             providers: env.providers(simulator_addr)?,
             provider_timeout: env.duration("PROVIDER_TIMEOUT", "10s")?,
+            provider_timeouts: env.pairs(
+                "PROVIDER_TIMEOUTS",
+                "provider=duration pairs, like 5sim=5s,textverified=15s",
+                |value| parse_duration(value).filter(|timeout| !timeout.is_zero()),
+            )?,
+            provider_connect_timeout: env.duration("PROVIDER_CONNECT_TIMEOUT", "3s")?,
             provider_guard: crate::providers::guarded::GuardSettings {
                 breaker: crate::providers::breaker::BreakerSettings {
                     failures: env.number("PROVIDER_BREAKER_FAILURES", 5, 1..=1000)?,
@@ -508,6 +519,19 @@ impl Config {
         })
     }
 
+    /// How long a call to `provider` may take to connect and to be answered.
+    pub fn provider_call_timeouts(&self, provider: &str) -> crate::providers::CallTimeouts {
+        let response = self
+            .provider_timeouts
+            .iter()
+            .find(|(name, _)| name == provider)
+            .map_or(self.provider_timeout, |(_, timeout)| *timeout);
+        crate::providers::CallTimeouts {
+            connect: self.provider_connect_timeout.min(response),
+            response,
+        }
+    }
+
     /// The provider settings by name, if it is in the failover list.
     pub fn provider(&self, name: &str) -> Option<&ProviderSettings> {
         self.providers.iter().find(|p| p.name == name)
@@ -556,6 +580,20 @@ impl Env<'_> {
         &self,
         name: &'static str,
     ) -> Result<Vec<(String, std::num::NonZeroU32)>, ConfigError> {
+        self.pairs(
+            name,
+            "provider=calls_per_second pairs, like 5sim=50,textverified=10",
+            |value| value.parse().ok(),
+        )
+    }
+
+    /// `provider=value,…` (empty when unset), each value read by `parse`.
+    fn pairs<T>(
+        &self,
+        name: &'static str,
+        expected: &'static str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Vec<(String, T)>, ConfigError> {
         let value = self.raw(name).unwrap_or_default();
         value
             .split(',')
@@ -563,17 +601,10 @@ impl Env<'_> {
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
                 pair.split_once('=')
-                    .and_then(|(provider, rate)| {
-                        let rate = rate.trim().parse::<std::num::NonZeroU32>().ok()?;
-                        Some((provider.trim().to_owned(), rate))
-                    })
+                    .and_then(|(provider, value)| Some((provider.trim(), parse(value.trim())?)))
                     .filter(|(provider, _)| !provider.is_empty())
-                    .ok_or_else(|| {
-                        self.error(
-                            name,
-                            "provider=calls_per_second pairs, like 5sim=50,textverified=10",
-                        )
-                    })
+                    .map(|(provider, value)| (provider.to_owned(), value))
+                    .ok_or_else(|| self.error(name, expected))
             })
             .collect()
     }
@@ -976,6 +1007,26 @@ mod tests {
             (limits[1].0.as_str(), limits[1].1.get()),
             ("textverified", 10)
         );
+        let error = config(&[("PROVIDER_TIMEOUTS", "simulator=0s")]);
+        assert_eq!(error.unwrap_err().variable, "PROVIDER_TIMEOUTS");
+        let error = config(&[("PROVIDER_TIMEOUTS", "simulator")]);
+        assert_eq!(error.unwrap_err().variable, "PROVIDER_TIMEOUTS");
+    }
+
+    #[test]
+    fn each_provider_may_have_its_own_timeout_and_connecting_never_takes_longer() {
+        let config = config(&[
+            ("PROVIDER_TIMEOUT", "8s"),
+            ("PROVIDER_TIMEOUTS", "simulator=2s"),
+            ("PROVIDER_CONNECT_TIMEOUT", "3s"),
+        ])
+        .expect("valid");
+        let simulator = config.provider_call_timeouts("simulator");
+        assert_eq!(simulator.response, Duration::from_secs(2));
+        assert_eq!(simulator.connect, Duration::from_secs(2));
+        let other = config.provider_call_timeouts("5sim");
+        assert_eq!(other.response, Duration::from_secs(8));
+        assert_eq!(other.connect, Duration::from_secs(3));
     }
 
     #[test]

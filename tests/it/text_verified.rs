@@ -13,7 +13,7 @@ use warp::{Filter, http::StatusCode, reply::Reply};
 use crate::support::TestEnv;
 use namaskah_core::{
     config::{ProviderProtocol, ProviderSettings, Secret},
-    providers::{OrderState, Provider, ProviderError, text_verified::TextVerified},
+    providers::{CallTimeouts, OrderState, Provider, ProviderError, text_verified::TextVerified},
 };
 
 const KEY: &str = "tv-key";
@@ -217,7 +217,14 @@ fn client(addr: SocketAddr, key: &str) -> TextVerified {
         api_key: Secret::new(key),
         username: Some(USER.into()),
     };
-    TextVerified::new(&settings, Duration::from_secs(5)).expect("client")
+    TextVerified::new(
+        &settings,
+        CallTimeouts {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(5),
+        },
+    )
+    .expect("client")
 }
 
 fn deliver(shared: &Shared, id: &str, text: &str) {

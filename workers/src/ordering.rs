@@ -18,13 +18,14 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use std::time::Duration;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use namaskah_core::{
     Config,
     domain::Transition,
     pricing,
-    providers::{ProviderError, PurchasedNumber},
+    providers::{self, ProviderError, PurchasedNumber},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::{
         services::Offer,
@@ -85,6 +86,7 @@ impl OrderingWorker {
     async fn buy_from_first_with_stock(
         &self,
         verification: &Verification,
+        budget: Instant,
     ) -> Result<Result<(Offer, PurchasedNumber), Failures>, JobError> {
         let provider_order = self.deps.providers.names();
         let offers = self
@@ -98,9 +100,11 @@ impl OrderingWorker {
             let Some(provider) = self.deps.providers.get(&offer.provider) else {
                 continue;
             };
-            match provider
-                .buy(&offer.provider_product, &offer.provider_country)
-                .await
+            match providers::before(
+                budget,
+                provider.buy(&offer.provider_product, &offer.provider_country),
+            )
+            .await
             {
                 Ok(number) => return Ok(Ok((offer.clone(), number))),
                 Err(ProviderError::Busy(_)) => busy.push((offer, provider)),
@@ -108,9 +112,11 @@ impl OrderingWorker {
             }
         }
         for (offer, provider) in busy {
-            match provider
-                .buy_when_free(&offer.provider_product, &offer.provider_country)
-                .await
+            match providers::before(
+                budget,
+                provider.buy_when_free(&offer.provider_product, &offer.provider_country),
+            )
+            .await
             {
                 Ok(number) => return Ok(Ok((offer.clone(), number))),
                 Err(error) => failures.note(&offer.provider, &error),
@@ -207,6 +213,10 @@ fn first_poll_delay_ms(config: &Config) -> i32 {
     i32::try_from(first.as_millis()).unwrap_or(i32::MAX)
 }
 
+/// The part of the ordering lease the purchases of one attempt may take; the rest is for
+/// recording the number.
+const PURCHASE_SHARE_OF_LEASE: f64 = 0.8;
+
 /// How soon an order whose every provider was skipped looks again.
 const SKIPPED_RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -278,8 +288,18 @@ impl JobHandler for OrderingWorker {
                 .await;
         }
 
-        // 3 and 4.
-        let failures = match self.buy_from_first_with_stock(&verification).await? {
+        // 3 and 4. The claim is ours for `ORDERING_LEASE`: the purchases end well within
+        // it, so that the number is recorded before another delivery may take over.
+        let budget = Instant::now()
+            + self
+                .deps
+                .config
+                .ordering_lease
+                .mul_f64(PURCHASE_SHARE_OF_LEASE);
+        let failures = match self
+            .buy_from_first_with_stock(&verification, budget)
+            .await?
+        {
             Ok((offer, number)) => {
                 return self
                     .record_number(&verification, claim, &offer, number)

@@ -23,7 +23,7 @@ use std::{sync::Arc, time::Duration};
 use namaskah_core::{
     config::Config,
     domain::{Status, Transition, VerificationId},
-    providers::{OrderState, Provider, ProviderError},
+    providers::{self, OrderState, Provider, ProviderError},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::verifications::{self, Guard, ReceivedSms, Verification},
     telemetry::LogLimit,
@@ -84,7 +84,14 @@ impl PollingWorker {
             // verification waits out its deadline and is refunded.
             return self.wait_or_expire(envelope, &verification, None).await;
         };
-        match provider.check(&order_id).await {
+        // A check does not run past the deadline: then the order is cancelled and refunded
+        // (and a code that came at the last moment still reaches the customer, see `expire`).
+        let until_deadline = verification
+            .deadline
+            .and_then(|deadline| (deadline - Utc::now()).to_std().ok())
+            .unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + until_deadline;
+        match providers::before(deadline, provider.check(&order_id)).await {
             Ok(OrderState::Received { code, text }) => {
                 self.complete(&verification, provider, &order_id, &code, &text)
                     .await
@@ -137,6 +144,7 @@ impl PollingWorker {
                 )
                 .await
             }
+            Err(ProviderError::OutOfTime) => self.expire(&verification, Some(provider)).await,
             Err(error) => {
                 // Until the deadline, a provider that cannot answer is simply asked again.
                 tracing::info!(%error, "could not check the order; polling again later");

@@ -63,8 +63,9 @@ pub struct Breaker {
 }
 
 /// Leave to make one call; say how it went with [`Breaker::record`]. A permit dropped
-/// without a record (its call was cancelled) counts as a failure, so a lost probe cannot
-/// leave the breaker waiting for it forever.
+/// without a record (its caller gave up on the call before the provider's own timeout, or
+/// shut down) tells nothing of the provider: it is released, and a probe's turn passes to
+/// the next call, so a lost probe cannot leave the breaker waiting for it forever.
 #[must_use]
 pub struct Permit<'a> {
     breaker: &'a Breaker,
@@ -132,11 +133,9 @@ impl Breaker {
 
     /// The permitted call was not made after all: it tells nothing of the provider (a
     /// probe's turn passes to the next call).
-    pub fn release(&self, mut permit: Permit<'_>) {
-        permit.recorded = true;
-        if permit.probe {
-            self.inner().probe_in_flight = false;
-        }
+    pub fn release(&self, permit: Permit<'_>) {
+        debug_assert!(std::ptr::eq(permit.breaker, self));
+        drop(permit);
     }
 
     fn settle(&self, probe: bool, failed: bool, now: Instant) {
@@ -208,8 +207,8 @@ impl Breaker {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if !self.recorded {
-            self.breaker.settle(self.probe, true, Instant::now());
+        if !self.recorded && self.probe {
+            self.breaker.inner().probe_in_flight = false;
         }
     }
 }
@@ -280,15 +279,25 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_whose_call_is_cancelled_counts_as_failed() {
+    fn a_probe_whose_call_is_cancelled_passes_its_turn_to_the_next_call() {
         let breaker = breaker();
         let start = Instant::now();
         for _ in 0..3 {
             call(&breaker, true, start);
         }
-        let probe = breaker.admit(start + Duration::from_secs(10));
+        let after_cool_down = start + Duration::from_secs(10);
+        let probe = breaker.admit(after_cool_down);
         assert!(probe.is_some());
+        assert!(
+            breaker.admit(after_cool_down).is_none(),
+            "one probe at a time"
+        );
         drop(probe);
-        assert_eq!(breaker.state(), State::Open);
+        assert_eq!(breaker.state(), State::HalfOpen);
+        assert!(
+            call(&breaker, false, after_cool_down),
+            "the next call probes"
+        );
+        assert_eq!(breaker.state(), State::Closed);
     }
 }

@@ -8,11 +8,10 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use std::time::Duration;
 
 use super::{
-    OrderState, Provider, ProviderError, PurchasedNumber, excerpt, extract_code, http_client,
-    transport_error,
+    CallTimeouts, OrderState, Provider, ProviderError, PurchasedNumber, excerpt, extract_code,
+    http_client, transport_error,
 };
 use crate::config::{ProviderSettings, Secret};
 
@@ -42,12 +41,15 @@ struct Sms {
 }
 
 impl FiveSim {
-    pub fn new(settings: &ProviderSettings, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        settings: &ProviderSettings,
+        timeouts: CallTimeouts,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Self {
             name: settings.name.clone(),
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             api_key: settings.api_key.clone(),
-            http: http_client(timeout)?,
+            http: http_client(timeouts)?,
         })
     }
 

@@ -69,6 +69,8 @@ pub enum ProviderError {
     /// Not asked: as many calls as it may have are already waiting on it.
     #[error("{0} skipped: too many calls in flight")]
     Busy(String),
+    #[error("no time left for the call before its deadline")]
+    OutOfTime,
 }
 
 impl ProviderError {
@@ -80,8 +82,25 @@ impl ProviderError {
                 | ProviderError::RateLimited { .. }
                 | ProviderError::CircuitOpen(_)
                 | ProviderError::Busy(_)
+                | ProviderError::OutOfTime
         )
     }
+}
+
+/// Runs one provider call, cut short at `deadline`: a call must not outlast what it is made
+/// for (the verification's SMS deadline, the ordering claim's lease). A call is not even
+/// started once the deadline has passed. The provider's breaker learns nothing from a call
+/// cut short this way.
+pub async fn before<T>(
+    deadline: tokio::time::Instant,
+    call: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    if tokio::time::Instant::now() >= deadline {
+        return Err(ProviderError::OutOfTime);
+    }
+    tokio::time::timeout_at(deadline, call)
+        .await
+        .unwrap_or(Err(ProviderError::OutOfTime))
 }
 
 /// One upstream provider.
@@ -114,6 +133,16 @@ pub trait Provider: Send + Sync {
 }
 
 /// The HTTP client for the providers could not be built (no TLS roots, say).
+/// How long one call to a provider may take (`PROVIDER_CONNECT_TIMEOUT`, `PROVIDER_TIMEOUT`,
+/// `PROVIDER_TIMEOUTS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallTimeouts {
+    /// To open the connection: a provider that cannot be reached is known quickly.
+    pub connect: Duration,
+    /// For the whole call, connection included.
+    pub response: Duration,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the providers' HTTP client: {0}")]
 pub struct ClientSetupError(#[from] reqwest::Error);
@@ -139,17 +168,22 @@ impl Providers {
             .providers
             .iter()
             .map(|settings| {
-                let provider = build(settings, config.provider_timeout)?;
+                let timeouts = config.provider_call_timeouts(&settings.name);
+                let provider = build(settings, timeouts)?;
                 let counted = Arc::new(instrumented::Instrumented::new(provider, stats.clone()));
                 let rate = config
                     .provider_rate_limits
                     .iter()
                     .find(|(name, _)| *name == settings.name)
                     .map(|(_, rate)| *rate);
-                Ok(
-                    Arc::new(guarded::Guarded::new(counted, config.provider_guard, rate))
-                        as Arc<dyn Provider>,
-                )
+                Ok(Arc::new(guarded::Guarded::new(
+                    counted,
+                    guarded::GuardSettings {
+                        slot_wait: timeouts.response,
+                        ..config.provider_guard
+                    },
+                    rate,
+                )) as Arc<dyn Provider>)
             })
             .collect::<Result<Vec<_>, ClientSetupError>>()?;
         Ok(Self { ordered })
@@ -166,23 +200,23 @@ impl Providers {
 
 fn build(
     settings: &ProviderSettings,
-    timeout: Duration,
+    timeouts: CallTimeouts,
 ) -> Result<Arc<dyn Provider>, reqwest::Error> {
     Ok(match settings.protocol {
-        ProviderProtocol::FiveSim => Arc::new(five_sim::FiveSim::new(settings, timeout)?),
+        ProviderProtocol::FiveSim => Arc::new(five_sim::FiveSim::new(settings, timeouts)?),
         ProviderProtocol::TextVerified => {
-            Arc::new(text_verified::TextVerified::new(settings, timeout)?)
+            Arc::new(text_verified::TextVerified::new(settings, timeouts)?)
         }
     })
 }
 
 /// The HTTP client every provider uses: bounded time, no redirects (an API that redirects
 /// is misconfigured, and following would resend our key elsewhere).
-pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn http_client(timeouts: CallTimeouts) -> Result<reqwest::Client, reqwest::Error> {
     crate::telemetry::install_crypto_provider();
     reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .timeout(timeouts.response)
+        .connect_timeout(timeouts.connect)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("namaskah/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -265,6 +299,33 @@ mod tests {
         );
         assert_eq!(extract_code("WhatsApp code 123-456"), Some("123456".into()));
         assert_eq!(extract_code("no code here, only 12"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_is_cut_short_at_its_deadline_and_not_started_after_it() {
+        let now = tokio::time::Instant::now();
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, ProviderError>(())
+        };
+        let cut = before(now + Duration::from_secs(2), slow).await;
+        assert_eq!(cut, Err(ProviderError::OutOfTime));
+        assert_eq!(tokio::time::Instant::now() - now, Duration::from_secs(2));
+
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let late = before(tokio::time::Instant::now(), async {
+            started.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, ProviderError>(())
+        })
+        .await;
+        assert_eq!(late, Err(ProviderError::OutOfTime));
+        assert!(!started.load(std::sync::atomic::Ordering::Relaxed));
+
+        let quick = before(tokio::time::Instant::now() + Duration::from_secs(2), async {
+            Ok::<_, ProviderError>(7)
+        })
+        .await;
+        assert_eq!(quick, Ok(7));
     }
 
     #[test]

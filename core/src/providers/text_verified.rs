@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use super::{
-    OrderState, Provider, ProviderError, PurchasedNumber, excerpt, extract_code, http_client,
-    transport_error,
+    CallTimeouts, OrderState, Provider, ProviderError, PurchasedNumber, excerpt, extract_code,
+    http_client, transport_error,
 };
 use crate::config::{ProviderSettings, Secret};
 
@@ -88,13 +88,16 @@ enum Call<'a> {
 }
 
 impl TextVerified {
-    pub fn new(settings: &ProviderSettings, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        settings: &ProviderSettings,
+        timeouts: CallTimeouts,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Self {
             name: settings.name.clone(),
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             api_key: settings.api_key.clone(),
             username: settings.username.clone().unwrap_or_default(),
-            http: http_client(timeout)?,
+            http: http_client(timeouts)?,
             token: Mutex::new(None),
         })
     }
