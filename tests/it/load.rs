@@ -119,7 +119,8 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
 
 /// `namaskah load --chaos`, short: every role its own process, a worker SIGKILLed every
 /// second, RabbitMQ and PostgreSQL cut off for 3 s each (through proxies, so that the other
-/// tests running beside this one are not disturbed), and still nothing lost.
+/// tests running beside this one are not disturbed), the first of two providers hung for a
+/// while, and still nothing lost.
 #[tokio::test]
 async fn a_short_chaos_run_loses_nothing_and_charges_once() {
     let (report, stdout) = load_run(
@@ -160,6 +161,32 @@ async fn a_short_chaos_run_loses_nothing_and_charges_once() {
     assert!(
         faults.iter().any(|f| f.contains("PostgreSQL unreachable")),
         "{faults:?}"
+    );
+    // The first of two providers hung for a while: the second sold meanwhile, and the
+    // first sold again once it answered (the run's own check, which held).
+    assert!(
+        faults.iter().any(|f| f.contains("provider simulator hung")),
+        "{faults:?}"
+    );
+    let sales = report["sales_by_provider"].as_array().expect("sales");
+    let sold = |provider: &str, part: &str| {
+        sales
+            .iter()
+            .find(|sales| sales["provider"] == provider)
+            .and_then(|sales| sales[part].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(sold("5sim", "during") > 0, "{stdout}");
+    assert!(sold("simulator", "after") > 0, "{stdout}");
+    let checks: Vec<&str> = report["invariants"]
+        .as_array()
+        .expect("invariants")
+        .iter()
+        .filter_map(|check| check["name"].as_str())
+        .collect();
+    assert!(
+        checks.contains(&"hung_provider_sells_again_after_recovery"),
+        "{checks:?}"
     );
     // Some were accepted before, during and after the outages, and all of them finished.
     assert!(report["accepted"].as_u64() > Some(100), "{stdout}");

@@ -225,6 +225,35 @@ async fn with_one_provider_orders_over_its_bulkhead_wait_their_turn_and_spend_no
 }
 
 #[tokio::test]
+async fn when_every_provider_is_busy_an_order_waits_for_whichever_frees_first() {
+    // The first provider answers in 3 s, the second in 300 ms; each takes one call at a
+    // time. Once both are busy, orders wait for the second's slot, which frees ten times as
+    // often, rather than queueing behind the slow first one.
+    let env = TestEnv::builder()
+        .behaviour(Behaviour {
+            latency_ms: 3_000,
+            ..never_sms()
+        })
+        .with_backup_provider()
+        .set("PROVIDER_MAX_IN_FLIGHT", "1")
+        .set("ORDERING_LEASE", "60s")
+        .start()
+        .await;
+    if let Some(backup) = &env.backup {
+        backup.set_behaviour(Behaviour {
+            latency_ms: 300,
+            ..never_sms()
+        });
+    }
+    let providers = order_numbers(&env, 6).await;
+    let on_first = providers.iter().filter(|p| *p == "simulator").count();
+    assert!(
+        on_first <= 2,
+        "orders queued behind the slow provider instead of taking the free one: {providers:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_provider_answering_429_is_slowed_down_and_every_verification_still_ends() {
     // A fifth of its answers are "429 Too Many Requests, Retry-After: 1".
     let env = TestEnv::builder()

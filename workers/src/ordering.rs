@@ -25,7 +25,7 @@ use namaskah_core::{
     Config,
     domain::Transition,
     pricing,
-    providers::{self, ProviderError, PurchasedNumber},
+    providers::{self, ProviderError, Purchase, PurchasedNumber},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
     store::{
         services::Offer,
@@ -81,8 +81,8 @@ impl OrderingWorker {
     }
 
     /// Step 3: the first provider that sells a number wins. A provider whose bulkhead or
-    /// rate is full is passed over at first; when no other sells, the busy ones are asked
-    /// again in order, this time waiting for their turn.
+    /// rate is full is passed over at first; when no other sells, the order waits for
+    /// whichever busy one frees a slot first.
     async fn buy_from_first_with_stock(
         &self,
         verification: &Verification,
@@ -107,19 +107,27 @@ impl OrderingWorker {
             .await
             {
                 Ok(number) => return Ok(Ok((offer.clone(), number))),
-                Err(ProviderError::Busy(_)) => busy.push((offer, provider)),
+                Err(ProviderError::Busy(_)) => busy.push(offer),
                 Err(error) => failures.note(&offer.provider, &error),
             }
         }
-        for (offer, provider) in busy {
-            match providers::before(
-                budget,
-                provider.buy_when_free(&offer.provider_product, &offer.provider_country),
-            )
-            .await
-            {
-                Ok(number) => return Ok(Ok((offer.clone(), number))),
-                Err(error) => failures.note(&offer.provider, &error),
+        if !busy.is_empty() {
+            let wanted: Vec<Purchase> = busy
+                .iter()
+                .map(|offer| Purchase {
+                    provider: &offer.provider,
+                    product: &offer.provider_product,
+                    country: &offer.provider_country,
+                })
+                .collect();
+            let bought =
+                providers::before(budget, self.deps.providers.buy_from_first_free(&wanted)).await;
+            match bought {
+                Ok((index, number)) => return Ok(Ok((busy[index].clone(), number))),
+                Err(error) => {
+                    let raced: Vec<&str> = wanted.iter().map(|p| p.provider).collect();
+                    failures.note(&raced.join(" or "), &error);
+                }
             }
         }
         Ok(Err(failures))

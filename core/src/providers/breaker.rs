@@ -131,13 +131,6 @@ impl Breaker {
         self.settle(permit.probe, failed, now);
     }
 
-    /// The permitted call was not made after all: it tells nothing of the provider (a
-    /// probe's turn passes to the next call).
-    pub fn release(&self, permit: Permit<'_>) {
-        debug_assert!(std::ptr::eq(permit.breaker, self));
-        drop(permit);
-    }
-
     fn settle(&self, probe: bool, failed: bool, now: Instant) {
         let mut inner = self.inner();
         if probe {

@@ -5,8 +5,8 @@
 //! - at most `max_in_flight` calls wait on it at a time, and at most its configured rate
 //!   starts per second (a token bucket); after it answers `429` it is asked nothing until
 //!   its `Retry-After` has passed. A purchase that would exceed any of these goes to the next
-//!   provider at once ([`ProviderError::Busy`]) — and waits its turn, up to the provider
-//!   timeout, once every provider was busy (`buy_when_free`); polls, cancels and finishes,
+//!   provider at once ([`ProviderError::Busy`]) — and once every provider was busy, waits
+//!   for whichever frees first (`Providers::buy_from_first_free`); polls, cancels and finishes,
 //!   which only this provider can answer, always wait their turn.
 
 use async_trait::async_trait;
@@ -17,9 +17,9 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::breaker::{Breaker, BreakerSettings};
+use super::breaker::{Breaker, BreakerSettings, Permit};
 use super::{OrderState, Provider, ProviderError, PurchasedNumber};
 
 /// How a provider is guarded (`PROVIDER_BREAKER_FAILURES`, `PROVIDER_BREAKER_COOL_DOWN`,
@@ -99,16 +99,14 @@ impl Guarded {
         &self.breaker
     }
 
-    async fn guard<T>(
-        &self,
-        wait_for_slot: bool,
-        call: impl Future<Output = Result<T, ProviderError>>,
-    ) -> Result<T, ProviderError> {
+    /// A turn to call the provider: its breaker lets the call through, a slot is free and
+    /// the rate allows it — at once, or within the slot wait if `wait`.
+    pub async fn turn(&self, wait: bool) -> Result<Turn<'_>, ProviderError> {
         let name = self.inner.name();
         let Some(permit) = self.breaker.admit(Instant::now()) else {
             return Err(ProviderError::CircuitOpen(name.to_owned()));
         };
-        let slot = if wait_for_slot {
+        let slot = if wait {
             tokio::time::timeout(self.slot_wait, self.slots.acquire())
                 .await
                 .ok()
@@ -116,28 +114,65 @@ impl Guarded {
         } else {
             self.slots.try_acquire().ok()
         };
-        let Some(_slot) = slot else {
-            // Not the provider's failure: it was never asked.
-            self.breaker.release(permit);
+        // Not the provider's failure: it was never asked (the permit goes back unused).
+        let Some(slot) = slot else {
             return Err(ProviderError::Busy(name.to_owned()));
         };
-        if !self.take_turn(wait_for_slot).await {
-            self.breaker.release(permit);
+        if !self.take_turn(wait).await {
             return Err(ProviderError::Busy(name.to_owned()));
         }
+        Ok(Turn {
+            guarded: self,
+            permit,
+            _slot: slot,
+        })
+    }
+
+    /// Buys a number in a turn taken with [`Guarded::turn`].
+    pub async fn buy_in_turn(
+        &self,
+        turn: Turn<'_>,
+        product: &str,
+        country: &str,
+    ) -> Result<PurchasedNumber, ProviderError> {
+        turn.call(self.inner.buy(product, country)).await
+    }
+
+    async fn guard<T>(
+        &self,
+        wait_for_slot: bool,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        self.turn(wait_for_slot).await?.call(call).await
+    }
+}
+
+/// Leave to make one call to a guarded provider now; the call's outcome goes to its breaker.
+pub struct Turn<'a> {
+    guarded: &'a Guarded,
+    permit: Permit<'a>,
+    _slot: SemaphorePermit<'a>,
+}
+
+impl Turn<'_> {
+    async fn call<T>(
+        self,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let guarded = self.guarded;
         let result = call.await;
         // Being told to slow down is an answer, not a failure of the provider.
         if let Err(ProviderError::RateLimited { retry_after }) = &result {
             tracing::info!(
-                provider = name,
+                provider = guarded.inner.name(),
                 ?retry_after,
                 "provider rate-limits us; pausing it"
             );
-            self.pause(*retry_after);
+            guarded.pause(*retry_after);
         }
         let failed = matches!(&result, Err(error) if error.is_retryable()
             && !matches!(error, ProviderError::RateLimited { .. }));
-        self.breaker.record(permit, failed, Instant::now());
+        guarded.breaker.record(self.permit, failed, Instant::now());
         result
     }
 }
@@ -150,14 +185,6 @@ impl Provider for Guarded {
 
     async fn buy(&self, product: &str, country: &str) -> Result<PurchasedNumber, ProviderError> {
         self.guard(false, self.inner.buy(product, country)).await
-    }
-
-    async fn buy_when_free(
-        &self,
-        product: &str,
-        country: &str,
-    ) -> Result<PurchasedNumber, ProviderError> {
-        self.guard(true, self.inner.buy(product, country)).await
     }
 
     async fn check(&self, order_id: &str) -> Result<OrderState, ProviderError> {

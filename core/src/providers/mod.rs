@@ -112,17 +112,6 @@ pub trait Provider: Send + Sync {
     /// Buys a number for `product` in `country`, both in the provider's own naming.
     async fn buy(&self, product: &str, country: &str) -> Result<PurchasedNumber, ProviderError>;
 
-    /// Like [`Provider::buy`], but a purchase over the provider's bulkhead or rate waits
-    /// for its turn (up to the provider timeout) instead of answering `Busy` at once: what
-    /// the ordering worker does once every provider it could go to was busy.
-    async fn buy_when_free(
-        &self,
-        product: &str,
-        country: &str,
-    ) -> Result<PurchasedNumber, ProviderError> {
-        self.buy(product, country).await
-    }
-
     async fn check(&self, order_id: &str) -> Result<OrderState, ProviderError>;
 
     /// Gives the number back; the provider refunds us.
@@ -148,14 +137,64 @@ pub struct CallTimeouts {
 pub struct ClientSetupError(#[from] reqwest::Error);
 
 /// The configured providers, in failover order.
+/// What to buy from one provider.
+pub struct Purchase<'a> {
+    pub provider: &'a str,
+    pub product: &'a str,
+    pub country: &'a str,
+}
+
 #[derive(Clone)]
 pub struct Providers {
+    /// In failover order.
+    guarded: Vec<Arc<guarded::Guarded>>,
+    /// The same providers, as the workers call them.
     ordered: Vec<Arc<dyn Provider>>,
 }
 
 impl Providers {
-    pub fn new(ordered: Vec<Arc<dyn Provider>>) -> Self {
-        Self { ordered }
+    fn new(guarded: Vec<Arc<guarded::Guarded>>) -> Self {
+        let ordered = guarded
+            .iter()
+            .map(|provider| Arc::clone(provider) as Arc<dyn Provider>)
+            .collect();
+        Self { guarded, ordered }
+    }
+
+    /// Buys from whichever of `wanted` first has a turn (a free slot within its rate),
+    /// waiting up to each one's slot wait: what ordering does once every provider it could
+    /// go to was busy, so that it waits on the one that frees first and never on a hung
+    /// one alone. The answer names the purchase (its index in `wanted`) that was made.
+    pub async fn buy_from_first_free(
+        &self,
+        wanted: &[Purchase<'_>],
+    ) -> Result<(usize, PurchasedNumber), ProviderError> {
+        let turns: Vec<_> = wanted
+            .iter()
+            .enumerate()
+            .filter_map(|(index, purchase)| {
+                let provider = self
+                    .guarded
+                    .iter()
+                    .find(|p| p.name() == purchase.provider)?;
+                Some(Box::pin(async move {
+                    let turn = provider.turn(true).await?;
+                    Ok::<_, ProviderError>((index, provider, turn))
+                }))
+            })
+            .collect();
+        if turns.is_empty() {
+            return Err(ProviderError::Rejected(
+                "none of these providers is configured".to_owned(),
+            ));
+        }
+        // The turns not taken are dropped unused, which gives their permits and slots back.
+        let ((index, provider, turn), _not_taken) = futures_util::future::select_ok(turns).await?;
+        let purchase = &wanted[index];
+        let number = provider
+            .buy_in_turn(turn, purchase.product, purchase.country)
+            .await?;
+        Ok((index, number))
     }
 
     /// The configured providers, each counting its calls into `stats` behind its circuit
@@ -183,10 +222,10 @@ impl Providers {
                         ..config.provider_guard
                     },
                     rate,
-                )) as Arc<dyn Provider>)
+                )))
             })
             .collect::<Result<Vec<_>, ClientSetupError>>()?;
-        Ok(Self { ordered })
+        Ok(Self::new(ordered))
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
@@ -321,9 +360,10 @@ mod tests {
         assert_eq!(late, Err(ProviderError::OutOfTime));
         assert!(!started.load(std::sync::atomic::Ordering::Relaxed));
 
-        let quick = before(tokio::time::Instant::now() + Duration::from_secs(2), async {
-            Ok::<_, ProviderError>(7)
-        })
+        let quick = before(
+            tokio::time::Instant::now() + Duration::from_secs(2),
+            async { Ok::<_, ProviderError>(7) },
+        )
         .await;
         assert_eq!(quick, Ok(7));
     }

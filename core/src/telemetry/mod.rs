@@ -37,14 +37,12 @@ impl Drop for Telemetry {
 pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, role: &'static str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(if role == "load" {
-            "warn"
+            // The simulators' servers report every caller that hangs up on a hung provider.
+            "warn,warp::server=off"
         } else {
             "warn,namaskah=info,namaskah_core=info,namaskah_api=info,namaskah_workers=info,namaskah_load_tests=info"
         })
     });
-    // A service's logs are its output and go to stdout; a command that prints a report or
-    // JSON (load runs, admin commands) keeps its stdout for that, and a warning logged while
-    // it shuts down must not land after the report a script is parsing.
     // A service logs to stdout; a command whose stdout is its output (a load run's report,
     // an admin command's JSON) logs to stderr, so a warning while it shuts down cannot land
     // after the report a script is parsing.

@@ -125,7 +125,13 @@ const ROLES: [(&str, &[&str]); 6] = [
 impl Fleet {
     /// Starts every role as its own process of this binary, configured for the run, and
     /// waits until the API answers.
-    pub async fn start(config: &Config, simulator: SocketAddr, outages: Outages) -> Result<Self> {
+    /// `provider_env` reaches the providers beside the simulator.
+    pub async fn start(
+        config: &Config,
+        simulator: SocketAddr,
+        provider_env: &[(&'static str, String)],
+        outages: Outages,
+    ) -> Result<Self> {
         let exe = std::env::current_exe().context("finding this binary")?;
         let mut database_url = config.database_url.clone();
         let mut amqp_url = config.amqp_url.clone();
@@ -148,7 +154,7 @@ impl Fleet {
             ("QUEUE_PREFIX", config.queue_prefix.clone()),
             ("API_ADDR", format!("127.0.0.1:{api_port}")),
             ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            ("PROVIDERS", "simulator".to_owned()),
+            ("PROVIDERS", config.provider_names().join(",")),
             ("SIMULATOR_BASE_URL", format!("http://{simulator}/v1")),
             ("SIMULATOR_API_KEY", super::run::SIMULATOR_KEY.to_owned()),
             ("WEBHOOK_ALLOW_HTTP", "true".to_owned()),
@@ -156,6 +162,10 @@ impl Fleet {
             // A worker killed mid-purchase holds its lease this long; short, so the sweeper
             // recovers such verifications within the drain.
             ("ORDERING_LEASE", "5s".to_owned()),
+            // A provider fault plays out within a short run: a hung call is given up after
+            // 2 s, and an open breaker probes again 2 s later.
+            ("PROVIDER_TIMEOUT", "2s".to_owned()),
+            ("PROVIDER_BREAKER_COOL_DOWN", "2s".to_owned()),
             // Role processes are quiet unless something goes wrong.
             (
                 "RUST_LOG",
@@ -163,6 +173,7 @@ impl Fleet {
             ),
         ]
         .into_iter()
+        .chain(provider_env.iter().cloned())
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let launcher = Arc::new(Launcher { exe, env });
@@ -223,6 +234,11 @@ impl Fleet {
                 Some((role.name.to_owned(), kib / 1024.0))
             })
             .collect()
+    }
+
+    /// Notes something done to the pipeline from outside the fleet, at the time it began.
+    pub fn note(&self, at: Instant, what: String) {
+        self.log.note(at, Ok(what));
     }
 
     /// What was done to the pipeline so far.

@@ -5,6 +5,8 @@
 //!   a report and the invariant check (`namaskah load`).
 //!   With `--chaos` ([`chaos`]) each role runs as its own process, workers are killed and
 //!   restarted, and RabbitMQ and PostgreSQL go away once each, with the same checks.
+//!   With `--hang-first-provider` ([`provider_fault`]) a second provider sells the same
+//!   catalogue while the first hangs (chaos runs always have this fault).
 //!   With `--pgbench-seconds` ([`limit`]) the machine's commit rate is measured first and the
 //!   run's throughput put against it.
 //! - [`webhooks`]: webhook delivery alone (`namaskah load webhooks`).
@@ -13,6 +15,7 @@ mod chaos;
 mod cpu;
 mod drive;
 mod limit;
+mod provider_fault;
 mod report;
 pub mod run;
 mod throwaway;

@@ -89,6 +89,8 @@ pub struct Report {
     pub submissions_per_second: f64,
     pub completed: usize,
     pub completed_per_second: f64,
+    /// Ordering throughput: numbers assigned per second, from the first number to the last.
+    pub numbers_per_second: f64,
     /// Final states: `completed`, `refunded (timed_out)`, …
     pub outcomes: BTreeMap<String, usize>,
     pub cancels_requested: usize,
@@ -114,6 +116,10 @@ pub struct Report {
     /// Chaos runs: what was done to the pipeline while it ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<String>,
+    /// Runs with a second provider: the numbers each sold before, during and after the
+    /// first one's hang (all "before" when it never hung).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sales_by_provider: Vec<super::provider_fault::Sales>,
     pub invariants: Vec<Check>,
 }
 
@@ -209,6 +215,16 @@ impl Report {
             out.push(format!(
                 "  cancels requested {:>37}",
                 self.cancels_requested
+            ));
+        }
+        out.push(format!(
+            "ordering: {:.1} numbers/s (from the first number to the last)",
+            self.numbers_per_second
+        ));
+        for sales in &self.sales_by_provider {
+            out.push(format!(
+                "  numbers sold by {:<12} before the hang {:>6}  during {:>6}  after {:>6}",
+                sales.provider, sales.before, sales.during, sales.after
             ));
         }
         out.push(String::new());

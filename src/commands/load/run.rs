@@ -48,6 +48,7 @@ use super::{
     chaos, cpu,
     drive::{self, Pace, Plan, Until},
     limit,
+    provider_fault::{self, SecondProvider},
     report::{AgainstLimit, Check, Distribution, Report, Webhooks},
     throwaway,
 };
@@ -112,6 +113,15 @@ pub struct RunArgs {
     /// Every role in its own process (to see each one's memory), undisturbed.
     #[arg(long)]
     processes: bool,
+    /// A second simulated provider (`5sim`, after the first in the failover order) selling
+    /// the same catalogue; implied by `--hang-first-provider` and `--chaos`.
+    #[arg(long)]
+    second_provider: bool,
+    /// The first provider hangs (answers nothing within any timeout) from FROM until UNTIL
+    /// seconds after the first submission (`FROM:` for the rest of the run), beside a second
+    /// provider. Chaos runs hang it from a tenth to a third of the submissions.
+    #[arg(long, value_name = "FROM:UNTIL")]
+    hang_first_provider: Option<provider_fault::Hang>,
     /// Only the API and its outbox relay, no workers or scheduler: the API's latency without
     /// the rest of the pipeline on the same cores. Verifications stay open, so finality and
     /// webhooks are not checked; money and counters are.
@@ -207,6 +217,20 @@ impl RunArgs {
         }
     }
 
+    /// When the first provider hangs, if it does.
+    fn hang(&self) -> Option<provider_fault::Hang> {
+        self.hang_first_provider.or_else(|| {
+            self.chaos.then(|| provider_fault::Hang {
+                from: self.window() / 10,
+                until: Some(self.window() / 3),
+            })
+        })
+    }
+
+    fn wants_second_provider(&self) -> bool {
+        self.second_provider || self.hang().is_some()
+    }
+
     fn behaviour(&self) -> Behaviour {
         Behaviour {
             latency_ms: 0,
@@ -240,9 +264,14 @@ impl RunArgs {
         } else {
             String::new()
         };
+        let providers = match (self.hang(), self.wants_second_provider()) {
+            (Some(hang), _) => format!("; two providers, {hang}"),
+            (None, true) => "; two providers".to_owned(),
+            (None, false) => String::new(),
+        };
         format!(
             "{pace}, {until}, {} accounts; SMS after {} ms, no SMS {}, out of stock {}, \
-             provider errors {}, cancels {}{roles}{chaos}",
+             provider errors {}, cancels {}{roles}{chaos}{providers}",
             self.accounts,
             self.sms_delay_ms,
             self.no_sms_ratio,
@@ -289,7 +318,11 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let simulator = Simulator::new(SIMULATOR_KEY, args.behaviour());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let simulator_addr = listener.local_addr()?;
-    tokio::spawn(simulator::serve(simulator, listener, shutdown.clone()));
+    tokio::spawn(simulator::serve(
+        Arc::clone(&simulator),
+        listener,
+        shutdown.clone(),
+    ));
     config.providers = vec![ProviderSettings {
         name: "simulator".to_owned(),
         protocol: ProviderProtocol::FiveSim,
@@ -297,11 +330,22 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         api_key: Secret::new(SIMULATOR_KEY),
         username: None,
     }];
+    let second_provider = if args.wants_second_provider() {
+        let second =
+            SecondProvider::start(SIMULATOR_KEY, args.behaviour(), shutdown.clone()).await?;
+        config.providers.push(second.settings(SIMULATOR_KEY));
+        Some(second)
+    } else {
+        None
+    };
     config.api_addr = ([127, 0, 0, 1], 0).into();
     let config = Arc::new(config);
 
     let pool = store::connect(&config.database_url, 4).await?;
     prepare_catalogue(&pool, args.sms_timeout_secs).await?;
+    if second_provider.is_some() {
+        SecondProvider::copy_catalogue(&pool).await?;
+    }
     let customers = create_customers(&pool, args.accounts).await?;
     let sink = WebhookSink::start(Arc::clone(&customers.secrets), shutdown.clone()).await?;
     let secrets = customers
@@ -329,7 +373,13 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     }
 
     let pipeline = if args.chaos || args.processes {
-        Pipeline::Processes(chaos::Fleet::start(&config, simulator_addr, args.outages).await?)
+        let extra_env = second_provider
+            .as_ref()
+            .map(|second| second.env(SIMULATOR_KEY))
+            .unwrap_or_default();
+        Pipeline::Processes(
+            chaos::Fleet::start(&config, simulator_addr, &extra_env, args.outages).await?,
+        )
     } else {
         let roles = Roles {
             api: true,
@@ -373,6 +423,11 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     };
     let commits_before = commits(&pool).await?;
     let cpu_before = cpu::sample(&pipeline.role_pids().await);
+    let first_submission = Utc::now();
+    let first_submission_instant = Instant::now();
+    let hanging = args
+        .hang()
+        .map(|hang| tokio::spawn(provider_fault::hang(Arc::clone(&simulator), hang)));
     let (driven, pipeline) = match pipeline {
         Pipeline::Processes(fleet) if args.chaos => {
             let fleet = Arc::new(fleet);
@@ -393,6 +448,10 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         ),
     };
     progress.finish_and_clear();
+    let provider_faults = match hanging {
+        Some(hanging) => hanging.await.context("the provider fault")?,
+        None => Vec::new(),
+    };
     if let Some(path) = &args.samples {
         std::fs::write(path, drive::samples_csv(&driven.samples))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -409,6 +468,9 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let faults = match pipeline {
         Pipeline::Chaos(fleet) => {
             peak_rss_mib = fleet.peak_memory().await;
+            for (at, what) in provider_faults {
+                fleet.note(at, what);
+            }
             let faults = fleet.faults();
             match Arc::try_unwrap(fleet) {
                 Ok(fleet) => fleet.stop().await,
@@ -418,14 +480,25 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         }
         Pipeline::Processes(fleet) => {
             peak_rss_mib = fleet.peak_memory().await;
+            for (at, what) in provider_faults {
+                fleet.note(at, what);
+            }
+            let faults = fleet.faults();
             fleet.stop().await;
-            Vec::new()
+            faults
         }
         Pipeline::InProcess(running) => {
             let roles_pool = running.pool.clone();
             running.stop().await;
             roles_pool.close().await;
-            Vec::new()
+            // Timed from the first submission.
+            provider_faults
+                .into_iter()
+                .map(|(at, what)| {
+                    let since = at.saturating_duration_since(first_submission_instant);
+                    format!("{:>6.1} s  {what}", since.as_secs_f64())
+                })
+                .collect()
         }
     };
     // The roles' connections are closed now, and a closing backend reports its statistics.
@@ -435,6 +508,11 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let mut report = assemble(&pool, &sink, driven, &args).await?;
     report.drain_seconds = drain_seconds;
     report.faults = faults;
+    if second_provider.is_some() {
+        let (sales, check) = provider_fault::sales(&pool, first_submission, args.hang()).await?;
+        report.sales_by_provider = sales;
+        report.invariants.extend(check);
+    }
     report.peak_rss_mib = peak_rss_mib;
     report.cpu_ms_per_verification = cpu_used
         .into_iter()
@@ -658,6 +736,13 @@ async fn assemble(
         }
     }
     report.submit_to_number_ms = Distribution::of(to_number);
+    let assigned = finals.iter().filter_map(|row| row.number_assigned_at);
+    if let (Some(first), Some(last)) = (assigned.clone().min(), assigned.clone().max()) {
+        let seconds = millis(first, last) / 1_000.0;
+        if seconds > 0.0 {
+            report.numbers_per_second = assigned.count() as f64 / seconds;
+        }
+    }
     if let (Some(first), Some(last)) = (first, last_completion) {
         report.completed_per_second = report.completed as f64 / (millis(first, last) / 1_000.0);
     }
