@@ -48,6 +48,43 @@ impl Distribution {
     }
 }
 
+/// Numbers assigned per second, two ways.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OrderingRate {
+    /// Over the middle 90 % of the numbers: the rate once the run is under way, without its
+    /// ramp and its stragglers (the orders caught in a hung provider's calls before its
+    /// breaker opened come a whole timeout late).
+    pub steady_per_second: f64,
+    /// From the first number to the last.
+    pub first_to_last_per_second: f64,
+}
+
+impl OrderingRate {
+    /// From the times the numbers were assigned (any order).
+    pub fn of(assigned: &[chrono::DateTime<chrono::Utc>]) -> Self {
+        let mut times = assigned.to_vec();
+        times.sort();
+        let rate = |from: usize, to: usize| {
+            let seconds = (times[to] - times[from]).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            if seconds > 0.0 {
+                (to - from) as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        if times.len() < 2 {
+            return Self::default();
+        }
+        let last = times.len() - 1;
+        let low = times.len() / 20;
+        let high = last - times.len() / 20;
+        Self {
+            steady_per_second: rate(low, high),
+            first_to_last_per_second: rate(0, last),
+        }
+    }
+}
+
 /// One invariant and whether it held.
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
@@ -89,8 +126,8 @@ pub struct Report {
     pub submissions_per_second: f64,
     pub completed: usize,
     pub completed_per_second: f64,
-    /// Ordering throughput: numbers assigned per second, from the first number to the last.
-    pub numbers_per_second: f64,
+    /// Ordering throughput: numbers assigned per second.
+    pub ordering: OrderingRate,
     /// Final states: `completed`, `refunded (timed_out)`, …
     pub outcomes: BTreeMap<String, usize>,
     pub cancels_requested: usize,
@@ -218,8 +255,8 @@ impl Report {
             ));
         }
         out.push(format!(
-            "ordering: {:.1} numbers/s (from the first number to the last)",
-            self.numbers_per_second
+            "ordering: {:.1} numbers/s over the middle 90 % of numbers; {:.1}/s from the first to the last",
+            self.ordering.steady_per_second, self.ordering.first_to_last_per_second
         ));
         for sales in &self.sales_by_provider {
             out.push(format!(
@@ -280,6 +317,24 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_steady_ordering_rate_leaves_out_the_stragglers() {
+        let start = chrono::Utc::now();
+        // 100 numbers, one every 10 ms, and two that came 10 s late.
+        let mut assigned: Vec<_> = (0..100)
+            .map(|n| start + chrono::Duration::milliseconds(n * 10))
+            .collect();
+        assigned.push(start + chrono::Duration::seconds(10));
+        assigned.push(start + chrono::Duration::seconds(10));
+        let rate = OrderingRate::of(&assigned);
+        assert!((rate.steady_per_second - 100.0).abs() < 1.0, "{rate:?}");
+        assert!(
+            (rate.first_to_last_per_second - 10.1).abs() < 0.1,
+            "{rate:?}"
+        );
+        assert_eq!(OrderingRate::of(&assigned[..1]), OrderingRate::default());
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

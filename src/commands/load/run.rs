@@ -49,7 +49,7 @@ use super::{
     drive::{self, Pace, Plan, Until},
     limit,
     provider_fault::{self, SecondProvider},
-    report::{AgainstLimit, Check, Distribution, Report, Webhooks},
+    report::{AgainstLimit, Check, Distribution, OrderingRate, Report, Webhooks},
     throwaway,
 };
 
@@ -736,13 +736,11 @@ async fn assemble(
         }
     }
     report.submit_to_number_ms = Distribution::of(to_number);
-    let assigned = finals.iter().filter_map(|row| row.number_assigned_at);
-    if let (Some(first), Some(last)) = (assigned.clone().min(), assigned.clone().max()) {
-        let seconds = millis(first, last) / 1_000.0;
-        if seconds > 0.0 {
-            report.numbers_per_second = assigned.count() as f64 / seconds;
-        }
-    }
+    let assigned: Vec<DateTime<Utc>> = finals
+        .iter()
+        .filter_map(|row| row.number_assigned_at)
+        .collect();
+    report.ordering = OrderingRate::of(&assigned);
     if let (Some(first), Some(last)) = (first, last_completion) {
         report.completed_per_second = report.completed as f64 / (millis(first, last) / 1_000.0);
     }
