@@ -56,6 +56,16 @@ async fn load_run(name: &str, args: &[&str]) -> (Value, String) {
     (report, stdout)
 }
 
+/// The names of the invariants a run checked.
+fn check_names(report: &Value) -> Vec<&str> {
+    report["invariants"]
+        .as_array()
+        .expect("invariants")
+        .iter()
+        .filter_map(|check| check["name"].as_str())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_short_load_run_loses_nothing_and_charges_once() {
     let (report, stdout) = load_run(
@@ -178,12 +188,7 @@ async fn a_short_chaos_run_loses_nothing_and_charges_once() {
     };
     assert!(sold("5sim", "during") > 0, "{stdout}");
     assert!(sold("simulator", "after") > 0, "{stdout}");
-    let checks: Vec<&str> = report["invariants"]
-        .as_array()
-        .expect("invariants")
-        .iter()
-        .filter_map(|check| check["name"].as_str())
-        .collect();
+    let checks = check_names(&report);
     assert!(
         checks.contains(&"hung_provider_sells_again_after_recovery"),
         "{checks:?}"
@@ -215,12 +220,7 @@ async fn an_api_only_run_charges_once_and_leaves_every_verification_open() {
     .await;
     assert_eq!(report["accepted"], 200, "{stdout}");
     assert_eq!(report["outcomes"]["pending"], 200, "{stdout}");
-    let checks: Vec<&str> = report["invariants"]
-        .as_array()
-        .expect("invariants")
-        .iter()
-        .filter_map(|check| check["name"].as_str())
-        .collect();
+    let checks = check_names(&report);
     assert!(checks.contains(&"exactly_one_charge"), "{checks:?}");
     assert!(!checks.contains(&"every_verification_final"), "{checks:?}");
     assert!(report["api_latency_ms"]["p99"].as_f64() > Some(0.0));
