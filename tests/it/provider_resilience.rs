@@ -118,6 +118,54 @@ async fn when_the_provider_answers_again_a_probe_closes_its_breaker() {
 }
 
 #[tokio::test]
+async fn while_a_provider_hangs_the_numbers_another_sold_still_get_their_codes() {
+    // Polls of the hung provider must not hold the polling worker: its own bulkhead and
+    // then its open breaker keep them few and short.
+    let env = TestEnv::builder()
+        .behaviour(never_sms())
+        .with_backup_provider()
+        .set("PROVIDER_TIMEOUT", "1s")
+        .set("PROVIDER_BREAKER_FAILURES", "3")
+        .set("PROVIDER_BREAKER_COOL_DOWN", "10m")
+        .set("PROVIDER_MAX_IN_FLIGHT", "2")
+        .set("POLL_CADENCE", "200ms")
+        .start()
+        .await;
+    let before_the_hang = order_numbers(&env, 6).await;
+    assert!(
+        before_the_hang.iter().filter(|p| *p == "simulator").count() >= 1,
+        "{before_the_hang:?}"
+    );
+    // The first provider now hangs while its numbers are being polled; the backup sells
+    // and sends every code half a second after the purchase.
+    let asked_before_the_hang = env.sim.requests();
+    env.sim.set_behaviour(Behaviour {
+        latency_ms: 3_000,
+        ..never_sms()
+    });
+    if let Some(backup) = &env.backup {
+        backup.set_behaviour(Behaviour {
+            sms_delay_ms: 500,
+            ..Behaviour::default()
+        });
+    }
+    let account = env.account(100_000).await;
+    let mut on_backup = Vec::new();
+    for _ in 0..6 {
+        on_backup.push(env.create_verification(&account, "telegram", "us").await);
+    }
+    for id in &on_backup {
+        env.wait_for_status(&account, id, "completed", WAIT).await;
+        let provider: String = env.column(id, "provider").await;
+        assert_eq!(provider, "backup");
+    }
+    assert!(
+        env.sim.requests() > asked_before_the_hang,
+        "the hung provider's numbers were polled meanwhile"
+    );
+}
+
+#[tokio::test]
 async fn a_slow_provider_holds_no_more_calls_than_its_bulkhead_allows() {
     // Slow, not hung: it answers in 1.5 s, within its timeout.
     let env = TestEnv::builder()

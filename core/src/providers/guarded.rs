@@ -2,12 +2,17 @@
 //! or slows down cannot hold every worker slot:
 //! - while its breaker is open a call fails at once ([`ProviderError::CircuitOpen`]) and the
 //!   ordering worker goes on to the next provider, or retries later if none is left;
-//! - at most `max_in_flight` calls wait on it at a time, and at most its configured rate
-//!   starts per second (a token bucket); after it answers `429` it is asked nothing until
-//!   its `Retry-After` has passed. A purchase that would exceed any of these goes to the next
-//!   provider at once ([`ProviderError::Busy`]) — and once every provider was busy, waits
-//!   for whichever frees first (`Providers::buy_from_first_free`); polls, cancels and finishes,
-//!   which only this provider can answer, always wait their turn.
+//! - at most `max_in_flight` purchases wait on it at a time, and beside them at most
+//!   `max_in_flight` calls about numbers already bought (polls, cancels, finishes): two
+//!   bulkheads, so that the polling worker and the ordering worker never take each other's
+//!   slots on the provider that is left when another hangs;
+//! - at most its configured rate starts per second (a token bucket); after it answers `429`
+//!   it is asked nothing until its `Retry-After` has passed.
+//!
+//! A purchase that would exceed any of these goes to the next provider at once
+//! ([`ProviderError::Busy`]) — and once every provider was busy, waits for whichever frees
+//! first (`Providers::buy_from_first_free`); polls, cancels and finishes, which only this
+//! provider can answer, always wait their turn.
 
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -27,6 +32,7 @@ use super::{OrderState, Provider, ProviderError, PurchasedNumber};
 #[derive(Clone, Copy, Debug)]
 pub struct GuardSettings {
     pub breaker: BreakerSettings,
+    /// Purchases in flight, and as many calls about bought numbers beside them.
     pub max_in_flight: usize,
     /// How long a poll, cancel or finish waits for a slot.
     pub slot_wait: Duration,
@@ -38,7 +44,11 @@ const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 pub struct Guarded {
     inner: Arc<dyn Provider>,
     breaker: Breaker,
-    slots: Semaphore,
+    /// The bulkhead for purchases (the ordering worker).
+    purchase_slots: Semaphore,
+    /// The bulkhead for polls, cancels and finishes of numbers already bought (mostly the
+    /// polling worker).
+    order_slots: Semaphore,
     slot_wait: Duration,
     /// Calls per second this process may start (`PROVIDER_RATE_LIMITS`).
     rate: Option<DefaultDirectRateLimiter>,
@@ -54,7 +64,8 @@ impl Guarded {
     ) -> Self {
         Self {
             breaker: Breaker::new(inner.name(), settings.breaker),
-            slots: Semaphore::new(settings.max_in_flight.max(1)),
+            purchase_slots: Semaphore::new(settings.max_in_flight.max(1)),
+            order_slots: Semaphore::new(settings.max_in_flight.max(1)),
             slot_wait: settings.slot_wait,
             rate: calls_per_second
                 .map(|rate| DefaultDirectRateLimiter::direct(Quota::per_second(rate))),
@@ -99,20 +110,28 @@ impl Guarded {
         &self.breaker
     }
 
-    /// A turn to call the provider: its breaker lets the call through, a slot is free and
-    /// the rate allows it — at once, or within the slot wait if `wait`.
+    /// A turn to buy from the provider: its breaker lets the call through, a purchase slot
+    /// is free and the rate allows it — at once, or within the slot wait if `wait`.
     pub async fn turn(&self, wait: bool) -> Result<Turn<'_>, ProviderError> {
+        self.turn_in(&self.purchase_slots, wait).await
+    }
+
+    async fn turn_in<'a>(
+        &'a self,
+        slots: &'a Semaphore,
+        wait: bool,
+    ) -> Result<Turn<'a>, ProviderError> {
         let name = self.inner.name();
         let Some(permit) = self.breaker.admit(Instant::now()) else {
             return Err(ProviderError::CircuitOpen(name.to_owned()));
         };
         let slot = if wait {
-            tokio::time::timeout(self.slot_wait, self.slots.acquire())
+            tokio::time::timeout(self.slot_wait, slots.acquire())
                 .await
                 .ok()
                 .and_then(Result::ok)
         } else {
-            self.slots.try_acquire().ok()
+            slots.try_acquire().ok()
         };
         // Not the provider's failure: it was never asked (the permit goes back unused).
         let Some(slot) = slot else {
@@ -138,12 +157,16 @@ impl Guarded {
         turn.call(self.inner.buy(product, country)).await
     }
 
-    async fn guard<T>(
+    /// Calls the provider about a number it sold, waiting for a slot of the bulkhead kept
+    /// for such calls: only this provider can answer them.
+    async fn about_order<T>(
         &self,
-        wait_for_slot: bool,
         call: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        self.turn(wait_for_slot).await?.call(call).await
+        self.turn_in(&self.order_slots, true)
+            .await?
+            .call(call)
+            .await
     }
 }
 
@@ -184,19 +207,22 @@ impl Provider for Guarded {
     }
 
     async fn buy(&self, product: &str, country: &str) -> Result<PurchasedNumber, ProviderError> {
-        self.guard(false, self.inner.buy(product, country)).await
+        self.turn(false)
+            .await?
+            .call(self.inner.buy(product, country))
+            .await
     }
 
     async fn check(&self, order_id: &str) -> Result<OrderState, ProviderError> {
-        self.guard(true, self.inner.check(order_id)).await
+        self.about_order(self.inner.check(order_id)).await
     }
 
     async fn cancel(&self, order_id: &str) -> Result<(), ProviderError> {
-        self.guard(true, self.inner.cancel(order_id)).await
+        self.about_order(self.inner.cancel(order_id)).await
     }
 
     async fn finish(&self, order_id: &str) -> Result<(), ProviderError> {
-        self.guard(true, self.inner.finish(order_id)).await
+        self.about_order(self.inner.finish(order_id)).await
     }
 }
 
@@ -269,5 +295,66 @@ mod tests {
             super::super::breaker::State::Closed,
             "being told to slow down is not a failure"
         );
+    }
+
+    /// A provider whose purchases never end and whose polls answer at once.
+    struct HangingPurchases;
+
+    #[async_trait]
+    impl Provider for HangingPurchases {
+        fn name(&self) -> &str {
+            "hanging-purchases"
+        }
+        async fn buy(&self, _: &str, _: &str) -> Result<PurchasedNumber, ProviderError> {
+            std::future::pending().await
+        }
+        async fn check(&self, _: &str) -> Result<OrderState, ProviderError> {
+            Ok(OrderState::Waiting)
+        }
+        async fn cancel(&self, _: &str) -> Result<(), ProviderError> {
+            Ok(())
+        }
+        async fn finish(&self, _: &str) -> Result<(), ProviderError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn purchases_in_flight_do_not_take_the_slots_of_polls_and_cancels() {
+        let guarded = Arc::new(Guarded::new(
+            Arc::new(HangingPurchases),
+            GuardSettings {
+                breaker: BreakerSettings {
+                    failures: 5,
+                    cool_down: Duration::from_secs(60),
+                },
+                max_in_flight: 2,
+                slot_wait: Duration::from_millis(50),
+            },
+            None,
+        ));
+        let stuck: Vec<_> = (0..2)
+            .map(|_| {
+                let guarded = Arc::clone(&guarded);
+                tokio::spawn(async move { guarded.buy("telegram", "us").await })
+            })
+            .collect();
+        // Let both purchases take their slots.
+        while guarded.purchase_slots.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            matches!(
+                guarded.buy("telegram", "us").await,
+                Err(ProviderError::Busy(_))
+            ),
+            "a third purchase goes elsewhere"
+        );
+        assert!(matches!(guarded.check("1").await, Ok(OrderState::Waiting)));
+        assert!(guarded.cancel("1").await.is_ok());
+        assert!(guarded.finish("1").await.is_ok());
+        for purchase in stuck {
+            purchase.abort();
+        }
     }
 }
