@@ -8,22 +8,9 @@
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use std::sync::OnceLock;
-use uuid::Uuid;
 
 use crate::store::error_groups;
-
-/// One failure.
-#[derive(Clone, Debug, Default)]
-pub struct Failure {
-    /// The role that failed (`api`, `worker`, `scheduler`, …).
-    pub role: &'static str,
-    pub queue: Option<String>,
-    /// What kind of failure: `retryable`, `permanent`, `malformed`, `panic`, `internal_error`…
-    pub kind: String,
-    pub message: String,
-    pub verification_id: Option<Uuid>,
-    pub trace_id: Option<String>,
-}
+pub use crate::store::error_groups::Failure;
 
 /// Where failures go.
 #[derive(Clone)]

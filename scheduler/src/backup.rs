@@ -5,12 +5,14 @@ use sha2::{Digest, Sha256};
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
+    time::Duration,
 };
 use tokio::process::Command;
 
 use namaskah_core::{Config, store};
 
-use crate::jobs::BACKUP_TIMEOUT;
+/// How long a backup may run before it counts as failed.
+pub const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {

@@ -1,6 +1,6 @@
 //! The periodic jobs. Each returns how many rows (or items) it touched, or why it failed.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use namaskah_core::{
     Config,
@@ -252,6 +252,3 @@ pub async fn queue_depths(context: &JobContext) -> Result<Vec<QueueDepth>, queue
     let _ = connection.close(200, "sampled".into()).await;
     depths
 }
-
-/// How long a backup may run before it counts as failed.
-pub const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);

@@ -6,7 +6,19 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::errors::Failure;
+
+/// One failure.
+#[derive(Clone, Debug, Default)]
+pub struct Failure {
+    /// The role that failed (`api`, `worker`, `scheduler`, …).
+    pub role: &'static str,
+    pub queue: Option<String>,
+    /// What kind of failure: `retryable`, `permanent`, `malformed`, `panic`, `internal_error`…
+    pub kind: String,
+    pub message: String,
+    pub verification_id: Option<Uuid>,
+    pub trace_id: Option<String>,
+}
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct ErrorGroup {

@@ -156,7 +156,7 @@ impl Fleet {
             ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("PROVIDERS", config.provider_names().join(",")),
             ("SIMULATOR_BASE_URL", format!("http://{simulator}/v1")),
-            ("SIMULATOR_API_KEY", super::run::SIMULATOR_KEY.to_owned()),
+            ("SIMULATOR_API_KEY", super::setup::SIMULATOR_KEY.to_owned()),
             ("WEBHOOK_ALLOW_HTTP", "true".to_owned()),
             ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
             // A worker killed mid-purchase holds its lease this long; short, so the sweeper

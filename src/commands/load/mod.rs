@@ -11,12 +11,16 @@
 //!   run's throughput put against it.
 //! - [`webhooks`]: webhook delivery alone (`namaskah load webhooks`).
 
+mod args;
 mod chaos;
 mod cpu;
+mod drain;
 mod drive;
+mod judge;
 mod limit;
 mod provider_fault;
 mod report;
 pub mod run;
+mod setup;
 mod throwaway;
 pub mod webhooks;
