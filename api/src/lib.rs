@@ -12,6 +12,7 @@ mod health;
 mod idempotency;
 mod openapi;
 mod rate_limit;
+mod request_metrics;
 mod respond;
 mod routes;
 mod state;

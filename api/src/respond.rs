@@ -215,3 +215,21 @@ pub fn routing_error(rejection: &warp::Rejection) -> ApiError {
         ApiError::Internal
     }
 }
+
+/// A `405` says which methods the path does take (RFC 9110, 15.5.6).
+pub(crate) fn allow_on_405(path: warp::path::FullPath, mut response: Response) -> Response {
+    if response.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
+        let methods = crate::openapi::allowed_methods(path.as_str()).join(", ");
+        if let Ok(value) = warp::http::HeaderValue::from_str(&methods) {
+            response
+                .headers_mut()
+                .insert(warp::http::header::ALLOW, value);
+        }
+    }
+    response
+}
+
+/// Routing misses as JSON errors.
+pub(crate) async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    Ok(error_response(&routing_error(&rejection)))
+}

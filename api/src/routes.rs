@@ -33,14 +33,15 @@
 //! | GET, PUT | /v1/tenant/prices                | [`v1::tenant`]                 |
 //!
 //! Handlers never reject: their errors become JSON responses in [`respond`]. Only routing
-//! misses reach [`recover`].
+//! misses reach [`crate::respond::recover`].
 
 use std::{convert::Infallible, sync::Arc};
-use warp::{Filter, Rejection, http::StatusCode, reply::Response};
+use warp::{Filter, http::StatusCode, reply::Response};
 
 use crate::{
     AppState, body, health,
-    respond::{error_response, json_response, respond, routing_error},
+    request_metrics::record_request,
+    respond::{allow_on_405, json_response, recover, respond},
     v1, v2,
 };
 
@@ -178,81 +179,6 @@ pub fn routes(
         .map(allow_on_405)
         .with(warp::log::custom(record_request))
         .map(warp::Reply::into_response)
-}
-
-/// A `405` says which methods the path does take (RFC 9110, 15.5.6).
-fn allow_on_405(path: warp::path::FullPath, mut response: Response) -> Response {
-    if response.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
-        let methods = crate::openapi::allowed_methods(path.as_str()).join(", ");
-        if let Ok(value) = warp::http::HeaderValue::from_str(&methods) {
-            response
-                .headers_mut()
-                .insert(warp::http::header::ALLOW, value);
-        }
-    }
-    response
-}
-
-/// Counts and times every request, by route template (ids replaced by `{id}`, so the
-/// number of series stays small), method and status.
-fn record_request(info: warp::log::Info<'_>) {
-    let route = route_template(info.path());
-    let method = info.method().as_str().to_owned();
-    metrics::counter!("namaskah_http_requests_total",
-        "route" => route.clone(), "method" => method.clone(), "status" => info.status().as_u16().to_string())
-    .increment(1);
-    metrics::histogram!("namaskah_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(info.elapsed().as_secs_f64());
-}
-
-fn route_template(path: &str) -> String {
-    let known = [
-        "v1",
-        "v2",
-        "verifications",
-        "batch",
-        "events",
-        "cancel",
-        "account",
-        "export",
-        "services",
-        "webhook-endpoints",
-        "webhook-messages",
-        "rotate-secret",
-        "test",
-        "recover",
-        "attempts",
-        "replay",
-        "api-keys",
-        "payments",
-        "paystack",
-        "stripe",
-        "webhook",
-        "referrals",
-        "claim",
-        "subscription",
-        "usage",
-        "brand",
-        "tenant",
-        "prices",
-        "healthz",
-        "readyz",
-        "metrics",
-        "openapi.json",
-        "docs",
-    ];
-    let segments: Vec<&str> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|segment| {
-            if known.contains(&segment) {
-                segment
-            } else {
-                "{id}"
-            }
-        })
-        .collect();
-    format!("/{}", segments.join("/"))
 }
 
 /// `/v1/brand` and the tenant administration under `/v1/tenant`.
@@ -566,9 +492,4 @@ fn money_routes(
         .or(claim)
         .unify()
         .boxed()
-}
-
-/// Routing misses as JSON errors.
-async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    Ok(error_response(&routing_error(&rejection)))
 }
