@@ -1,0 +1,93 @@
+//! Reading verifications: by id, for an account, a page at a time.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{StoreError, Verification, sql};
+use crate::domain::{AccountId, Status, VerificationId};
+
+/// The verifications, in one statement; the answers are in the order of `ids`, `None` for
+/// an unknown id.
+pub async fn find_many(
+    pool: &PgPool,
+    ids: &[VerificationId],
+) -> Result<Vec<Option<Verification>>, StoreError> {
+    let wanted: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+    let found: std::collections::HashMap<VerificationId, Verification> =
+        sqlx::query_as::<_, Verification>(sql(
+            "SELECT {COLUMNS} FROM verifications WHERE id = ANY($1)",
+        ))
+        .bind(&wanted)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|verification| (verification.id, verification))
+        .collect();
+    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+}
+
+/// The verification, if it belongs to the account; another account's id is "not found".
+pub async fn find_for_account(
+    pool: &PgPool,
+    account: AccountId,
+    id: VerificationId,
+) -> Result<Option<Verification>, StoreError> {
+    Ok(sqlx::query_as::<_, Verification>(sql(
+        "SELECT {COLUMNS} FROM verifications WHERE id = $1 AND account_id = $2",
+    ))
+    .bind(id)
+    .bind(account)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A page of an account's verifications, newest first.
+pub async fn list_for_account(
+    pool: &PgPool,
+    account: AccountId,
+    status: Option<Status>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Verification>, StoreError> {
+    Ok(
+        sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications
+         WHERE account_id = $1 AND ($2::text IS NULL OR status = $2)
+         ORDER BY created_at DESC, id DESC
+         LIMIT $3 OFFSET $4"))
+        .bind(account)
+        .bind(status.map(Status::as_str))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?,
+    )
+}
+
+/// A page of an account's verifications, newest first, strictly after `cursor` (the
+/// creation time and id of the last row of the previous page). Keyset pagination: a row
+/// that existed when the first page was read appears on exactly one page, whatever is
+/// inserted meanwhile (offsets would shift and skip or repeat rows).
+pub async fn page_for_account(
+    pool: &PgPool,
+    account: AccountId,
+    status: Option<Status>,
+    cursor: Option<(DateTime<Utc>, VerificationId)>,
+    limit: i64,
+) -> Result<Vec<Verification>, StoreError> {
+    let (created_at, id) = cursor.unzip();
+    Ok(
+        sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications
+         WHERE account_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $5"))
+        .bind(account)
+        .bind(status.map(Status::as_str))
+        .bind(created_at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?,
+    )
+}
