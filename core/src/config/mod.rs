@@ -205,19 +205,6 @@ impl Config {
         })
     }
 
-    /// How long a call to `provider` may take to connect and to be answered.
-    pub fn provider_call_timeouts(&self, provider: &str) -> crate::providers::CallTimeouts {
-        let response = self
-            .provider_timeouts
-            .iter()
-            .find(|(name, _)| name == provider)
-            .map_or(self.provider_timeout, |(_, timeout)| *timeout);
-        crate::providers::CallTimeouts {
-            connect: self.provider_connect_timeout.min(response),
-            response,
-        }
-    }
-
     /// The provider settings by name, if it is in the failover list.
     pub fn provider(&self, name: &str) -> Option<&ProviderSettings> {
         self.providers.iter().find(|p| p.name == name)

@@ -104,10 +104,10 @@ fn each_provider_may_have_its_own_timeout_and_connecting_never_takes_longer() {
         ("PROVIDER_CONNECT_TIMEOUT", "3s"),
     ])
     .expect("valid");
-    let simulator = config.provider_call_timeouts("simulator");
+    let simulator = crate::providers::CallTimeouts::of(&config, "simulator");
     assert_eq!(simulator.response, Duration::from_secs(2));
     assert_eq!(simulator.connect, Duration::from_secs(2));
-    let other = config.provider_call_timeouts("5sim");
+    let other = crate::providers::CallTimeouts::of(&config, "5sim");
     assert_eq!(other.response, Duration::from_secs(8));
     assert_eq!(other.connect, Duration::from_secs(3));
 }

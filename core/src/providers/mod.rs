@@ -132,6 +132,22 @@ pub struct CallTimeouts {
     pub response: Duration,
 }
 
+impl CallTimeouts {
+    /// How long a call to `provider` may take to connect and to be answered
+    /// (`PROVIDER_TIMEOUTS`, else `PROVIDER_TIMEOUT`; connecting never longer than that).
+    pub fn of(config: &Config, provider: &str) -> Self {
+        let response = config
+            .provider_timeouts
+            .iter()
+            .find(|(name, _)| name == provider)
+            .map_or(config.provider_timeout, |(_, timeout)| *timeout);
+        Self {
+            connect: config.provider_connect_timeout.min(response),
+            response,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the providers' HTTP client: {0}")]
 pub struct ClientSetupError(#[from] reqwest::Error);
@@ -207,7 +223,7 @@ impl Providers {
             .providers
             .iter()
             .map(|settings| {
-                let timeouts = config.provider_call_timeouts(&settings.name);
+                let timeouts = CallTimeouts::of(config, &settings.name);
                 let provider = build(settings, timeouts)?;
                 let counted = Arc::new(instrumented::Instrumented::new(provider, stats.clone()));
                 let rate = config

@@ -20,7 +20,7 @@ use namaskah_core::{
 };
 use namaskah_load_tests::simulator::{self, Behaviour, Simulator};
 
-use super::report::Check;
+use super::report::{Check, Sales};
 
 /// The second provider's name: one the role processes' configuration knows (`PROVIDERS`).
 pub const SECOND_PROVIDER: &str = "5sim";
@@ -168,15 +168,6 @@ pub async fn hang(first: Arc<Simulator>, hang: Hang) -> Vec<(Instant, String)> {
             hung_at.elapsed().as_secs_f64()
         ),
     )]
-}
-
-/// Who sold the numbers, before, during and after the hang.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Sales {
-    pub provider: String,
-    pub before: u64,
-    pub during: u64,
-    pub after: u64,
 }
 
 /// The numbers each provider sold in each part of the run, and the check that the first

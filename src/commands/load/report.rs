@@ -156,7 +156,7 @@ pub struct Report {
     /// Runs with a second provider: the numbers each sold before, during and after the
     /// first one's hang (all "before" when it never hung).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sales_by_provider: Vec<super::provider_fault::Sales>,
+    pub sales_by_provider: Vec<Sales>,
     pub invariants: Vec<Check>,
 }
 
@@ -312,6 +312,15 @@ impl Report {
         }
         out.join("\n")
     }
+}
+
+/// Who sold the numbers, before, during and after the hang.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Sales {
+    pub provider: String,
+    pub before: u64,
+    pub during: u64,
+    pub after: u64,
 }
 
 #[cfg(test)]
