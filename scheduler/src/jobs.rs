@@ -7,8 +7,8 @@ use namaskah_core::{
     domain::Transition,
     queue::{self, OutboxRelay, OutboxSignal, QueueDepth, Topology},
     store::{
-        self, accounts, housekeeping, idempotency, invariants, outbox, subscriptions, sweeps,
-        usage,
+        self, accounts, audit, housekeeping, idempotency, invariants, outbox, subscriptions,
+        sweeps, usage,
         verifications::{self, Guard},
     },
 };
@@ -37,10 +37,11 @@ pub enum JobName {
     Crm,
     Invariants,
     UsageRollup,
+    AuditAnchor,
 }
 
 impl JobName {
-    pub const ALL: [JobName; 10] = [
+    pub const ALL: [JobName; 11] = [
         JobName::Sweeper,
         JobName::IdempotencyExpiry,
         JobName::Retention,
@@ -51,6 +52,7 @@ impl JobName {
         JobName::Crm,
         JobName::Invariants,
         JobName::UsageRollup,
+        JobName::AuditAnchor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +67,7 @@ impl JobName {
             JobName::Crm => "crm",
             JobName::Invariants => "invariants",
             JobName::UsageRollup => "usage_rollup",
+            JobName::AuditAnchor => "audit_anchor",
         }
     }
 
@@ -101,6 +104,7 @@ pub async fn run(job: JobName, context: &JobContext) -> Result<u64, String> {
         JobName::UsageRollup => usage::roll_up(&context.pool)
             .await
             .map_err(|e| e.to_string()),
+        JobName::AuditAnchor => anchor_audit_chain(context).await,
     };
     if matches!(&result, Ok(rows) if *rows > 0) {
         context.outbox.notify();
@@ -197,6 +201,21 @@ async fn check_invariants(context: &JobContext) -> Result<u64, String> {
         Err(serde_json::to_string(&report.violations)
             .unwrap_or_else(|_| "invariants broken".to_owned()))
     }
+}
+
+/// Anchors the audit chain's head, and writes it to the log too: a copy outside the
+/// database, which someone able to rewrite the chain and its anchors cannot reach.
+async fn anchor_audit_chain(context: &JobContext) -> Result<u64, String> {
+    let anchored = audit::anchor_head(&context.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match anchored {
+        Some((entry, hash)) => {
+            tracing::info!(entry, hash, "audit chain head anchored");
+            1
+        }
+        None => 0,
+    })
 }
 
 /// Queue depth per queue, verifications by status, outbox lag: gauges for the metrics

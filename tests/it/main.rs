@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod api_keys;
+mod audit;
 mod browser;
 mod contract;
 mod crm;

@@ -289,6 +289,18 @@ async fn a_backup_restores_into_a_fresh_database_with_the_same_rows() {
     // The relay deletes what it publishes: let it finish, so the live outbox stays as the
     // backup saw it while the two are compared.
     env.wait_for_empty_outbox(WAIT).await;
+    for n in 0..3 {
+        namaskah_core::store::audit::append(
+            &env.pool,
+            "admin",
+            "test.action",
+            None,
+            &json!({ "n": n }),
+            "127.0.0.1",
+        )
+        .await
+        .expect("audit entry");
+    }
 
     backup::run(&env.config).await.expect("first backup");
     let path = backup::run(&env.config).await.expect("second backup");
@@ -316,6 +328,7 @@ async fn a_backup_restores_into_a_fresh_database_with_the_same_rows() {
         "webhook_messages",
         "outbox",
         "api_keys",
+        "audit_log",
     ] {
         let count = |pool: sqlx::PgPool| async move {
             let sql = format!("SELECT count(*) FROM {table}");
@@ -337,7 +350,18 @@ async fn a_backup_restores_into_a_fresh_database_with_the_same_rows() {
         (original.accounts, original.verifications),
         (copy.accounts, copy.verifications)
     );
-    assert!(copy.is_clean());
+    // The audit chain too: restored as it was, not chained a second time on the way in.
+    assert!(copy.is_clean(), "{:?}", copy.violations);
+    assert_eq!(
+        namaskah_core::store::audit::verify_chain(&env.pool)
+            .await
+            .expect("verify")
+            .head,
+        namaskah_core::store::audit::verify_chain(&restored)
+            .await
+            .expect("verify")
+            .head
+    );
 
     assert!(matches!(
         backup::restore(&path, &restored_url).await,

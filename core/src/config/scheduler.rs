@@ -38,7 +38,7 @@ pub struct SchedulerSettings {
 }
 
 /// The jobs and their default schedules (cron with seconds: sec min hour day month weekday).
-pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 10] = [
+pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 11] = [
     ("sweeper", "SCHEDULE_SWEEPER", "*/10 * * * * *"),
     (
         "idempotency_expiry",
@@ -53,6 +53,7 @@ pub const DEFAULT_SCHEDULES: [(&str, &str, &str); 10] = [
     ("crm", "SCHEDULE_CRM", "0 */5 * * * *"),
     ("invariants", "SCHEDULE_INVARIANTS", "0 */5 * * * *"),
     ("usage_rollup", "SCHEDULE_USAGE_ROLLUP", "0 15 * * * *"),
+    ("audit_anchor", "SCHEDULE_AUDIT_ANCHOR", "0 */10 * * * *"),
 ];
 
 impl SchedulerSettings {

@@ -123,6 +123,14 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
             });
         }
     }
+    // Rows an administrator's action wrote, altered by someone with the database's rights.
+    if let Some(first_break) = super::audit::verify_chain(pool).await?.first_break {
+        violations.push(Violation {
+            invariant: "audit_chain_intact",
+            count: 1,
+            examples: vec![first_break],
+        });
+    }
     Ok(Report {
         accounts,
         verifications,

@@ -209,6 +209,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "usage rolled up",
             include_str!("../../../migrations/0020_usage_rolled_up.sql"),
         ),
+        (
+            21,
+            "audit chain",
+            include_str!("../../../migrations/0021_audit_chain.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
