@@ -58,6 +58,9 @@ enum Command {
     Migrate,
     /// Check the system's invariants (money and states); exit 1 if any is broken.
     Check,
+    /// Live evidence for the security controls (docs/compliance.md) as JSON; exit 1 naming
+    /// each control that is not met.
+    Compliance(commands::compliance::ComplianceArgs),
     /// Measure the pipeline under load through its API and check that nothing was lost
     /// (a throw-away database and queue prefix); `load webhooks` measures delivery alone.
     #[command(args_conflicts_with_subcommands = true)]
@@ -246,6 +249,7 @@ fn main() -> ExitCode {
             }
             Command::Migrate => commands::migrate::run(config).await,
             Command::Check => commands::check::run(config).await,
+            Command::Compliance(args) => commands::compliance::run(config, args).await,
             Command::Load { command: None, run } => commands::load::run::run(config, run).await,
             Command::Load {
                 command:

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod check;
+pub mod compliance;
 pub mod load;
 pub mod migrate;
 pub mod roles;

@@ -8,6 +8,7 @@ mod api;
 mod api_keys;
 mod audit;
 mod browser;
+mod compliance;
 mod contract;
 mod crm;
 mod dashboard;

@@ -53,6 +53,12 @@ fn totp(secret: &str, username: &str) -> Result<Totp, CredentialError> {
         .map_err(|_| CredentialError::BadTotpSecret)
 }
 
+/// Whether `secret` is a TOTP secret an operator can log in with (base32, long enough):
+/// what `namaskah compliance` calls having 2FA.
+pub fn totp_secret_is_usable(secret: &str, username: &str) -> bool {
+    totp(secret, username).is_ok()
+}
+
 /// The `otpauth://` URI an authenticator app imports.
 pub fn otpauth_uri(secret: &str, username: &str) -> Result<String, CredentialError> {
     totp(secret, username)?
