@@ -28,6 +28,7 @@ mod payments;
 mod privacy;
 mod provider_resilience;
 mod scheduler;
+mod secrets_in_logs;
 mod sentry;
 mod setup_scripts;
 mod startup;
