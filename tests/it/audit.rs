@@ -3,10 +3,9 @@
 //! `namaskah check` names the first entry where it breaks.
 
 use serde_json::json;
-use sqlx::{PgPool, postgres::PgPoolOptions};
-use uuid::Uuid;
+use sqlx::PgPool;
 
-use crate::support::{TestEnv, server_url};
+use crate::support::TestEnv;
 use namaskah_core::store::{self, audit, invariants};
 use namaskah_scheduler::{JobName, jobs};
 
@@ -213,18 +212,7 @@ async fn a_chain_rewritten_end_to_end_disagrees_with_its_anchor() {
 
 #[tokio::test]
 async fn entries_written_before_the_chain_join_it_in_order() {
-    let name = &Uuid::new_v4().simple().to_string()[..16];
-    let url = format!("{}/namaskah_test_{name}", server_url());
-    store::ensure_database_exists(&url).await.expect("database");
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .expect("pool");
-    store::migrator_until(20)
-        .run(&pool)
-        .await
-        .expect("the previous release's schema");
+    let (pool, url) = crate::migrations::database_at_migration(20).await;
     for n in 0..3 {
         sqlx::query(
             "INSERT INTO audit_log (actor, action, target, details, ip)
@@ -241,4 +229,5 @@ async fn entries_written_before_the_chain_join_it_in_order() {
     let state = audit::verify_chain(&pool).await.expect("verify");
     assert_eq!((state.entries, state.first_break), (4, None));
     pool.close().await;
+    store::drop_database(&url).await.expect("drop");
 }

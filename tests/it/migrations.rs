@@ -71,8 +71,9 @@ async fn events_of(pool: &PgPool, id: Uuid) -> Vec<String> {
     .expect("events")
 }
 
-#[tokio::test]
-async fn verifications_from_before_the_lean_data_path_carry_on_under_it() {
+/// A fresh database with the schema as the release that ended at migration `last` left it:
+/// its pool and URL.
+pub(crate) async fn database_at_migration(last: i64) -> (PgPool, String) {
     let name = &Uuid::new_v4().simple().to_string()[..16];
     let url = format!("{}/namaskah_test_{name}", server_url());
     store::ensure_database_exists(&url).await.expect("database");
@@ -81,10 +82,16 @@ async fn verifications_from_before_the_lean_data_path_carry_on_under_it() {
         .connect(&url)
         .await
         .expect("pool");
-    store::migrator_until(18)
+    store::migrator_until(last)
         .run(&pool)
         .await
         .expect("the previous release's schema");
+    (pool, url)
+}
+
+#[tokio::test]
+async fn verifications_from_before_the_lean_data_path_carry_on_under_it() {
+    let (pool, url) = database_at_migration(18).await;
 
     let account = Uuid::new_v4();
     sqlx::query(
