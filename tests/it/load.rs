@@ -172,8 +172,11 @@ async fn a_short_chaos_run_loses_nothing_and_charges_once() {
         faults.iter().any(|f| f.contains("PostgreSQL unreachable")),
         "{faults:?}"
     );
-    // The first of two providers hung for a while: the second sold meanwhile, and the
-    // first sold again once it answered (the run's own check, which held).
+    // The first of two providers hung for a while, and sold again once it answered (the
+    // run's own check, which held). That the second sells *during* the hang is proven by
+    // `provider_resilience::while_a_provider_hangs_the_numbers_another_sold_still_get_their_codes`:
+    // here a worker is killed every second, so on a busy machine the ordering worker can be
+    // down or starting for the whole hang (CI once saw the first number at 6 s).
     assert!(
         faults.iter().any(|f| f.contains("provider simulator hung")),
         "{faults:?}"
@@ -186,7 +189,11 @@ async fn a_short_chaos_run_loses_nothing_and_charges_once() {
             .and_then(|sales| sales[part].as_u64())
             .unwrap_or(0)
     };
-    assert!(sold("5sim", "during") > 0, "{stdout}");
+    let sold_by_5sim: u64 = ["before", "during", "after"]
+        .iter()
+        .map(|part| sold("5sim", part))
+        .sum();
+    assert!(sold_by_5sim > 0, "{stdout}");
     assert!(sold("simulator", "after") > 0, "{stdout}");
     let checks = check_names(&report);
     assert!(
