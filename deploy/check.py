@@ -11,12 +11,14 @@ What it proves:
   (deploy/compose-spec.json, from the docker-compose 1.29.2 package), every `${VAR}` is
   defined in .env.example, every mounted or built path exists, dependencies name real
   services (with a healthcheck when the condition is service_healthy), and each service's
-  published port, healthcheck port and Prometheus target agree with the address it listens on.
+  published port, healthcheck port and Prometheus target agree with the address it listens on;
+  metrics are scraped on METRICS_ADDR and never published on the host.
 - grafana/ provisioning points at the Prometheus service and at the mounted dashboards.
 - deploy/k8s/ manifests are valid Kubernetes objects (kubernetes-validate, strict), the
   kustomization lists every file, and the references between objects resolve: Services and
   probes to named container ports, envFrom to the ConfigMap and Secret, KEDA ScaledObjects to
-  worker Deployments and to the RabbitMQ queue each worker consumes.
+  worker Deployments and to the RabbitMQ queue each worker consumes; no Service exposes the
+  metrics port and no Deployment runs or uses the provider simulator.
 
 Needs python3 with PyYAML, jsonschema and kubernetes-validate
 (`pip install -r deploy/requirements.txt`; ./scripts/test installs them into target/venv).
@@ -161,6 +163,8 @@ def check_compose():
             container_port = int(str(mapping).rsplit(":", 1)[-1].split("/")[0])
             if container_port not in ports:
                 problem(where, f"publishes {mapping}, but the service listens on {sorted(ports)}")
+            if "METRICS_ADDR" in environment and container_port == port_of(environment["METRICS_ADDR"]):
+                problem(where, f"publishes {mapping}, its internal metrics port, on the host")
         test = " ".join(service.get("healthcheck", {}).get("test", []))
         for probed in re.findall(r"/dev/tcp/[^/]+/(\d+)", test):
             if int(probed) not in ports:
@@ -199,10 +203,14 @@ def check_prometheus_targets(services, listening):
                     problem("prometheus/prometheus.yml", f"{job['job_name']} scrapes {host}, which is not a compose service")
                 elif int(port) not in listening[host]:
                     problem("prometheus/prometheus.yml", f"{job['job_name']} scrapes {target}; {host} listens on {sorted(listening[host])}")
+                elif "METRICS_ADDR" in (services[host].get("environment") or {}) and int(port) != port_of(services[host]["environment"]["METRICS_ADDR"]):
+                    problem("prometheus/prometheus.yml", f"{job['job_name']} scrapes {target}, not {host}'s METRICS_ADDR (its public port serves no /metrics)")
     for name, service in services.items():
-        serves_metrics = any(variable in (service.get("environment") or {}) for variable in ("API_ADDR", "DASHBOARD_ADDR", "METRICS_ADDR"))
-        if serves_metrics and name not in scraped:
+        environment = service.get("environment") or {}
+        if "METRICS_ADDR" in environment and name not in scraped:
             problem("prometheus/prometheus.yml", f"the compose service {name} serves /metrics but is not scraped")
+        if any(variable in environment for variable in ("API_ADDR", "DASHBOARD_ADDR")) and "METRICS_ADDR" not in environment:
+            problem("docker-compose.yml", f"services.{name} serves a public port but sets no METRICS_ADDR, so its metrics stay on 127.0.0.1")
 
 
 def check_grafana(services, listening):
@@ -312,10 +320,14 @@ def check_kubernetes():
             if port is not None and port not in port_names:
                 problem(where, f"{probe} uses port {port}, which the container does not name")
         scrape_port = pod["metadata"].get("annotations", {}).get("prometheus.io/port")
+        metrics_port = port_of(environment["METRICS_ADDR"]) if "METRICS_ADDR" in environment else None
         if scrape_port is None:
             problem(where, "has no prometheus.io/port annotation, so Prometheus will not scrape it")
-        elif int(scrape_port) not in listens:
-            problem(where, f"prometheus.io/port is {scrape_port}, but it listens on {sorted(listens)}")
+        elif int(scrape_port) != metrics_port:
+            problem(where, f"prometheus.io/port is {scrape_port}, but METRICS_ADDR is {environment.get('METRICS_ADDR')}")
+        # The simulator's control endpoints (/_sim) change what it answers: never in production.
+        if container["args"][:1] == ["simulator"] or "simulator" in environment.get("PROVIDERS", "").split(","):
+            problem(where, "runs or uses the provider simulator, which must never be reachable in production")
         for volume in pod["spec"].get("volumes", []):
             claim = volume.get("persistentVolumeClaim", {}).get("claimName")
             if claim and claim not in by_kind.get("PersistentVolumeClaim", {}):
@@ -331,6 +343,8 @@ def check_kubernetes():
                 names = {p["name"] for p in target["spec"]["template"]["spec"]["containers"][0].get("ports", [])}
                 if isinstance(port["targetPort"], str) and port["targetPort"] not in names:
                     problem(where, f"targetPort {port['targetPort']} is not a port of {target['metadata']['name']}")
+                if port["targetPort"] in ("metrics", 9464):
+                    problem(where, "exposes the internal metrics port; Prometheus scrapes pods, not Services")
 
     for scaler_name, scaler in by_kind.get("ScaledObject", {}).items():
         where = f"deploy/k8s ScaledObject/{scaler_name}"

@@ -80,7 +80,7 @@ pub struct Running {
     pub api_addr: Option<SocketAddr>,
     pub simulator_addr: Option<SocketAddr>,
     pub dashboard_addr: Option<SocketAddr>,
-    /// Where `/metrics` is served when neither the API nor the dashboard runs here.
+    /// Where `/metrics` and `/healthz` are served (`METRICS_ADDR`), unless it is `off`.
     pub metrics_addr: Option<SocketAddr>,
     pub simulator: Option<Arc<Simulator>>,
     /// Wakes this process's outbox relay (for writers outside the roles, such as load runs).
@@ -204,14 +204,10 @@ pub async fn start(
         tasks.spawn(namaskah_dashboard::serve(state, listener, shutdown.clone()));
     }
 
-    // The API and the dashboard serve /metrics themselves; other roles on METRICS_ADDR.
+    // Metrics carry business figures (charges, refunds, top-ups): every role serves them on
+    // METRICS_ADDR, an internal listener, never on the API's or the dashboard's public one.
     let mut metrics_addr = None;
-    let background = !roles.workers.is_empty() || roles.scheduler;
-    if background
-        && !roles.api
-        && !roles.dashboard
-        && let Some(address) = config.metrics_addr
-    {
+    if let Some(address) = config.metrics_addr {
         metrics_addr = Some(metrics_exporter::serve(address, shutdown.clone()).await?);
     }
     tasks.spawn(metrics_exporter::upkeep(shutdown.clone()));

@@ -21,15 +21,29 @@ pub async fn healthz() -> Result<warp::reply::Response, std::convert::Infallible
 pub async fn readyz(
     state: Arc<AppState>,
 ) -> Result<warp::reply::Response, std::convert::Infallible> {
+    // The public answer says only which engine is down; why (an error naming hosts, users
+    // or ports) goes to the log, for operators.
     let postgres = match tokio::time::timeout(CHECK_TIMEOUT, store::ping(&state.pool)).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => "timed out".to_owned(),
+        Ok(Ok(())) => "ok",
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: PostgreSQL does not answer");
+            "unavailable"
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?CHECK_TIMEOUT, "readiness: PostgreSQL timed out");
+            "timed out"
+        }
     };
     let rabbitmq = match tokio::time::timeout(CHECK_TIMEOUT, state.broker.check()).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => "timed out".to_owned(),
+        Ok(Ok(())) => "ok",
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: RabbitMQ does not answer");
+            "unavailable"
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?CHECK_TIMEOUT, "readiness: RabbitMQ timed out");
+            "timed out"
+        }
     };
     let ready = postgres == "ok" && rabbitmq == "ok";
     let body = json!({

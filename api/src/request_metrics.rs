@@ -44,7 +44,6 @@ fn route_template(path: &str) -> String {
         "prices",
         "healthz",
         "readyz",
-        "metrics",
         "openapi.json",
         "docs",
     ];

@@ -4,7 +4,6 @@
 //! |--------|------------------------------------|--------------------------------|
 //! | GET    | /healthz, /readyz                  | [`health`]                     |
 //! | GET    | /openapi.json, /docs               | [`crate::openapi`]             |
-//! | GET    | /metrics                           | Prometheus exposition          |
 //! | POST   | /v1/verifications                  | [`v1::verifications::create`]  |
 //! | GET    | /v1/verifications                  | [`v1::verifications::list`]    |
 //! | GET    | /v1/verifications/{id}             | [`v1::verifications::get`]     |
@@ -146,18 +145,7 @@ pub fn routes(
         );
         response
     });
-    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
-        let mut response = Response::new(namaskah_core::metrics_exporter::render().into());
-        response.headers_mut().insert(
-            warp::http::header::CONTENT_TYPE,
-            warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        response
-    });
-
-    let routes = metrics
-        .or(openapi)
-        .unify()
+    let routes = openapi
         .or(docs)
         .unify()
         .or(core)

@@ -133,15 +133,6 @@ async fn dispatch(
     if segments.first().map(String::as_str) == Some("healthz") {
         return text(StatusCode::OK, "ok");
     }
-    if segments.first().map(String::as_str) == Some("metrics") {
-        let mut response =
-            warp::reply::Response::new(namaskah_core::metrics_exporter::render().into());
-        response.headers_mut().insert(
-            warp::http::header::CONTENT_TYPE,
-            warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        return response;
-    }
     let (session_token, found) = match current_session(&state, &headers).await {
         Ok(session) => session,
         Err(error) => {

@@ -144,7 +144,7 @@ async fn every_metric_the_dashboards_and_alerts_use_is_exported_and_promtool_acc
     let (scrape, missing) = loop {
         let scrape = env
             .http
-            .get(format!("{}/metrics", env.api))
+            .get(format!("{}/metrics", env.metrics))
             .send()
             .await
             .expect("scrape")
@@ -219,16 +219,16 @@ async fn a_freshly_started_pipeline_exports_every_family_at_zero() {
         .env("API_ADDR", "127.0.0.1:0")
         .env("DASHBOARD_ADDR", "127.0.0.1:0")
         .env("SIMULATOR_ADDR", "127.0.0.1:0")
-        .env("METRICS_ADDR", "off")
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .env_remove("REDIS_URL")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("namaskah runs");
     let mut lines = BufReader::new(up.stdout.take().expect("stdout")).lines();
-    let api = tokio::time::timeout(Duration::from_secs(60), async {
+    let metrics = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.trim().strip_prefix("API") {
+            if let Some(rest) = line.trim().strip_prefix("metrics") {
                 return rest.split_whitespace().next().map(str::to_owned);
             }
         }
@@ -237,10 +237,10 @@ async fn a_freshly_started_pipeline_exports_every_family_at_zero() {
     .await
     .ok()
     .flatten()
-    .expect("`namaskah up` announces its API");
+    .expect("`namaskah up` announces its metrics listener");
 
     namaskah_core::telemetry::install_crypto_provider();
-    let scrape = reqwest::get(format!("{api}/metrics"))
+    let scrape = reqwest::get(metrics)
         .await
         .expect("scrape")
         .text()

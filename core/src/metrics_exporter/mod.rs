@@ -1,7 +1,8 @@
 //! Prometheus metrics: one recorder per process, rendered at `/metrics`.
 //!
-//! The API and the dashboard serve `/metrics` on their own port; workers and the scheduler
-//! serve it on `METRICS_ADDR`. Every metric is listed in `docs/metrics.md`.
+//! Every role serves `/metrics` on `METRICS_ADDR`, an internal listener: the counters hold
+//! business figures (charges, refunds, top-ups), so the API's and the dashboard's public
+//! listeners never serve them. Every metric is listed in `docs/metrics.md`.
 
 mod zero_series;
 
@@ -55,7 +56,7 @@ pub fn render() -> String {
         .unwrap_or_default()
 }
 
-/// Serves `/metrics` on `address` until shutdown (workers and the scheduler).
+/// Serves `/metrics` and `/healthz` on `address` until shutdown.
 pub async fn serve(address: SocketAddr, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
     use plain_http::serve_metrics;
     let listener = TcpListener::bind(address).await.map_err(|error| {

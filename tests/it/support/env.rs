@@ -226,6 +226,10 @@ impl TestEnvBuilder {
             .api_addr
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
+        let metrics = running
+            .metrics_addr
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
         TestEnv {
             config,
             pool,
@@ -233,6 +237,7 @@ impl TestEnvBuilder {
             backup,
             api,
             dashboard,
+            metrics,
             http: reqwest::Client::new(),
             running: Some(running),
             database_url,
@@ -259,6 +264,8 @@ pub struct TestEnv {
     pub api: String,
     /// The dashboard's base URL, when the dashboard role runs.
     pub dashboard: String,
+    /// The internal metrics listener's base URL (`METRICS_ADDR`).
+    pub metrics: String,
     pub http: reqwest::Client,
     running: Option<Running>,
     database_url: String,
