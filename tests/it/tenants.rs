@@ -331,19 +331,19 @@ async fn a_referral_code_is_good_only_within_its_tenant() {
     assert_eq!(error["error"]["code"], "unknown_referral_code");
 }
 
-/// What tenant B owns, one id per kind of resource a path can name.
-struct Owned {
-    verification: String,
+/// What an account owns, one id per kind of resource a path can name.
+pub(crate) struct Owned {
+    pub(crate) verification: String,
     api_key: String,
-    webhook_endpoint: String,
+    pub(crate) webhook_endpoint: String,
     webhook_message: String,
     payment: String,
     account: String,
 }
 
 impl Owned {
-    /// B's id for the resource `path` names, by the segment before `{id}`.
-    fn id_for(&self, path: &str) -> Option<&str> {
+    /// The id of the resource `path` names, by the segment before `{id}`.
+    pub(crate) fn id_for(&self, path: &str) -> Option<&str> {
         let resource = path.split("/{id}").next()?.rsplit('/').next()?;
         Some(match resource {
             "verifications" => &self.verification,
@@ -357,7 +357,8 @@ impl Owned {
     }
 }
 
-async fn tenant_b_owns_one_of_everything(env: &TestEnv, b: &Account) -> Owned {
+/// One of every resource a path can name, made for `b` (whose key must hold `admin`).
+pub(crate) async fn one_of_everything(env: &TestEnv, b: &Account) -> Owned {
     let verification = env.create_verification(b, "telegram", "us").await;
     let (status, key) = env
         .post("/v1/api-keys", &b.key, json!({ "scopes": ["read"] }))
@@ -400,7 +401,7 @@ async fn tenant_b_owns_one_of_everything(env: &TestEnv, b: &Account) -> Owned {
 }
 
 /// A body that passes validation, so that only ownership decides the answer.
-fn valid_body(path: &str, method: &str) -> Option<Value> {
+pub(crate) fn valid_body(path: &str, method: &str) -> Option<Value> {
     match (method, path.rsplit('/').next()?) {
         ("patch", _) => Some(json!({ "description": "taken over" })),
         ("post", "recover") => Some(json!({ "since": "2020-01-01T00:00:00Z" })),
@@ -418,7 +419,7 @@ async fn every_route_that_names_an_id_answers_404_to_another_tenants_key() {
     let b = env
         .account_in(tenant_b.id, 10_000, &[Scope::Admin], Tier::Free)
         .await;
-    let owned = tenant_b_owns_one_of_everything(&env, &b).await;
+    let owned = one_of_everything(&env, &b).await;
     // A's administrator holds the widest scope there is.
     let a = &tenant_a.admin;
 

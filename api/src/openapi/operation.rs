@@ -106,9 +106,10 @@ pub(super) fn build(operation: &Operation) -> utoipa::openapi::path::Operation {
         // A malformed key; the same key with another body; the same key still in flight.
         errors.extend([400, 409, 422]);
     }
-    if operation.authenticated {
+    if let Some(scope) = operation.scope {
         errors.extend([401, 403, 429]);
-        builder = builder.security(SecurityRequirement::new("api_key", Vec::<String>::new()));
+        // OpenAPI 3.1 lets an API key's requirement name the roles it needs: the scope.
+        builder = builder.security(SecurityRequirement::new("api_key", [scope.as_str()]));
     }
     errors.push(503);
     errors.sort_unstable();
