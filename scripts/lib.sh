@@ -201,33 +201,44 @@ fingerprint() {
     cat "$@" | sha256sum | cut -d' ' -f1
 }
 
-# The Python tools (schemathesis, the deployment checker's packages) live in a virtual
-# environment of the project's own, made on first use and reused while the requirement
-# files are unchanged. Its bin/ goes first on PATH, so `python3` and `schemathesis` in the
-# tests are the environment's.
+# The Python tools live in virtual environments of the project's own, made on first use and
+# reused while their requirement files are unchanged: schemathesis and the deployment
+# checker's packages in target/venv, whose bin/ goes first on PATH (so `python3` and
+# `schemathesis` in the tests are the environment's); the outside scanners (sqlmap,
+# wapiti), whose dependencies clash with schemathesis's, in target/venv-scanners, found by
+# the tests through SQLMAP and WAPITI.
 PYTHON_ENV="$PWD/target/venv"
-PYTHON_REQUIREMENTS=(tests/requirements.txt deploy/requirements.txt)
+SCANNER_ENV="$PWD/target/venv-scanners"
 
-ensure_python_env() {
-    local wanted stamp="$PYTHON_ENV/.requirements.sha256"
-    wanted="$(fingerprint "${PYTHON_REQUIREMENTS[@]}")"
-    if [ ! -x "$PYTHON_ENV/bin/python3" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+# ensure_venv DIR WHAT REQUIREMENT_FILE…
+ensure_venv() {
+    local dir="$1" what="$2" wanted stamp="$1/.requirements.sha256"
+    shift 2
+    wanted="$(fingerprint "$@")"
+    if [ ! -x "$dir/bin/python3" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
         command -v python3 >/dev/null 2>&1 ||
             install_packages "Python 3" "brew install python" python3
-        if [ ! -x "$PYTHON_ENV/bin/python3" ]; then
+        if [ ! -x "$dir/bin/python3" ]; then
             python3 -c 'import ensurepip, venv' 2>/dev/null ||
                 install_packages "Python's venv module" "brew install python" python3-venv
-            say "creating the Python environment in target/venv (first run only)…"
-            rm -rf "$PYTHON_ENV"
-            run_logged python3 -m venv "$PYTHON_ENV"
+            say "creating the Python environment in ${dir#"$PWD"/} (first run only)…"
+            rm -rf "$dir"
+            run_logged python3 -m venv "$dir"
         fi
-        say "installing schemathesis and the deployment checker's packages into target/venv…"
+        say "installing $what into ${dir#"$PWD"/}…"
         local arguments=()
-        for file in "${PYTHON_REQUIREMENTS[@]}"; do arguments+=(-r "$file"); done
-        run_logged "$PYTHON_ENV/bin/python3" -m pip install --quiet --disable-pip-version-check "${arguments[@]}"
+        for file in "$@"; do arguments+=(-r "$file"); done
+        run_logged "$dir/bin/python3" -m pip install --quiet --disable-pip-version-check "${arguments[@]}"
         echo "$wanted" >"$stamp"
     fi
+}
+
+ensure_python_env() {
+    ensure_venv "$PYTHON_ENV" "schemathesis and the deployment checker's packages" \
+        tests/requirements.txt deploy/requirements.txt
+    ensure_venv "$SCANNER_ENV" "the outside scanners (sqlmap, wapiti)" tests/scanners.txt
     export PATH="$PYTHON_ENV/bin:$PATH"
+    export SQLMAP="$SCANNER_ENV/bin/sqlmap" WAPITI="$SCANNER_ENV/bin/wapiti"
 }
 
 # playwright-core for the dashboard's browser test, installed from the lock file when

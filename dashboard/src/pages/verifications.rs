@@ -26,6 +26,16 @@ pub async fn search(state: &DashboardState, request: &Request, session: &Session
     let status = request.query("status").and_then(|s| Status::parse(s).ok());
     let as_uuid = Uuid::parse_str(&q).ok();
     let phone = (!q.is_empty() && as_uuid.is_none()).then(|| q.clone());
+    if phone
+        .as_deref()
+        .is_some_and(|phone| !looks_like_a_phone_number(phone))
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Search by a verification's or an account's id (a UUID) or by a phone number \
+             (up to 32 digits, spaces, dashes, brackets and a leading +).",
+        );
+    }
     let sql = format!(
         "SELECT {COLUMNS} FROM verifications
          WHERE ($1::uuid IS NULL OR id = $1 OR account_id = $1)
@@ -86,6 +96,15 @@ struct AttemptRow {
     ok: bool,
     status_code: Option<i32>,
     error: Option<String>,
+}
+
+/// What a phone number typed into the search may hold; anything else (a NUL byte, say,
+/// which PostgreSQL refuses in text) cannot match and is refused up front.
+fn looks_like_a_phone_number(text: &str) -> bool {
+    text.len() <= 32
+        && text.chars().enumerate().all(|(at, c)| {
+            c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')') || (c == '+' && at == 0)
+        })
 }
 
 pub async fn detail(state: &DashboardState, session: &Session, id: &str) -> Response {
@@ -219,4 +238,25 @@ fn provider_story(v: &Verification) -> Vec<Value> {
         calls.push(json!({ "at": when(at), "what": "SMS received; order finished" }));
     }
     calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_a_phone_number;
+
+    #[test]
+    fn a_search_holds_a_phone_number_or_nothing_postgres_would_refuse() {
+        for number in ["+15550001111", "0044 20 7946-0000", "(555) 000-1111"] {
+            assert!(looks_like_a_phone_number(number), "{number}");
+        }
+        for other in [
+            "telegram",
+            "1\u{0}2",
+            "15+55",
+            &"1".repeat(33),
+            "' OR 1=1 --",
+        ] {
+            assert!(!looks_like_a_phone_number(other), "{other:?}");
+        }
+    }
 }

@@ -5,6 +5,8 @@ use warp::http::{HeaderMap, HeaderValue};
 
 /// The policy: everything from the dashboard itself, plus scripts and styles from the asset
 /// origin when assets come from a CDN (`ASSET_BASE_URL`; their integrity is pinned by SRI).
+/// No plugins at all (`object-src 'none'`, which `default-src` alone would allow from self:
+/// wapiti's CSP check asked for it).
 /// `None` if the origin cannot be written into a header.
 pub fn content_security_policy(asset_base: Option<&str>) -> Option<HeaderValue> {
     let origin = asset_base.map(origin_of).unwrap_or_default();
@@ -15,7 +17,8 @@ pub fn content_security_policy(asset_base: Option<&str>) -> Option<HeaderValue> 
     };
     HeaderValue::from_str(&format!(
         "default-src 'self'; script-src {sources}; style-src {sources}; img-src 'self' data:; \
-         connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+         connect-src 'self'; object-src 'none'; form-action 'self'; base-uri 'none'; \
+         frame-ancestors 'none'"
     ))
     .ok()
 }

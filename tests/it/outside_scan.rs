@@ -1,0 +1,290 @@
+//! Well-known third-party scanners against the live API and dashboard, as an outside tester
+//! would run them: sqlmap over every parameter that reaches a query (API paths, query
+//! strings and JSON bodies with a key; the dashboard's search forms with a session; the
+//! login form without one), and wapiti over the dashboard for its headers, cookies, CSP,
+//! leftover files, methods and injections. What they reported and what was done about it:
+//! docs/compliance.md, "Outside scanners".
+//!
+//! Both come from PyPI into `target/venv-scanners` (`tests/scanners.txt`); the test command
+//! installs them and names them in `SQLMAP` and `WAPITI`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::dashboard::{admin, dashboard_env, session};
+use namaskah::pipeline::Roles;
+use namaskah_core::domain::{Scope, Tier};
+
+fn scanner(variable: &str, name: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| name.to_owned())
+}
+
+/// A directory of this test's own for a scanner's session files and report.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("namaskah-{name}-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// One sqlmap target: a URL (`*` marks a path segment to inject), optional body and headers.
+struct Target {
+    what: &'static str,
+    url: String,
+    data: Option<String>,
+    headers: Vec<String>,
+    /// Statuses the target answers to its own valid request, which sqlmap would stop at.
+    expected_error: Option<&'static str>,
+}
+
+/// Runs sqlmap on `target` with boolean, error and UNION techniques (time-based blind is
+/// left out: slow, and the same queries are bound parameters either way). Returns its output.
+async fn sqlmap(target: &Target, output_dir: &Path) -> String {
+    let mut command = tokio::process::Command::new(scanner("SQLMAP", "sqlmap"));
+    command.args([
+        "-u",
+        &target.url,
+        "--batch",
+        "--flush-session",
+        "--disable-coloring",
+        "--technique=BEU",
+        "--level=2",
+        "--risk=1",
+        "--threads=4",
+        "--timeout=10",
+        "--output-dir",
+    ]);
+    command.arg(output_dir);
+    if let Some(data) = &target.data {
+        command.args(["--data", data]);
+    }
+    for header in &target.headers {
+        command.args(["-H", header]);
+    }
+    if let Some(code) = target.expected_error {
+        command.args(["--ignore-code", code]);
+    }
+    let output = command
+        .current_dir(output_dir)
+        .output()
+        .await
+        .expect("sqlmap is missing: ./scripts/test installs it (tests/scanners.txt)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn sqlmap_finds_no_injection_in_the_api_or_the_dashboard() {
+    let env = dashboard_env()
+        .roles(Roles {
+            api: true,
+            dashboard: true,
+            relay: true,
+            ..Roles::default()
+        })
+        .start()
+        .await;
+    let account = env
+        .account_on_tier(
+            100_000_000,
+            &[Scope::Read, Scope::Write, Scope::Admin],
+            Tier::Enterprise,
+        )
+        .await;
+    let verification = env.create_verification(&account, "telegram", "us").await;
+    let operator = admin(&env, "scanner").await;
+    let cookie = session(&env, &operator).await.cookie;
+    let bearer = format!("Authorization: Bearer {}", account.key);
+    let targets = [
+        Target {
+            what: "GET /v1/verifications?status&limit&offset",
+            url: format!(
+                "{}/v1/verifications?status=pending&limit=10&offset=0",
+                env.api
+            ),
+            data: None,
+            headers: vec![bearer.clone()],
+            expected_error: None,
+        },
+        Target {
+            what: "GET /v2/verifications/{id}?expand",
+            url: format!("{}/v2/verifications/{verification}*?expand=events", env.api),
+            data: None,
+            headers: vec![bearer.clone()],
+            expected_error: None,
+        },
+        Target {
+            what: "GET /v1/services?service&country",
+            url: format!("{}/v1/services?service=telegram&country=us", env.api),
+            data: None,
+            headers: vec![bearer.clone()],
+            expected_error: None,
+        },
+        Target {
+            what: "GET /v1/usage?from&to&service",
+            url: format!(
+                "{}/v1/usage?from=2026-01-01&to=2026-01-31&service=telegram",
+                env.api
+            ),
+            data: None,
+            headers: vec![bearer.clone()],
+            expected_error: None,
+        },
+        Target {
+            what: "POST /v1/webhook-endpoints (JSON body)",
+            url: format!("{}/v1/webhook-endpoints", env.api),
+            data: Some(
+                json!({ "url": "http://127.0.0.1:9/scan", "description": "scan" }).to_string(),
+            ),
+            headers: vec![bearer.clone(), "Content-Type: application/json".to_owned()],
+            expected_error: None,
+        },
+        Target {
+            what: "dashboard GET /verifications?q&status",
+            url: format!(
+                "{}/verifications?q=%2B15550001111&status=pending",
+                env.dashboard
+            ),
+            data: None,
+            headers: vec![format!("Cookie: {cookie}")],
+            expected_error: None,
+        },
+        Target {
+            what: "dashboard GET /usage?account&service",
+            url: format!(
+                "{}/usage?account={}&service=telegram",
+                env.dashboard, account.id
+            ),
+            data: None,
+            headers: vec![format!("Cookie: {cookie}")],
+            expected_error: None,
+        },
+        Target {
+            what: "dashboard POST /login (no session)",
+            url: format!("{}/login", env.dashboard),
+            data: Some("username=scanner&password=guess&code=123456".to_owned()),
+            headers: Vec::new(),
+            // Wrong credentials: 401, then 429 once the failures are throttled.
+            expected_error: Some("401,429"),
+        },
+    ];
+    let output_dir = scratch("sqlmap");
+    let mut findings = Vec::new();
+    for target in &targets {
+        let output = sqlmap(target, &output_dir).await;
+        let tested = output.contains("testing 'AND boolean-based blind");
+        let clean = output.contains("do not appear to be injectable");
+        let injectable = output.contains("identified the following injection point")
+            || output.contains("is vulnerable");
+        println!(
+            "sqlmap {}: {}",
+            target.what,
+            if clean { "nothing injectable" } else { "?" }
+        );
+        if !tested || !clean || injectable {
+            findings.push(format!("{}:\n{output}", target.what));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&output_dir);
+    assert!(findings.is_empty(), "sqlmap:\n{}", findings.join("\n\n"));
+    env.assert_invariants().await;
+}
+
+/// What a section of a wapiti JSON report holds, one line per finding:
+/// `category: METHOD path (module): what, by curl command`.
+fn reported(report: &Value, section: &str) -> Vec<String> {
+    let Some(categories) = report[section].as_object() else {
+        return Vec::new();
+    };
+    categories
+        .iter()
+        .flat_map(|(category, found)| {
+            found.as_array().into_iter().flatten().map(move |finding| {
+                format!(
+                    "{category}: {} {} ({}): {}, by {}",
+                    finding["method"].as_str().unwrap_or_default(),
+                    finding["path"].as_str().unwrap_or_default(),
+                    finding["module"].as_str().unwrap_or_default(),
+                    finding["info"].as_str().unwrap_or_default(),
+                    finding["curl_command"].as_str().unwrap_or_default(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn wapiti_finds_nothing_in_the_dashboard() {
+    let env = dashboard_env()
+        .set("DASHBOARD_SECURE_COOKIES", "true")
+        .start()
+        .await;
+    let account = env.account(10_000).await;
+    crate::dashboard::insert_verification(&env, &account).await;
+    let operator = admin(&env, "wapiti").await;
+    let cookie = session(&env, &operator).await.cookie;
+    let dir = scratch("wapiti");
+    let report_path = dir.join("report.json");
+    let output = tokio::process::Command::new(scanner("WAPITI", "wapiti"))
+        .args([
+            "-u",
+            &format!("{}/", env.dashboard),
+            "--scope",
+            "folder",
+            "-m",
+            "http_headers,cookieflags,csp,backup,htaccess,methods,xss,permanentxss,sql,exec,file,redirect,crlf,ssrf",
+            "-C",
+            &cookie,
+            // Signing out would end the scan's session.
+            "-x",
+            &format!("{}/logout", env.dashboard),
+            "--flush-session",
+            "--no-bugreport",
+            "--max-scan-time",
+            "300",
+            "--tasks",
+            "4",
+            "-f",
+            "json",
+            "-o",
+        ])
+        .arg(&report_path)
+        .arg("--store-session")
+        .arg(&dir)
+        .arg("--store-config")
+        .arg(&dir)
+        .env("HOME", &dir)
+        .current_dir(&dir)
+        .output()
+        .await
+        .expect("wapiti is missing: ./scripts/test installs it (tests/scanners.txt)");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(&report_path).unwrap_or_else(|_| panic!("no wapiti report:\n{log}")),
+    )
+    .expect("a JSON report");
+    let _ = std::fs::remove_dir_all(&dir);
+    // It reached past the login page: the crawl found the pages a session sees.
+    let crawled = report["infos"]["crawled_pages_nbr"].as_u64().unwrap_or(0);
+    assert!(crawled >= 8, "wapiti crawled only {crawled} pages:\n{log}");
+    let vulnerabilities = reported(&report, "vulnerabilities");
+    let anomalies = reported(&report, "anomalies");
+    assert!(
+        vulnerabilities.is_empty() && anomalies.is_empty(),
+        "wapiti reported\n{}",
+        vulnerabilities
+            .iter()
+            .chain(&anomalies)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!("wapiti: {crawled} pages crawled, nothing reported");
+}
