@@ -332,6 +332,19 @@ def check_kubernetes():
             claim = volume.get("persistentVolumeClaim", {}).get("claimName")
             if claim and claim not in by_kind.get("PersistentVolumeClaim", {}):
                 problem(where, f"mounts claim {claim}, which is not defined")
+            config_map = volume.get("configMap", {}).get("name")
+            if config_map and config_map not in configmaps:
+                problem(where, f"mounts ConfigMap {config_map}, which is not defined")
+        # Every certificate file the URLs name is a key of a ConfigMap mounted at its folder.
+        mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
+        volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes", [])}
+        for variable, value in environment.items():
+            for path in re.findall(r"(?:sslrootcert|cacertfile|certfile|keyfile)=([^&\s]+)", value):
+                folder, file = path.rsplit("/", 1)
+                volume = volumes.get(mounts.get(folder), {})
+                data = configmaps.get(volume.get("configMap", {}).get("name"), {}).get("data", {})
+                if file not in data:
+                    problem(where, f"{variable} names {path}, which no mounted ConfigMap provides")
 
     for service_name, service in by_kind.get("Service", {}).items():
         where = f"deploy/k8s Service/{service_name}"

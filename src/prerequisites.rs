@@ -20,6 +20,35 @@ pub enum Missing {
          or `docker compose up -d rabbitmq`,\n  or point AMQP_URL at a running broker."
     )]
     RabbitMq { error: String },
+    /// Reached, but refused for what no retry changes: a certificate that does not verify
+    /// against the CA and host name configured, TLS settings that cannot work, a server that
+    /// refuses plain text. Never a fall back to plain text.
+    #[error("{variable}: {reason}")]
+    Refused {
+        variable: &'static str,
+        reason: String,
+    },
+}
+
+impl Missing {
+    /// Waiting will not bring it: the configuration must change (exit code 2).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Missing::Refused { .. })
+    }
+}
+
+/// Says what is missing, one problem a line, and the exit code for it: 2 when the
+/// configuration must change (as for a bad variable), 3 when a service is absent.
+pub fn report(missing: &[Missing]) -> std::process::ExitCode {
+    for problem in missing {
+        if problem.is_permanent() {
+            eprintln!("cannot start: {problem}");
+        } else {
+            eprintln!("missing prerequisite: {problem}");
+        }
+    }
+    let permanent = missing.iter().any(Missing::is_permanent);
+    std::process::ExitCode::from(if permanent { 2 } else { 3 })
 }
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +60,10 @@ pub async fn check_postgres(config: &Config) -> Result<(), Missing> {
     };
     match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) if error.is_refusal() => Err(Missing::Refused {
+            variable: "DATABASE_URL",
+            reason: format!("PostgreSQL refuses the connection: {error}"),
+        }),
         Ok(Err(error)) => Err(Missing::Postgres {
             error: error.to_string(),
         }),
@@ -46,16 +79,49 @@ pub async fn check_rabbitmq(config: &Config) -> Result<(), Missing> {
             let _ = connection.close(200, "checked".into()).await;
             Ok(())
         }
+        Err(error) if error.is_permanent() => Err(Missing::Refused {
+            variable: "AMQP_URL",
+            reason: error.to_string(),
+        }),
         Err(error) => Err(Missing::RabbitMq {
             error: error.to_string(),
         }),
     }
 }
 
-/// Both checks, reporting everything that is missing at once.
+/// Redis is optional (rate limits fall back to each process when it does not answer), but a
+/// `rediss://` whose certificate does not verify is a configuration to fix, not an outage.
+pub async fn check_redis(config: &Config) -> Result<(), Missing> {
+    let Some(url) = &config.redis_url else {
+        return Ok(());
+    };
+    match namaskah_api::rate_limit::ping(url, &config.redis_tls, PROBE_TIMEOUT).await {
+        Err(error) if namaskah_api::rate_limit::is_certificate_refusal(&error) => {
+            Err(Missing::Refused {
+                variable: "REDIS_URL",
+                reason: format!(
+                    "Redis's certificate does not verify against REDIS_CA_FILE and the host: {error}"
+                ),
+            })
+        }
+        Err(error) => {
+            eprintln!(
+                "Redis does not answer through REDIS_URL ({error}); rate limits stay in each process until it does"
+            );
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Every check, reporting everything that is missing at once.
 pub async fn check_all(config: &Config) -> Result<(), Vec<Missing>> {
-    let (postgres, rabbitmq) = tokio::join!(check_postgres(config), check_rabbitmq(config));
-    let missing: Vec<Missing> = [postgres.err(), rabbitmq.err()]
+    let (postgres, rabbitmq, redis) = tokio::join!(
+        check_postgres(config),
+        check_rabbitmq(config),
+        check_redis(config)
+    );
+    let missing: Vec<Missing> = [postgres.err(), rabbitmq.err(), redis.err()]
         .into_iter()
         .flatten()
         .collect();
@@ -89,7 +155,7 @@ pub async fn wait_for_all(
             Err(missing) => missing,
         };
         let now = tokio::time::Instant::now();
-        if now >= deadline || shutdown.is_triggered() {
+        if now >= deadline || shutdown.is_triggered() || missing.iter().any(Missing::is_permanent) {
             return Err(missing);
         }
         if !reported {

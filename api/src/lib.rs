@@ -11,7 +11,7 @@ mod error;
 mod health;
 mod idempotency;
 mod openapi;
-mod rate_limit;
+pub mod rate_limit;
 mod request_metrics;
 mod respond;
 mod routes;

@@ -17,7 +17,7 @@ use std::{
 };
 use uuid::Uuid;
 
-use namaskah_core::store::tiers::TierPlan;
+use namaskah_core::{config::tls::RedisTls, store::tiers::TierPlan};
 
 /// What the limiter decided for one request; also the `RateLimit-*` headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,9 +65,54 @@ redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
 return {1, math.floor((tolerance - (new_tat - now)) / interval), new_tat - now, 0}
 ";
 
+/// A client for `url`, trusting `tls`'s CA rather than the system's roots when it names one.
+pub fn redis_client(url: &str, tls: &RedisTls) -> Result<redis::Client, redis::RedisError> {
+    if *tls == RedisTls::default() {
+        return redis::Client::open(url);
+    }
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: tls.client.clone().map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: tls.ca.clone(),
+        },
+    )
+}
+
+/// One `PING` to Redis at `url`, within `timeout`.
+pub async fn ping(url: &str, tls: &RedisTls, timeout: Duration) -> Result<(), redis::RedisError> {
+    let client = redis_client(url, tls)?;
+    let answer = tokio::time::timeout(timeout, async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    })
+    .await;
+    match answer {
+        Ok(result) => result.map(|_| ()),
+        Err(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "no answer in time",
+        ))),
+    }
+}
+
+/// Whether `error` is the server's certificate failing verification.
+pub fn is_certificate_refusal(error: &redis::RedisError) -> bool {
+    let text = error.to_string();
+    text.contains("invalid peer certificate") || text.contains("UnknownIssuer")
+}
+
 impl RateLimiter {
-    /// `redis_url`: share limits through Redis; `None`: limit in memory.
-    pub fn new(redis_url: Option<&str>) -> Result<Self, redis::RedisError> {
+    /// `redis_url`: share limits through Redis (over TLS for `rediss://`, with `tls`'s CA
+    /// and client certificate); `None`: limit in memory.
+    pub fn new(redis_url: Option<&str>, tls: &RedisTls) -> Result<Self, redis::RedisError> {
         let redis = match redis_url {
             Some(url) => {
                 let config = redis::aio::ConnectionManagerConfig::new()
@@ -75,7 +120,7 @@ impl RateLimiter {
                     .set_response_timeout(Some(Duration::from_millis(250)))
                     .set_number_of_retries(1);
                 Some(redis::aio::ConnectionManager::new_lazy_with_config(
-                    redis::Client::open(url)?,
+                    redis_client(url, tls)?,
                     config,
                 )?)
             }
@@ -214,7 +259,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_gets_its_burst_then_is_refused_with_a_retry_time() {
-        let limiter = RateLimiter::new(None).expect("memory limiter");
+        let limiter = RateLimiter::new(None, &RedisTls::default()).expect("memory limiter");
         let key = Uuid::now_v7();
         let plan = plan(1, 3);
         let decisions: Vec<Decision> = [(); 4]

@@ -93,7 +93,7 @@ impl AppState {
             caches: Arc::new(Caches::default()),
             streams_stop: namaskah_core::Shutdown::new(),
             event_stream_max_age: config.event_stream_max_age,
-            rate_limiter: RateLimiter::new(config.redis_url.as_deref())
+            rate_limiter: RateLimiter::new(config.redis_url.as_deref(), &config.redis_tls)
                 .map_err(SetupError::Redis)?,
             payment_gateways: Gateways::from_config(&config.payments)?,
             payment_settings: config.payments.clone(),

@@ -57,8 +57,7 @@ pub async fn create(config: Config, options: NewAccount) -> Result<ExitCode> {
         }
     };
     if let Err(missing) = prerequisites::check_postgres(&config).await {
-        eprintln!("missing prerequisite: {missing}");
-        return Ok(ExitCode::from(3));
+        return Ok(prerequisites::report(&[missing]));
     }
     let pool = store::connect(&config.database_url, 1).await?;
     let key = ApiKey::generate();

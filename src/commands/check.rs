@@ -8,8 +8,7 @@ use namaskah_core::{Config, store};
 
 pub async fn run(config: Config) -> Result<ExitCode> {
     if let Err(missing) = prerequisites::check_postgres(&config).await {
-        eprintln!("missing prerequisite: {missing}");
-        return Ok(ExitCode::from(3));
+        return Ok(prerequisites::report(&[missing]));
     }
     let pool = store::connect(&config.database_url, 2).await?;
     let report = store::invariants::check(&pool, config.deadline_grace).await?;

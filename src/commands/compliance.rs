@@ -101,8 +101,7 @@ struct EnginesTls {
 
 pub async fn run(config: Config, args: ComplianceArgs) -> Result<ExitCode> {
     if let Err(missing) = prerequisites::check_postgres(&config).await {
-        eprintln!("missing prerequisite: {missing}");
-        return Ok(ExitCode::from(3));
+        return Ok(prerequisites::report(&[missing]));
     }
     let pool = store::connect(&config.database_url, 2).await?;
     let evidence = gather(&pool, &config, &args).await?;

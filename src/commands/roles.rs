@@ -88,10 +88,7 @@ async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
     shutdown.trigger_on_signals();
     if let Err(missing) = prerequisites::wait_for_all(&config, config.startup_wait, &shutdown).await
     {
-        for problem in missing {
-            eprintln!("missing prerequisite: {problem}");
-        }
-        return Ok(ExitCode::from(3));
+        return Ok(prerequisites::report(&missing));
     }
     let workers = roles.workers.clone();
     let running = pipeline::start(Arc::new(config), roles.clone(), shutdown).await?;

@@ -12,8 +12,7 @@ use namaskah_scheduler::backup;
 
 pub async fn runs(config: Config, limit: i64) -> Result<ExitCode> {
     if let Err(missing) = prerequisites::check_postgres(&config).await {
-        eprintln!("missing prerequisite: {missing}");
-        return Ok(ExitCode::from(3));
+        return Ok(prerequisites::report(&[missing]));
     }
     let pool = store::connect(&config.database_url, 1).await?;
     let runs = scheduler_runs::recent(&pool, limit.clamp(1, 1000)).await?;
@@ -53,8 +52,7 @@ pub async fn runs(config: Config, limit: i64) -> Result<ExitCode> {
 
 pub async fn backup(config: Config) -> Result<ExitCode> {
     if let Err(missing) = prerequisites::check_postgres(&config).await {
-        eprintln!("missing prerequisite: {missing}");
-        return Ok(ExitCode::from(3));
+        return Ok(prerequisites::report(&[missing]));
     }
     let path = backup::run(&config).await?;
     println!("{}", path.display());

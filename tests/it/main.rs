@@ -38,6 +38,7 @@ mod subscriptions;
 mod tenants;
 mod text_verified;
 mod tiers;
+mod tls;
 mod usage;
 mod v2;
 mod webhooks;

@@ -24,7 +24,7 @@ use namaskah_core::{
 };
 use namaskah_dashboard::security::credentials;
 
-type Lines = Arc<Mutex<Vec<String>>>;
+pub(crate) type Lines = Arc<Mutex<Vec<String>>>;
 
 /// A local stand-in for Sentry's ingestion endpoint: every envelope it receives.
 pub(crate) async fn fake_sentry() -> (SocketAddr, Lines) {
@@ -48,7 +48,7 @@ pub(crate) async fn fake_sentry() -> (SocketAddr, Lines) {
 }
 
 /// Copies every line `output` writes into `lines`.
-fn collect(output: impl AsyncRead + Unpin + Send + 'static, lines: &Lines) {
+pub(crate) fn collect(output: impl AsyncRead + Unpin + Send + 'static, lines: &Lines) {
     let lines = Arc::clone(lines);
     tokio::spawn(async move {
         let mut reader = BufReader::new(output).lines();
@@ -82,12 +82,12 @@ fn urlencoding(text: &str) -> String {
         .collect()
 }
 
-fn free_address() -> String {
+pub(crate) fn free_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address").to_string()
 }
 
-fn line_with<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
+pub(crate) fn line_with<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
     lines
         .iter()
         .find_map(|line| line.trim().strip_prefix(prefix))

@@ -15,6 +15,7 @@ mod queues;
 mod scheduler;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 mod webhooks;
 
 use std::{collections::HashMap, fmt, net::SocketAddr, time::Duration};
@@ -97,6 +98,8 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// Redis shared by the API replicas for rate limits; `None` limits in each process.
     pub redis_url: Option<String>,
+    /// The CA and client certificate of a `rediss://` connection.
+    pub redis_tls: tls::RedisTls,
     pub payments: PaymentSettings,
 }
 
@@ -151,17 +154,24 @@ impl Config {
         let simulator_addr = env.socket_addr("SIMULATOR_ADDR", "127.0.0.1:8090")?;
         let provider_limits = providers::ProviderLimits::read(&env)?;
         Ok(Self {
-            database_url: env.url(
+            database_url: tls::check_database_url(env.url(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/namaskah",
                 &["postgres", "postgresql"],
-            )?,
+            )?)
+            .map_err(|reason| env.error("DATABASE_URL", reason))?,
             database_pools: PoolSettings::read(&env)?,
-            amqp_url: env.url(
-                "AMQP_URL",
-                "amqp://guest:guest@127.0.0.1:5672/%2f",
-                &["amqp", "amqps"],
-            )?,
+            amqp_url: {
+                let url = env.url(
+                    "AMQP_URL",
+                    "amqp://guest:guest@127.0.0.1:5672/%2f",
+                    &["amqp", "amqps"],
+                )?;
+                tls::amqp_tls(&url).map_err(|reason| {
+                    env.error("AMQP_URL", format!("usable TLS settings: {reason}"))
+                })?;
+                url
+            },
             queue_prefix: env.queue_prefix("QUEUE_PREFIX")?,
             api_addr: env.socket_addr("API_ADDR", "127.0.0.1:8080")?,
             event_stream_max_age: env.duration("EVENT_STREAM_MAX_AGE", "1h")?,
@@ -189,9 +199,31 @@ impl Config {
             otlp_endpoint: env.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
             payments: PaymentSettings::read(&env)?,
             redis_url: match env.raw("REDIS_URL") {
-                Some(url) if url.starts_with("redis://") => Some(url),
-                Some(_) => return Err(env.error("REDIS_URL", "a redis:// URL")),
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                    Some(url)
+                }
+                Some(_) => return Err(env.error("REDIS_URL", "a redis:// or rediss:// URL")),
                 None => None,
+            },
+            redis_tls: {
+                let files = (
+                    env.raw("REDIS_CA_FILE"),
+                    env.raw("REDIS_CLIENT_CERT"),
+                    env.raw("REDIS_CLIENT_KEY"),
+                );
+                let wants_tls = files.0.is_some() || files.1.is_some() || files.2.is_some();
+                if wants_tls
+                    && !env
+                        .raw("REDIS_URL")
+                        .is_some_and(|url| url.starts_with("rediss://"))
+                {
+                    return Err(
+                        env.error("REDIS_CA_FILE", "to be set only with a rediss:// REDIS_URL")
+                    );
+                }
+                tls::RedisTls::read(files.0, files.1, files.2).map_err(|(variable, reason)| {
+                    env.error(variable, format!("a readable PEM file: {reason}"))
+                })?
             },
             metrics_addr: match env.raw("METRICS_ADDR").as_deref().map(str::trim) {
                 Some("off") => None,

@@ -1,6 +1,6 @@
 //! Connecting to RabbitMQ.
 
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -15,21 +15,51 @@ pub enum BrokerError {
     Channel(#[source] lapin::Error),
     #[error("RabbitMQ refused a message: {0}")]
     NotConfirmed(String),
+    #[error("AMQP_URL's TLS settings: {0}")]
+    TlsSettings(String),
+    #[error("RabbitMQ's certificate does not verify against AMQP_URL's CA and host: {0}")]
+    CertificateRefused(#[source] lapin::Error),
+}
+
+impl BrokerError {
+    /// Whether no retry can help: the TLS settings or the broker's certificate are wrong.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::TlsSettings(_) | BrokerError::CertificateRefused(_)
+        )
+    }
 }
 
 /// Opens a connection, named after the role so operators can tell them apart in the
-/// management UI.
+/// management UI; over TLS when `url` is `amqps://` (see [`crate::config::tls`]).
 pub async fn connect(url: &str, role: &str) -> Result<Connection, BrokerError> {
     const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     let properties =
         ConnectionProperties::default().with_connection_name(format!("namaskah-{role}").into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
+    let tls = crate::config::tls::amqp_tls(url).map_err(BrokerError::TlsSettings)?;
+    let builder = DefaultConnectionBuilder::new()
+        .map_err(BrokerError::Connect)?
+        .with_uri_str(url.to_owned())
+        .with_properties(properties)
+        .with_tls_config(tls);
+    match tokio::time::timeout(CONNECT_TIMEOUT, builder.connect()).await {
         Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) if is_certificate_refusal(&error) => {
+            Err(BrokerError::CertificateRefused(error))
+        }
         Ok(Err(error)) => Err(BrokerError::Connect(error)),
         Err(_) => Err(BrokerError::Timeout(CONNECT_TIMEOUT)),
     }
 }
 
+/// Whether `error` is the broker's certificate failing verification.
+fn is_certificate_refusal(error: &lapin::Error) -> bool {
+    match error.kind() {
+        lapin::ErrorKind::IOError(io) => crate::config::tls::is_certificate_refusal(io),
+        _ => false,
+    }
+}
 /// A connection with one channel in publisher-confirm mode, the topology declared on it.
 pub async fn open_confirming(
     url: &str,

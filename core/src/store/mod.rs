@@ -55,6 +55,23 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the server refuses us for what no retry changes: its certificate does not
+    /// verify against `sslrootcert` and the host name, TLS cannot be had, or `pg_hba.conf`
+    /// has no entry for this connection (a TLS-only server asked in plain text, say).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Tls(_) | sqlx::Error::Configuration(_)) => true,
+            StoreError::Database(sqlx::Error::Io(io)) => {
+                crate::config::tls::is_certificate_refusal(io)
+            }
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                // invalid_authorization_specification: pg_hba.conf's verdict.
+                error.code().as_deref() == Some("28000")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the error comes from the database being unreachable or overloaded rather
     /// than from the query itself; such errors are worth retrying.
     pub fn is_connection_problem(&self) -> bool {

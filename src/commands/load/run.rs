@@ -60,10 +60,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     if let Err(missing) = prerequisites::check_all(&config).await {
-        for problem in missing {
-            eprintln!("missing prerequisite: {problem}");
-        }
-        return Ok(ExitCode::from(3));
+        return Ok(prerequisites::report(&missing));
     }
     let shutdown = Shutdown::new();
     let mut config = throwaway::config(config);

@@ -50,10 +50,7 @@ pub struct WebhookLoad {
 
 pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
     if let Err(missing) = prerequisites::check_all(&config).await {
-        for problem in missing {
-            eprintln!("missing prerequisite: {problem}");
-        }
-        return Ok(ExitCode::from(3));
+        return Ok(prerequisites::report(&missing));
     }
     if load.events == 0 || load.endpoints == 0 {
         bail!("--events and --endpoints must be at least 1");
