@@ -4,12 +4,20 @@
 #   PostgreSQL  cluster `namaskah_tls` on 127.0.0.1:5433, hostssl only (plain text refused)
 #   RabbitMQ    node `namaskah-tls@localhost`, TLS listener on 127.0.0.1:5671, no plain one
 #   Redis       TLS on 127.0.0.1:6390, no plain port
-# Certificates come from a local CA made on the first run (openssl) in target/tls: the CA,
-# a server certificate for localhost and 127.0.0.1, a client certificate, and a second CA
-# that signed nothing here (a client trusting only it must be refused).
+# Certificates come from a local CA made on the first run (openssl): the CA, a server
+# certificate for localhost and 127.0.0.1, a client certificate, and a second CA that
+# signed nothing here (a client trusting only it must be refused). They live in one place
+# per machine, not per checkout, because the engines outlive a checkout: every clone's test
+# run uses the engines already running, and an engine that does not present a certificate
+# of this CA (the directory was wiped, say) is restarted with the current one.
 # Exports TEST_TLS_DIR, TEST_TLS_DATABASE_SERVER, TEST_TLS_AMQP_URL and TEST_TLS_REDIS_URL.
 
-TLS_DIR="$PWD/target/tls"
+# As root, somewhere the engines' own users (postgres, rabbitmq) can read.
+if [ "$(id -u)" = 0 ]; then
+    TLS_DIR="${NAMASKAH_TLS_DIR:-/var/lib/namaskah-tls}"
+else
+    TLS_DIR="${NAMASKAH_TLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/namaskah-tls}"
+fi
 TLS_PG_PORT=5433
 TLS_AMQP_PORT=5671
 TLS_REDIS_PORT=6390
@@ -17,8 +25,8 @@ TLS_REDIS_PORT=6390
 make_tls_certificates() {
     [ -s "$TLS_DIR/client.pem" ] && return 0
     ensure_command openssl "openssl (it makes the TLS tests' certificates)" "brew install openssl" openssl
-    say "making a local CA and certificates for the TLS tests in target/tls (first run only)"
-    rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR"
+    say "making a local CA and certificates for the TLS tests in $TLS_DIR (first run only)"
+    rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR" && chmod 0755 "$TLS_DIR"
     (
         cd "$TLS_DIR"
         for ca in ca other-ca; do
@@ -36,8 +44,18 @@ make_tls_certificates() {
     )
 }
 
+# serves_our_certificate PORT [openssl s_client options…]: the engine on PORT presents a
+# certificate of our CA for localhost.
+serves_our_certificate() {
+    local port="$1"
+    shift
+    port_open "127.0.0.1:$port" &&
+        echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" "$@" -CAfile "$TLS_DIR/ca.pem" \
+            -verify_return_error -verify_hostname localhost >/dev/null 2>&1
+}
+
 ensure_tls_postgres() {
-    port_open "127.0.0.1:$TLS_PG_PORT" && return 0
+    serves_our_certificate "$TLS_PG_PORT" -starttls postgres && return 0
     if on_macos || ! command -v pg_createcluster >/dev/null 2>&1 || ! can_be_root; then
         fail "the TLS tests need a second PostgreSQL cluster with TLS on port $TLS_PG_PORT; on Debian, as root: pg_createcluster $(ls /etc/postgresql 2>/dev/null | sort -V | tail -1) namaskah_tls -p $TLS_PG_PORT (scripts/tls-engines.sh does the rest)"
     fi
@@ -65,16 +83,21 @@ local   all all                 peer
 hostssl all all 127.0.0.1/32    trust
 hostnossl all all 0.0.0.0/0     reject
 EOF
-    say "starting the PostgreSQL cluster namaskah_tls on port $TLS_PG_PORT"
+    say "(re)starting the PostgreSQL cluster namaskah_tls on port $TLS_PG_PORT"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" namaskah_tls stop >>"$SETUP_LOG" 2>&1 || true
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" namaskah_tls start >>"$SETUP_LOG" 2>&1 ||
         fail "the TLS PostgreSQL cluster did not start: pg_ctlcluster --skip-systemctl-redirect $version namaskah_tls start"
     wait_for_port "PostgreSQL (TLS)" "127.0.0.1:$TLS_PG_PORT" 60
 }
 
 ensure_tls_rabbitmq() {
-    port_open "127.0.0.1:$TLS_AMQP_PORT" && return 0
+    serves_our_certificate "$TLS_AMQP_PORT" && return 0
     command -v rabbitmq-server >/dev/null 2>&1 || fail "RabbitMQ is missing (ensure_rabbitmq installs it)"
     local base="$TLS_DIR/rabbitmq"
+    if port_open "127.0.0.1:$TLS_AMQP_PORT"; then
+        say "stopping the TLS RabbitMQ node: its certificate is not the current CA's"
+        rabbitmqctl -n namaskah-tls@localhost stop >>"$SETUP_LOG" 2>&1 || true
+    fi
     mkdir -p "$base"
     cat >"$base/rabbitmq.conf" <<EOF
 listeners.tcp = none
@@ -107,7 +130,12 @@ EOF
 }
 
 ensure_tls_redis() {
-    port_open "127.0.0.1:$TLS_REDIS_PORT" && return 0
+    serves_our_certificate "$TLS_REDIS_PORT" && return 0
+    if port_open "127.0.0.1:$TLS_REDIS_PORT"; then
+        say "stopping the TLS Redis: its certificate is not the current CA's"
+        redis-cli --tls --insecure -p "$TLS_REDIS_PORT" shutdown nosave >>"$SETUP_LOG" 2>&1 || true
+        sleep 1
+    fi
     say "starting Redis with TLS only on port $TLS_REDIS_PORT"
     redis-server --port 0 --tls-port "$TLS_REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
         --tls-cert-file "$TLS_DIR/server.pem" --tls-key-file "$TLS_DIR/server.key" \
