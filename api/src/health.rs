@@ -18,33 +18,30 @@ pub async fn healthz() -> Result<warp::reply::Response, std::convert::Infallible
     ))
 }
 
+/// What `/readyz` says of one engine: `ok`, `unavailable` or `timed out`. Only which engine
+/// is down is public; why (an error naming hosts, users or ports) goes to the log.
+async fn verdict<E: std::fmt::Display>(
+    engine: &str,
+    probe: impl std::future::Future<Output = Result<(), E>>,
+) -> &'static str {
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(error)) => {
+            tracing::warn!(%error, engine, "readiness: no answer");
+            "unavailable"
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?CHECK_TIMEOUT, engine, "readiness: timed out");
+            "timed out"
+        }
+    }
+}
+
 pub async fn readyz(
     state: Arc<AppState>,
 ) -> Result<warp::reply::Response, std::convert::Infallible> {
-    // The public answer says only which engine is down; why (an error naming hosts, users
-    // or ports) goes to the log, for operators.
-    let postgres = match tokio::time::timeout(CHECK_TIMEOUT, store::ping(&state.pool)).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness: PostgreSQL does not answer");
-            "unavailable"
-        }
-        Err(_) => {
-            tracing::warn!(timeout = ?CHECK_TIMEOUT, "readiness: PostgreSQL timed out");
-            "timed out"
-        }
-    };
-    let rabbitmq = match tokio::time::timeout(CHECK_TIMEOUT, state.broker.check()).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness: RabbitMQ does not answer");
-            "unavailable"
-        }
-        Err(_) => {
-            tracing::warn!(timeout = ?CHECK_TIMEOUT, "readiness: RabbitMQ timed out");
-            "timed out"
-        }
-    };
+    let postgres = verdict("PostgreSQL", store::ping(&state.pool)).await;
+    let rabbitmq = verdict("RabbitMQ", state.broker.check()).await;
     let ready = postgres == "ok" && rabbitmq == "ok";
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },

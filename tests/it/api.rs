@@ -496,15 +496,7 @@ async fn readiness_fails_when_rabbitmq_is_unreachable() {
 /// METRICS_ADDR only, never on the API's or the dashboard's public listener.
 #[tokio::test]
 async fn metrics_are_served_on_the_internal_listener_only() {
-    let env = TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            dashboard: true,
-            relay: true,
-            ..Roles::default()
-        })
-        .start()
-        .await;
+    let env = crate::dashboard::api_and_dashboard_env().start().await;
     assert!(!env.dashboard.is_empty() && !env.metrics.is_empty());
     // Redirects not followed: the dashboard sends strangers to its login page.
     let client = crate::dashboard::client();

@@ -43,6 +43,16 @@ pub(crate) fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// The API and the dashboard side by side (with the outbox relay).
+pub(crate) fn api_and_dashboard_env() -> TestEnvBuilder {
+    TestEnv::builder().roles(Roles {
+        api: true,
+        dashboard: true,
+        relay: true,
+        ..Roles::default()
+    })
+}
+
 pub(crate) fn dashboard_env() -> TestEnvBuilder {
     TestEnv::builder().roles(Roles {
         dashboard: true,

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::dashboard::{admin, dashboard_env, session};
-use namaskah::pipeline::Roles;
+use crate::dashboard::{admin, api_and_dashboard_env, dashboard_env, session};
 use namaskah_core::domain::{Scope, Tier};
 
 fn scanner(variable: &str, name: &str) -> String {
@@ -78,15 +77,7 @@ async fn sqlmap(target: &Target, output_dir: &Path) -> String {
 
 #[tokio::test]
 async fn sqlmap_finds_no_injection_in_the_api_or_the_dashboard() {
-    let env = dashboard_env()
-        .roles(Roles {
-            api: true,
-            dashboard: true,
-            relay: true,
-            ..Roles::default()
-        })
-        .start()
-        .await;
+    let env = api_and_dashboard_env().start().await;
     let account = env
         .account_on_tier(
             100_000_000,

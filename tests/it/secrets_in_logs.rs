@@ -7,24 +7,16 @@
 
 use base64::Engine;
 use serde_json::{Value, json};
-use std::{
-    net::SocketAddr,
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use warp::Filter;
 
-use crate::support::{amqp_url, eventually, server_url};
+use crate::support::{Lines, Up, amqp_url, eventually, free_address, server_url};
 use namaskah_core::{
     Config,
     queue::{self, QueueName, Topology},
     store::admins,
 };
 use namaskah_dashboard::security::credentials;
-
-pub(crate) type Lines = Arc<Mutex<Vec<String>>>;
 
 /// A local stand-in for Sentry's ingestion endpoint: every envelope it receives.
 pub(crate) async fn fake_sentry() -> (SocketAddr, Lines) {
@@ -47,19 +39,6 @@ pub(crate) async fn fake_sentry() -> (SocketAddr, Lines) {
     (address, received)
 }
 
-/// Copies every line `output` writes into `lines`.
-pub(crate) fn collect(output: impl AsyncRead + Unpin + Send + 'static, lines: &Lines) {
-    let lines = Arc::clone(lines);
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(output).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            if let Ok(mut lines) = lines.lock() {
-                lines.push(line);
-            }
-        }
-    });
-}
-
 /// A secret as it is, and as it would look base64-, hex- or URL-encoded.
 fn encodings(secret: &str) -> Vec<String> {
     vec![
@@ -80,18 +59,6 @@ fn urlencoding(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-pub(crate) fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").to_string()
-}
-
-pub(crate) fn line_with<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
-    lines
-        .iter()
-        .find_map(|line| line.trim().strip_prefix(prefix))
-        .and_then(|rest| rest.split_whitespace().next())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,32 +104,9 @@ async fn no_secret_reaches_a_log_line_or_a_sentry_event() {
         ("WEBHOOK_ALLOW_HTTP", "true".to_owned()),
         ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
     ];
-    let logs: Lines = Arc::default();
-    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
-        .arg("up")
-        .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("namaskah runs");
-    collect(up.stdout.take().expect("stdout"), &logs);
-    collect(up.stderr.take().expect("stderr"), &logs);
-    let (api, dashboard) = eventually(
-        Duration::from_secs(60),
-        "`namaskah up` announces itself",
-        || {
-            let lines = logs.lock().map(|l| l.clone()).unwrap_or_default();
-            async move {
-                Some((
-                    line_with(&lines, "API")?.to_owned(),
-                    line_with(&lines, "dashboard")?.to_owned(),
-                ))
-            }
-        },
-    )
-    .await;
+    let mut up = Up::start(&environment).await;
+    let logs = Arc::clone(&up.lines);
+    let (api, dashboard) = (up.announced("API"), up.announced("dashboard"));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
@@ -320,8 +264,8 @@ async fn no_secret_reaches_a_log_line_or_a_sentry_event() {
     .await;
     // Let the webhook's failures and retries be logged too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = up.kill().await;
-    let _ = up.wait().await;
+    let _ = up.process.kill().await;
+    let _ = up.process.wait().await;
     // The pipeline's queues go with its database.
     let _ = Topology::from_config(&config).delete(&channel).await;
     let _ = connection.close(200, "done".into()).await;

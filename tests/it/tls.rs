@@ -4,12 +4,9 @@
 //! certificates from a local CA in `target/tls`, and names them in `TEST_TLS_*`.
 
 use serde_json::{Value, json};
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use crate::{
-    secrets_in_logs::{Lines, collect, free_address, line_with},
-    support::eventually,
-};
+use crate::support::{Up, eventually, free_address};
 
 /// The TLS engines, as `scripts/test` started them.
 struct Engines {
@@ -70,31 +67,8 @@ async fn a_verification_runs_end_to_end_over_tls_to_postgres_rabbitmq_and_redis(
     let id = &uuid::Uuid::new_v4().simple().to_string()[..12];
     let environment = environment(&engines, id, "ca.pem");
     let database_url = environment[0].1.clone();
-    let logs: Lines = Lines::default();
-    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
-        .arg("up")
-        .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("namaskah runs");
-    collect(up.stdout.take().expect("stdout"), &logs);
-    collect(up.stderr.take().expect("stderr"), &logs);
-    let (api, metrics) = eventually(
-        Duration::from_secs(60),
-        "`namaskah up` announces itself",
-        || {
-            let lines = logs.lock().map(|l| l.clone()).unwrap_or_default();
-            async move {
-                Some((
-                    line_with(&lines, "API")?.to_owned(),
-                    line_with(&lines, "metrics")?.to_owned(),
-                ))
-            }
-        },
-    )
-    .await;
+    let mut up = Up::start(&environment).await;
+    let (api, metrics) = (up.announced("API"), up.announced("metrics"));
 
     let created = std::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))
         .args([
@@ -167,7 +141,7 @@ async fn a_verification_runs_end_to_end_over_tls_to_postgres_rabbitmq_and_redis(
         .unwrap_or("0");
     assert_eq!(fallbacks, "0", "the rate limiter fell back from Redis");
 
-    let _ = up.kill().await;
+    let _ = up.process.kill().await;
     namaskah_core::store::drop_database(&database_url)
         .await
         .expect("drop the database");

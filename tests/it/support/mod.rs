@@ -2,12 +2,14 @@
 
 mod env;
 mod sink;
+mod up;
 
 pub use env::{
     Account, PAYSTACK_SECRET, STRIPE_WEBHOOK_SECRET, TestEnv, TestEnvBuilder, amqp_url, server_url,
 };
 pub use namaskah_load_tests::proxy::TcpProxy;
 pub use sink::{Answer, Received, Sink};
+pub use up::{Lines, Up, free_address};
 
 use std::{future::Future, time::Duration};
 
