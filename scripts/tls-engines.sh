@@ -5,7 +5,7 @@
 #   RabbitMQ    node `namaskah-tls@localhost`, TLS listener on 127.0.0.1:5671, no plain one
 #   Redis       TLS on 127.0.0.1:6390, no plain port
 # Certificates come from a local CA made on the first run (openssl): the CA, a server
-# certificate for localhost and 127.0.0.1, a client certificate, and a second CA that
+# certificate for localhost (not 127.0.0.1), a client certificate, and a second CA that
 # signed nothing here (a client trusting only it must be refused). They live in one place
 # per machine, not per checkout, because the engines outlive a checkout: every clone's test
 # run uses the engines already running, and an engine that does not present a certificate
@@ -22,18 +22,23 @@ TLS_PG_PORT=5433
 TLS_AMQP_PORT=5671
 TLS_REDIS_PORT=6390
 
+# Bumped when what the certificates hold changes, so that an older set is made anew.
+TLS_CERTIFICATES_VERSION=2
+
 make_tls_certificates() {
-    [ -s "$TLS_DIR/client.pem" ] && return 0
+    [ "$(cat "$TLS_DIR/version" 2>/dev/null)" = "$TLS_CERTIFICATES_VERSION" ] && return 0
     ensure_command openssl "openssl (it makes the TLS tests' certificates)" "brew install openssl" openssl
     say "making a local CA and certificates for the TLS tests in $TLS_DIR (first run only)"
-    rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR" && chmod 0755 "$TLS_DIR"
+    mkdir -p "$TLS_DIR" && chmod 0755 "$TLS_DIR"
+    rm -f "$TLS_DIR"/*.pem "$TLS_DIR"/*.key "$TLS_DIR"/*.csr "$TLS_DIR"/*.srl "$TLS_DIR"/*.ext
     (
         cd "$TLS_DIR"
         for ca in ca other-ca; do
             run_logged openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Namaskah test $ca" \
                 -keyout "$ca.key" -out "$ca.pem"
         done
-        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+        # Valid for localhost only: a client that dials 127.0.0.1 must refuse it (host name).
+        printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
         printf 'extendedKeyUsage=clientAuth\n' >client.ext
         for leaf in server client; do
             run_logged openssl req -newkey rsa:2048 -nodes -subj "/CN=$leaf" -keyout "$leaf.key" -out "$leaf.csr"
@@ -41,6 +46,7 @@ make_tls_certificates() {
                 -days 3650 -extfile "$leaf.ext" -out "$leaf.pem"
         done
         chmod 0644 ./*.pem ./*.key
+        echo "$TLS_CERTIFICATES_VERSION" >version
     )
 }
 

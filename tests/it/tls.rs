@@ -175,7 +175,8 @@ async fn start_with(changes: &[(&'static str, String)]) -> (Option<i32>, String)
 }
 
 #[tokio::test]
-async fn another_ca_or_plain_text_is_refused_at_start_with_one_line_naming_the_variable() {
+async fn another_ca_another_host_or_plain_text_is_refused_at_start_with_one_line_naming_the_variable()
+ {
     let engines = engines();
     let dir = &engines.dir;
     let other = format!("{dir}/other-ca.pem");
@@ -197,6 +198,23 @@ async fn another_ca_or_plain_text_is_refused_at_start_with_one_line_naming_the_v
             format!("{}?cacertfile={other}", engines.amqp_url),
         ),
         ("REDIS_CA_FILE", other.clone()),
+        (
+            // The right CA, but the certificate names localhost, not the address dialled.
+            "AMQP_URL",
+            format!(
+                "{}?cacertfile={dir}/ca.pem",
+                engines.amqp_url.replace("@localhost:", "@127.0.0.1:")
+            ),
+        ),
+        (
+            "DATABASE_URL",
+            format!(
+                "{}/postgres?sslmode=verify-full&sslrootcert={dir}/ca.pem",
+                engines
+                    .database_server
+                    .replace("@localhost:", "@127.0.0.1:")
+            ),
+        ),
     ];
     for (variable, value) in cases {
         let started = std::time::Instant::now();

@@ -24,8 +24,8 @@ fn read_pem(what: &str, path: &str) -> Result<String, String> {
     }
 }
 
-/// `url` when its TLS settings can work: a `sslmode` libpq knows, a `sslrootcert` that is a
-/// readable PEM file (`Err`: what is wrong, without repeating the URL).
+/// `url` when its TLS settings can work: a `sslmode` libpq knows, and `sslrootcert` (the
+/// CA), `sslcert` and `sslkey` (a client certificate) that are readable PEM files (`Err`: what is wrong, without repeating the URL).
 pub fn check_database_url(url: String) -> Result<String, String> {
     let parsed = url::Url::parse(&url).map_err(|error| format!("a URL ({error})"))?;
     for (key, value) in parsed.query_pairs() {
@@ -40,8 +40,8 @@ pub fn check_database_url(url: String) -> Result<String, String> {
                     "sslmode disable, allow, prefer, require, verify-ca or verify-full, not {value}"
                 ));
             }
-            "sslrootcert" => {
-                read_pem("sslrootcert", &value)?;
+            "sslrootcert" | "sslcert" | "sslkey" => {
+                read_pem(&key, &value)?;
             }
             _ => {}
         }
@@ -153,7 +153,7 @@ impl RedisTls {
 
 #[cfg(test)]
 mod tests {
-    use super::amqp_tls as tls_config;
+    use super::{amqp_tls as tls_config, check_database_url};
 
     fn file(name: &str, text: &str) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("{name}-{}.pem", uuid::Uuid::now_v7()));
@@ -218,5 +218,28 @@ mod tests {
         }
         let _ = std::fs::remove_file(ca);
         let _ = std::fs::remove_file(not_pem);
+    }
+
+    #[test]
+    fn a_database_url_needs_a_known_sslmode_and_readable_certificates() {
+        let ca = pem_file("ca");
+        let good = format!(
+            "postgres://u:secret@db/namaskah?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        );
+        assert_eq!(check_database_url(good.clone()), Ok(good));
+        for (url, expected) in [
+            ("postgres://u:secret@db/n?sslmode=verify", "sslmode disable"),
+            (
+                "postgres://u:secret@db/n?sslmode=verify-full&sslrootcert=/nowhere/ca.pem",
+                "sslrootcert /nowhere/ca.pem",
+            ),
+            ("postgres://u:secret@db/n?sslkey=/nowhere/key.pem", "sslkey"),
+        ] {
+            let error = check_database_url(url.to_owned()).expect_err(url);
+            assert!(error.contains(expected), "{url}: {error}");
+            assert!(!error.contains("secret"), "{error}");
+        }
+        let _ = std::fs::remove_file(ca);
     }
 }
