@@ -103,10 +103,19 @@ pub async fn ping(url: &str, tls: &RedisTls, timeout: Duration) -> Result<(), re
     }
 }
 
-/// Whether `error` is the server's certificate failing verification.
+/// Whether `error` is the server's certificate failing verification: the same verdict as
+/// for PostgreSQL and RabbitMQ, on the I/O error under it (redis does not type it further).
 pub fn is_certificate_refusal(error: &redis::RedisError) -> bool {
-    let text = error.to_string();
-    text.contains("invalid peer certificate") || text.contains("UnknownIssuer")
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && namaskah_core::config::tls::is_certificate_refusal(io)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    error.to_string().contains("invalid peer certificate")
 }
 
 impl RateLimiter {
