@@ -68,7 +68,7 @@ enum Command {
         #[command(subcommand)]
         command: Option<LoadCommand>,
         #[command(flatten)]
-        run: commands::load::run::RunArgs,
+        run: Box<commands::load::run::RunArgs>,
     },
     /// Manage customer accounts.
     Accounts {
@@ -250,7 +250,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(config).await,
             Command::Check => commands::check::run(config).await,
             Command::Compliance(args) => commands::compliance::run(config, args).await,
-            Command::Load { command: None, run } => commands::load::run::run(config, run).await,
+            Command::Load { command: None, run } => commands::load::run::run(config, *run).await,
             Command::Load {
                 command:
                     Some(LoadCommand::Webhooks {

@@ -1,12 +1,13 @@
 //! A TCP proxy that can be cut: a service "down" for whoever connects through it, and for
 //! nobody else. Chaos runs put PostgreSQL and RabbitMQ behind one each, so that an outage
 //! can be staged without stopping services other programs share; tests use it to cut one
-//! component off.
+//! component off. It can also be repointed: failover drills use it as the stable address
+//! that follows the PostgreSQL primary.
 
 use std::{
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -29,6 +30,7 @@ pub enum ProxyError {
 
 pub struct TcpProxy {
     pub address: SocketAddr,
+    target: Arc<RwLock<SocketAddr>>,
     open: Arc<AtomicBool>,
     connections: Arc<Mutex<JoinSet<()>>>,
 }
@@ -39,14 +41,22 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let open = Arc::new(AtomicBool::new(open));
+        let target = Arc::new(RwLock::new(target));
         let connections = Arc::new(Mutex::new(JoinSet::new()));
-        let (flag, tasks) = (Arc::clone(&open), Arc::clone(&connections));
+        let (flag, tasks, current) = (
+            Arc::clone(&open),
+            Arc::clone(&connections),
+            Arc::clone(&target),
+        );
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !flag.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
+                let Ok(target) = current.read().map(|target| *target) else {
+                    continue;
+                };
                 let mut tasks = tasks.lock().await;
                 // Finished connections leave the set, so it does not grow with every one.
                 while tasks.try_join_next().is_some() {}
@@ -59,6 +69,7 @@ impl TcpProxy {
         });
         Ok(Self {
             address,
+            target,
             open,
             connections,
         })
@@ -97,5 +108,19 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Sends new connections to `target` from now on and drops those to the old one, as a
+    /// Kubernetes Service or a virtual IP moves to a promoted primary.
+    pub async fn repoint(&self, target: SocketAddr) {
+        if let Ok(mut current) = self.target.write() {
+            *current = target;
+        }
+        self.connections.lock().await.abort_all();
+    }
+
+    /// Where new connections go.
+    pub fn target(&self) -> Option<SocketAddr> {
+        self.target.read().ok().map(|target| *target)
     }
 }

@@ -15,6 +15,7 @@ mod crm;
 mod dashboard;
 mod dashboard_live;
 mod deployment;
+mod drill;
 mod holding;
 mod lifecycle;
 mod load;

@@ -6,6 +6,7 @@
 //! in step). A bad value stops the process with one line naming the variable and what it
 //! expects (exit code 2, see `main`).
 
+pub mod amqp;
 mod dashboard;
 mod database;
 mod env;
@@ -167,9 +168,7 @@ impl Config {
                     "amqp://guest:guest@127.0.0.1:5672/%2f",
                     &["amqp", "amqps"],
                 )?;
-                tls::amqp_tls(&url).map_err(|reason| {
-                    env.error("AMQP_URL", format!("usable TLS settings: {reason}"))
-                })?;
+                amqp::check(&url).map_err(|reason| env.error("AMQP_URL", reason))?;
                 url
             },
             queue_prefix: env.queue_prefix("QUEUE_PREFIX")?,

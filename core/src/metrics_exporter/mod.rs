@@ -166,6 +166,10 @@ fn describe() {
         "namaskah_jobs_total",
         "Messages handled by workers, by queue and outcome."
     );
+    describe_counter!(
+        "namaskah_messages_redelivered_total",
+        "Messages the broker delivered again (after a consumer, a connection or a node was lost), by queue."
+    );
     describe_histogram!(
         "namaskah_job_duration_seconds",
         Unit::Seconds,

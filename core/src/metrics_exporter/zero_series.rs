@@ -52,6 +52,7 @@ pub fn register(known: &KnownLabels<'_>) {
             counter!("namaskah_jobs_total", "queue" => queue, "outcome" => outcome).increment(0);
         }
         let _ = histogram!("namaskah_job_duration_seconds", "queue" => queue);
+        counter!("namaskah_messages_redelivered_total", "queue" => queue).increment(0);
         counter!("namaskah_messages_published_total", "queue" => queue).increment(0);
         gauge!("namaskah_held_messages", "queue" => queue).increment(0.0);
         if known.samples {

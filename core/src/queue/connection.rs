@@ -1,7 +1,10 @@
 //! Connecting to RabbitMQ.
 
 use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
 use tokio::sync::Mutex;
 
 /// What went wrong talking to the broker.
@@ -31,9 +34,35 @@ impl BrokerError {
     }
 }
 
+/// Where the next connection of this process tries first: each connection starts one node
+/// further, so a process's connections spread over a cluster's nodes, and a reconnect after
+/// a node is lost starts elsewhere.
+static NEXT_NODE: AtomicUsize = AtomicUsize::new(0);
+
 /// Opens a connection, named after the role so operators can tell them apart in the
-/// management UI; over TLS when `url` is `amqps://` (see [`crate::config::tls`]).
+/// management UI; over TLS when a URL is `amqps://` (see [`crate::config::tls`]). With
+/// several nodes in `url` ([`crate::config::amqp::nodes`]) it tries each in turn and connects to the first
+/// that answers; the error is the last node's.
 pub async fn connect(url: &str, role: &str) -> Result<Connection, BrokerError> {
+    let nodes = crate::config::amqp::nodes(url);
+    // Offset by the process id, so that replicas of a role do not all start on one node.
+    let first = NEXT_NODE
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(std::process::id() as usize);
+    let mut last_error = BrokerError::TlsSettings("AMQP_URL names no node".to_owned());
+    for offset in 0..nodes.len() {
+        let node = nodes[(first + offset) % nodes.len()];
+        match connect_to_node(node, role).await {
+            Ok(connection) => return Ok(connection),
+            // Every node of a cluster shares its settings and its certificate's CA.
+            Err(error) if error.is_permanent() => return Err(error),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
+}
+
+async fn connect_to_node(url: &str, role: &str) -> Result<Connection, BrokerError> {
     const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     let properties =
         ConnectionProperties::default().with_connection_name(format!("namaskah-{role}").into());

@@ -227,6 +227,10 @@ struct Processor {
 
 impl Processor {
     async fn process(self, delivery: Delivery) {
+        if delivery.redelivered {
+            metrics::counter!("namaskah_messages_redelivered_total", "queue" => self.options.queue.as_str())
+                .increment(1);
+        }
         let envelope = match Envelope::parse(&delivery.data) {
             Ok(envelope) => envelope,
             Err(error) => {

@@ -92,6 +92,17 @@ pub struct RunArgs {
     /// Chaos: seconds between two kills.
     #[arg(long, default_value_t = 3.0, requires = "chaos")]
     pub(super) kill_every_secs: f64,
+    /// Failover drill (what `scripts/drill` runs): every role in its own process,
+    /// `--replicas` of each, PostgreSQL behind a stable address this run repoints, and the
+    /// engines' faults done by calling `HOOK kill-rabbitmq-leader`, `HOOK restart-rabbitmq`
+    /// and `HOOK fail-over-postgres` (whose last line of output is the promoted primary's
+    /// host:port). The report gains `drill`: what was lost and each fault's recovery time.
+    #[arg(long, value_name = "HOOK", conflicts_with_all = ["chaos", "api_only"])]
+    pub(super) drill: Option<String>,
+    /// Processes of each role in runs with a process per role (`--processes`, `--chaos`,
+    /// `--drill`); the API's replicas share the submissions.
+    #[arg(long, default_value_t = 1)]
+    pub(super) replicas: usize,
     #[arg(long, default_value = "rabbitmqctl stop_app", requires = "chaos")]
     pub(super) rabbitmq_stop: String,
     #[arg(long, default_value = "rabbitmqctl start_app", requires = "chaos")]
@@ -130,6 +141,17 @@ impl RunArgs {
                 "--pgbench-seconds must be from 0 to 600 and --pgbench-clients from 1 to 256"
                     .to_owned(),
             );
+        }
+        if !(1..=4).contains(&self.replicas) {
+            return Err("--replicas must be from 1 to 4".to_owned());
+        }
+        if let Some(hook) = &self.drill {
+            if hook.trim().is_empty() {
+                return Err("--drill needs the command that does the engines' faults".to_owned());
+            }
+            if let Some(short) = super::failover::window_too_short(self.window()) {
+                return Err(short);
+            }
         }
         if !(self.kill_every_secs >= 0.1 && self.kill_every_secs <= 3600.0) {
             return Err("--kill-every-secs must be from 0.1 to 3600".to_owned());
@@ -217,6 +239,13 @@ impl RunArgs {
             )
         } else {
             String::new()
+        };
+        let chaos = match &self.drill {
+            Some(_) => format!(
+                "{chaos}; failover drill, {} replicas of each role",
+                self.replicas
+            ),
+            None => chaos,
         };
         let providers = match (self.hang(), self.wants_second_provider()) {
             (Some(hang), _) => format!("; two providers, {hang}"),

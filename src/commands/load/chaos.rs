@@ -48,9 +48,18 @@ pub struct Plan {
 
 /// One role process, restartable.
 struct Role {
-    name: &'static str,
+    name: String,
     args: &'static [&'static str],
+    /// Its own listeners (API_ADDR, METRICS_ADDR), kept across restarts.
+    env: Vec<(String, String)>,
+    metrics: SocketAddr,
     child: Child,
+}
+
+impl Role {
+    fn is_api(&self) -> bool {
+        self.args == ["api"]
+    }
 }
 
 /// The role processes of a chaos run and what they need to be restarted. Like the process
@@ -59,7 +68,8 @@ struct Role {
 pub struct Fleet {
     launcher: Arc<Launcher>,
     roles: Arc<tokio::sync::Mutex<Vec<Role>>>,
-    pub api: String,
+    /// Each API replica's base URL.
+    pub apis: Vec<String>,
     proxies: Option<Arc<Proxies>>,
     log: Arc<FaultLog>,
     supervisor: Shutdown,
@@ -72,10 +82,11 @@ struct Launcher {
 }
 
 impl Launcher {
-    fn spawn(&self, args: &[&str]) -> Result<Child> {
+    fn spawn(&self, args: &[&str], own_env: &[(String, String)]) -> Result<Child> {
         Command::new(&self.exe)
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(own_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // Warnings and errors of the roles show beside the progress bar.
@@ -122,15 +133,22 @@ const ROLES: [(&str, &[&str]); 6] = [
     ("scheduler", &["scheduler"]),
 ];
 
+/// A port free on 127.0.0.1 now, for a role process to listen on.
+fn free_port() -> Result<u16> {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(probe.local_addr()?.port())
+}
+
 impl Fleet {
-    /// Starts every role as its own process of this binary, configured for the run, and
-    /// waits until the API answers.
+    /// Starts every role as its own process of this binary, `replicas` of each, configured
+    /// for the run, and waits until every API replica answers.
     /// `provider_env` reaches the providers beside the simulator.
     pub async fn start(
         config: &Config,
         simulator: SocketAddr,
         provider_env: &[(&'static str, String)],
         outages: Outages,
+        replicas: usize,
     ) -> Result<Self> {
         let exe = std::env::current_exe().context("finding this binary")?;
         let mut database_url = config.database_url.clone();
@@ -144,16 +162,10 @@ impl Fleet {
         } else {
             None
         };
-        let api_port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-            probe.local_addr()?.port()
-        };
         let env: Vec<(String, String)> = [
             ("DATABASE_URL", database_url),
             ("AMQP_URL", amqp_url),
             ("QUEUE_PREFIX", config.queue_prefix.clone()),
-            ("API_ADDR", format!("127.0.0.1:{api_port}")),
-            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("PROVIDERS", config.provider_names().join(",")),
             ("SIMULATOR_BASE_URL", format!("http://{simulator}/v1")),
             ("SIMULATOR_API_KEY", super::setup::SIMULATOR_KEY.to_owned()),
@@ -178,17 +190,35 @@ impl Fleet {
         .collect();
         let launcher = Arc::new(Launcher { exe, env });
         let mut roles = Vec::new();
+        let mut apis = Vec::new();
         for (name, args) in ROLES {
-            roles.push(Role {
-                name,
-                args,
-                child: launcher.spawn(args)?,
-            });
+            for replica in 1..=replicas.max(1) {
+                let metrics: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+                let mut env = vec![("METRICS_ADDR".to_owned(), metrics.to_string())];
+                if args == ["api"] {
+                    let address = format!("127.0.0.1:{}", free_port()?);
+                    apis.push(format!("http://{address}"));
+                    env.push(("API_ADDR".to_owned(), address));
+                }
+                let name = if replicas > 1 {
+                    format!("{name} {replica}")
+                } else {
+                    name.to_owned()
+                };
+                let child = launcher.spawn(args, &env)?;
+                roles.push(Role {
+                    name,
+                    args,
+                    env,
+                    metrics,
+                    child,
+                });
+            }
         }
         let fleet = Self {
             launcher,
             roles: Arc::new(tokio::sync::Mutex::new(roles)),
-            api: format!("http://127.0.0.1:{api_port}"),
+            apis,
             proxies,
             log: Arc::new(FaultLog {
                 started: Instant::now(),
@@ -211,7 +241,7 @@ impl Fleet {
         let roles = self.roles.lock().await;
         roles
             .iter()
-            .filter_map(|role| Some((role.name.to_owned(), role.child.id()?)))
+            .filter_map(|role| Some((role.name.clone(), role.child.id()?)))
             .collect()
     }
 
@@ -231,7 +261,7 @@ impl Fleet {
                     .trim()
                     .parse()
                     .ok()?;
-                Some((role.name.to_owned(), kib / 1024.0))
+                Some((role.name.clone(), kib / 1024.0))
             })
             .collect()
     }
@@ -263,26 +293,58 @@ impl Fleet {
     async fn wait_for_api(&self) -> Result<()> {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let ready = http.get(format!("{}/readyz", self.api)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
+        for api in &self.apis {
+            loop {
+                let ready = http.get(format!("{api}/readyz")).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("the API process at {api} did not become ready within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("the API process did not become ready within 30 s")
+        Ok(())
+    }
+
+    /// Messages redelivered to the roles' current processes, by queue, from their metrics
+    /// (a process restarted during the run has counted since its restart only).
+    pub async fn redeliveries(&self) -> std::collections::BTreeMap<String, u64> {
+        let http = reqwest::Client::new();
+        let mut total = std::collections::BTreeMap::new();
+        let addresses: Vec<SocketAddr> = self
+            .roles
+            .lock()
+            .await
+            .iter()
+            .map(|role| role.metrics)
+            .collect();
+        for address in addresses {
+            let Ok(response) = http.get(format!("http://{address}/metrics")).send().await else {
+                continue;
+            };
+            let Ok(scrape) = response.text().await else {
+                continue;
+            };
+            for (queue, count) in redelivered_in(&scrape) {
+                *total.entry(queue).or_insert(0) += count;
+            }
+        }
+        total
     }
 
     /// SIGKILLs a random worker or the scheduler and starts it again.
     async fn kill_one(&self) -> Result<String> {
         let mut roles = self.roles.lock().await;
         // Not the API: submissions would fail, which shows nothing about losing work.
-        let index = rand::rng().random_range(1..roles.len());
+        let others: Vec<usize> = (0..roles.len()).filter(|&i| !roles[i].is_api()).collect();
+        let index = others[rand::rng().random_range(0..others.len())];
         let role = &mut roles[index];
         let pid = role.child.id().unwrap_or(0);
         role.child.start_kill().context("SIGKILL")?;
         let _ = role.child.wait().await;
-        role.child = self.launcher.spawn(role.args)?;
+        role.child = self.launcher.spawn(role.args, &role.env)?;
         Ok(format!("SIGKILL {} (pid {pid}), restarted", role.name))
     }
 
@@ -324,7 +386,7 @@ async fn supervise(
         let mut roles = roles.lock().await;
         for role in roles.iter_mut() {
             if let Ok(Some(status)) = role.child.try_wait() {
-                let restarted = launcher.spawn(role.args).map(|child| {
+                let restarted = launcher.spawn(role.args, &role.env).map(|child| {
                     role.child = child;
                     format!("{} exited ({status}), restarted", role.name)
                 });
@@ -332,6 +394,19 @@ async fn supervise(
             }
         }
     }
+}
+
+/// `namaskah_messages_redelivered_total` by queue in a Prometheus scrape.
+fn redelivered_in(scrape: &str) -> Vec<(String, u64)> {
+    scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix("namaskah_messages_redelivered_total{"))
+        .filter_map(|rest| {
+            let (labels, value) = rest.split_once("} ")?;
+            let queue = labels.split("queue=\"").nth(1)?.split('"').next()?;
+            Some((queue.to_owned(), value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
 }
 
 async fn shell(command: &str) -> Result<()> {

@@ -85,7 +85,8 @@ pub struct Driven {
 
 struct Client {
     http: reqwest::Client,
-    api: String,
+    /// The API's replicas; submissions take turns, and a cancel goes where its order went.
+    apis: Vec<String>,
     keys: Vec<String>,
     plan: Plan,
     issued: AtomicU64,
@@ -103,6 +104,10 @@ impl Client {
         more.then_some(n)
     }
 
+    fn api(&self, n: u64) -> &str {
+        &self.apis[n as usize % self.apis.len()]
+    }
+
     async fn submit(&self, n: u64) -> Sample {
         let key = &self.keys[n as usize % self.keys.len()];
         let (service, country) = {
@@ -113,7 +118,7 @@ impl Client {
         let clock = Instant::now();
         let answer = self
             .http
-            .post(format!("{}/v1/verifications", self.api))
+            .post(format!("{}/v1/verifications", self.api(n)))
             .bearer_auth(key)
             .json(&serde_json::json!({ "service": service, "country": country }))
             .send()
@@ -146,7 +151,7 @@ impl Client {
         let key = &self.keys[n as usize % self.keys.len()];
         let response = self
             .http
-            .post(format!("{}/v1/verifications/{id}/cancel", self.api))
+            .post(format!("{}/v1/verifications/{id}/cancel", self.api(n)))
             .bearer_auth(key)
             .send()
             .await
@@ -180,9 +185,14 @@ enum Event {
     CancelFailed(String),
 }
 
-/// Submits according to `plan`, with one of `keys` per submission in turn, and waits for
-/// every answer and every cancel.
-pub async fn drive(api: &str, keys: Vec<String>, plan: Plan, progress: &ProgressBar) -> Driven {
+/// Submits according to `plan` to the API's replicas `apis` (at least one), with one of
+/// `keys` per submission in turn, and waits for every answer and every cancel.
+pub async fn drive(
+    apis: &[String],
+    keys: Vec<String>,
+    plan: Plan,
+    progress: &ProgressBar,
+) -> Driven {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(MAX_IN_FLIGHT)
@@ -191,7 +201,7 @@ pub async fn drive(api: &str, keys: Vec<String>, plan: Plan, progress: &Progress
     let pace = plan.pace;
     let client = Arc::new(Client {
         http,
-        api: api.to_owned(),
+        apis: apis.to_vec(),
         keys,
         plan,
         issued: AtomicU64::new(0),

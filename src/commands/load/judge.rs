@@ -163,6 +163,7 @@ pub(super) async fn judge(
         .filter(|id| !known.contains(id.as_str()))
         .map(|id| format!("{id}: accepted, not in the database"))
         .collect();
+    report.lost = lost.len();
     report
         .invariants
         .push(Check::new("every_accepted_verification_exists", lost));

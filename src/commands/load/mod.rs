@@ -7,6 +7,9 @@
 //!   restarted, and RabbitMQ and PostgreSQL go away once each, with the same checks.
 //!   With `--hang-first-provider` ([`provider_fault`]) a second provider sells the same
 //!   catalogue while the first hangs (chaos runs always have this fault).
+//!   With `--drill` ([`failover`]) two processes of each role run against a RabbitMQ
+//!   cluster and a PostgreSQL primary with a standby, and the engines fail under load
+//!   (`scripts/drill` starts them and does the faults).
 //!   With `--pgbench-seconds` ([`limit`]) the machine's commit rate is measured first and the
 //!   run's throughput put against it.
 //! - [`webhooks`]: webhook delivery alone (`namaskah load webhooks`).
@@ -16,6 +19,7 @@ mod chaos;
 mod cpu;
 mod drain;
 mod drive;
+mod failover;
 mod judge;
 mod limit;
 mod provider_fault;

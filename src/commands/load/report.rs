@@ -4,7 +4,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use super::limit::MachineLimit;
+use super::{failover::DrillReport, limit::MachineLimit};
 
 /// The goal: end-to-end verifications/s at least this share of the machine's commit
 /// rate divided by the commits a verification costs.
@@ -120,6 +120,8 @@ pub struct Report {
     pub target: String,
     pub submitted: usize,
     pub accepted: usize,
+    /// Accepted (answered 201) but not in the database afterwards.
+    pub lost: usize,
     /// Refused or failed submissions, by `<status> <code>` or transport error.
     pub errors: BTreeMap<String, usize>,
     pub submit_seconds: f64,
@@ -157,6 +159,9 @@ pub struct Report {
     /// first one's hang (all "before" when it never hung).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sales_by_provider: Vec<Sales>,
+    /// Failover drills: the engines' faults, what was lost and how long each took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillReport>,
     pub invariants: Vec<Check>,
 }
 
@@ -298,6 +303,9 @@ impl Report {
         }
         for fault in &self.faults {
             out.push(format!("fault: {fault}"));
+        }
+        if let Some(drill) = &self.drill {
+            out.extend(drill.rows());
         }
         out.push(String::new());
         for check in &self.invariants {

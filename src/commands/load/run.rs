@@ -46,6 +46,7 @@ use super::{
     chaos, cpu,
     drain::{commits, drain},
     drive::{self, Plan, Until},
+    failover,
     judge::judge,
     limit,
     provider_fault::{self, SecondProvider},
@@ -64,6 +65,11 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     }
     let shutdown = Shutdown::new();
     let mut config = throwaway::config(config);
+    // A drill's processes, and this run, reach PostgreSQL where the primary is.
+    let stable_postgres = match &args.drill {
+        Some(_) => Some(failover::stable_address(&mut config).await?),
+        None => None,
+    };
     throwaway::reset(&config).await?;
     // Before the pipeline starts, so that pgbench has the machine to itself.
     let machine_limit = if args.pgbench_seconds > 0 {
@@ -134,13 +140,20 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         bail!("the catalogue sells nothing through the simulator");
     }
 
-    let pipeline = if args.chaos || args.processes {
+    let pipeline = if args.chaos || args.processes || args.drill.is_some() {
         let extra_env = second_provider
             .as_ref()
             .map(|second| second.env(SIMULATOR_KEY))
             .unwrap_or_default();
         Pipeline::Processes(
-            chaos::Fleet::start(&config, simulator_addr, &extra_env, args.outages).await?,
+            chaos::Fleet::start(
+                &config,
+                simulator_addr,
+                &extra_env,
+                args.outages,
+                args.replicas,
+            )
+            .await?,
         )
     } else {
         let roles = Roles {
@@ -156,13 +169,17 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         };
         Pipeline::InProcess(pipeline::start(Arc::clone(&config), roles, shutdown.clone()).await?)
     };
-    let api = match &pipeline {
-        Pipeline::Processes(fleet) => fleet.api.clone(),
-        Pipeline::Chaos(fleet) => fleet.api.clone(),
-        Pipeline::InProcess(running) => format!(
+    let apis = match &pipeline {
+        Pipeline::Processes(fleet) => fleet.apis.clone(),
+        Pipeline::Chaos(fleet) => fleet.apis.clone(),
+        Pipeline::InProcess(running) => vec![format!(
             "http://{}",
             running.api_addr.context("the API did not start")?
-        ),
+        )],
+    };
+    let rabbitmq_nodes = match &args.drill {
+        Some(drill) => failover::rabbitmq_nodes(drill).await?,
+        None => Vec::new(),
     };
     eprintln!("load run: {}", args.describe());
 
@@ -190,8 +207,19 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let hanging = args
         .hang()
         .map(|hang| tokio::spawn(provider_fault::hang(Arc::clone(&simulator), hang)));
-    let (driven, pipeline) = match pipeline {
-        Pipeline::Processes(fleet) if args.chaos => {
+    let mut engine_faults = Vec::new();
+    let (driven, pipeline) = match (pipeline, &args.drill, &stable_postgres) {
+        (Pipeline::Processes(fleet), Some(drill), Some(stable)) => {
+            let disturbing = tokio::spawn(failover::disturb(
+                drill.clone(),
+                Arc::clone(stable),
+                args.window(),
+            ));
+            let driven = drive::drive(&apis, customers.keys, plan, &progress).await;
+            engine_faults = disturbing.await.context("the drill's faults")?;
+            (driven, Pipeline::Chaos(Arc::new(fleet)))
+        }
+        (Pipeline::Processes(fleet), _, _) if args.chaos => {
             let fleet = Arc::new(fleet);
             let done = Shutdown::new();
             let disturbing = tokio::spawn(chaos::disturb(
@@ -199,13 +227,13 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
                 args.chaos_plan(),
                 done.clone(),
             ));
-            let driven = drive::drive(&api, customers.keys, plan, &progress).await;
+            let driven = drive::drive(&apis, customers.keys, plan, &progress).await;
             done.trigger();
             disturbing.await.context("the chaos task")?;
             (driven, Pipeline::Chaos(fleet))
         }
-        running => (
-            drive::drive(&api, customers.keys, plan, &progress).await,
+        (running, _, _) => (
+            drive::drive(&apis, customers.keys, plan, &progress).await,
             running,
         ),
     };
@@ -227,9 +255,11 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     // The roles' processes now: a chaos run has restarted some of them.
     let cpu_used = cpu::used_between(&cpu_before, &cpu::sample(&pipeline.role_pids().await));
     let mut peak_rss_mib = BTreeMap::new();
+    let mut redelivered = BTreeMap::new();
     let faults = match pipeline {
         Pipeline::Chaos(fleet) => {
             peak_rss_mib = fleet.peak_memory().await;
+            redelivered = fleet.redeliveries().await;
             for (at, what) in provider_faults {
                 fleet.note(at, what);
             }
@@ -242,6 +272,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         }
         Pipeline::Processes(fleet) => {
             peak_rss_mib = fleet.peak_memory().await;
+            redelivered = fleet.redeliveries().await;
             for (at, what) in provider_faults {
                 fleet.note(at, what);
             }
@@ -276,12 +307,18 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         report.invariants.extend(check);
     }
     report.peak_rss_mib = peak_rss_mib;
+    if args.drill.is_some() {
+        report.drill = Some(
+            failover::report(&pool, &report, rabbitmq_nodes, engine_faults, redelivered).await?,
+        );
+    }
     report.cpu_ms_per_verification = cpu_used
         .into_iter()
         .map(|(who, seconds)| (who, seconds * 1_000.0 / report.accepted.max(1) as f64))
         .collect();
+    // (A drill's new primary counts from its own start: its figure is not comparable.)
     report.commits_per_verification =
-        (commits_after - commits_before) as f64 / report.accepted.max(1) as f64;
+        (commits_after - commits_before).max(0) as f64 / report.accepted.max(1) as f64;
     report.against_limit = machine_limit.map(|machine| {
         AgainstLimit::new(
             machine,
