@@ -15,7 +15,8 @@ async fn a_short_drill_loses_nothing_through_a_broker_node_kill_and_a_database_f
     let output = tokio::process::Command::new(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/drill"),
     )
-    // 900 at 20/s: 45 s of submissions, the shortest that holds both faults under load.
+    // 900 at 20/s: 45 s of submissions, which go on by themselves if the faults take longer
+    // (a RabbitMQ node is slow to start on a busy machine).
     .args(["--count", "900", "--rate", "20", "--sms-timeout-secs", "10"])
     .arg("--report")
     .arg(&report)

@@ -9,7 +9,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -42,6 +42,9 @@ pub enum Until {
 pub struct Plan {
     pub pace: Pace,
     pub until: Until,
+    /// While this is set, submissions go on past `until` (a drill's faults must happen
+    /// under load, however long a broker node takes to start again).
+    pub go_on_while: Option<Arc<AtomicBool>>,
     pub cancel_ratio: f64,
     /// (service, country) pairs to order, picked at random.
     pub orders: Vec<(String, String)>,
@@ -101,7 +104,12 @@ impl Client {
             Until::Count(count) => n < count,
             Until::Elapsed(duration) => self.started.elapsed() < duration,
         };
-        more.then_some(n)
+        let held_open = self
+            .plan
+            .go_on_while
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed));
+        (more || held_open).then_some(n)
     }
 
     fn api(&self, n: u64) -> &str {

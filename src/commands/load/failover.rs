@@ -19,7 +19,16 @@
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::{collections::BTreeMap, net::SocketAddr, process::Stdio, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::process::Command;
 
 use namaskah_core::Config;
@@ -33,6 +42,8 @@ const FAILED_OVER: &str = "postgres primary failed over";
 
 /// How long the killed RabbitMQ node stays down.
 const RABBITMQ_DOWN: Duration = Duration::from_secs(10);
+/// Submissions go on at least this long after the last fault.
+const TAIL: Duration = Duration::from_secs(10);
 /// How long a hook may take (a RabbitMQ node's start is the slowest).
 const HOOK_LIMIT: Duration = Duration::from_secs(180);
 /// The completion rate before a fault is measured over this long.
@@ -175,8 +186,16 @@ pub async fn rabbitmq_nodes(drill: &str) -> Result<Vec<String>> {
 }
 
 /// Does the drill's faults in order, spread over `window` (about how long the submissions
-/// last); each runs to its end even when the submissions end first.
-pub async fn disturb(drill: String, stable: Arc<TcpProxy>, window: Duration) -> Vec<EngineFault> {
+/// last), and clears `pending` [`TAIL`] after the last, so that submissions go on until the
+/// recovery from it can be seen.
+pub async fn disturb(
+    drill: String,
+    stable: Arc<TcpProxy>,
+    window: Duration,
+    pending: Arc<AtomicBool>,
+) -> Vec<EngineFault> {
+    // Cleared however this ends, so that the submissions always stop.
+    let _clear = ClearOnDrop(pending);
     let mut faults = Vec::new();
     let started = tokio::time::Instant::now();
     // Late enough that completions have a rate to compare the recovery with.
@@ -210,7 +229,18 @@ pub async fn disturb(drill: String, stable: Arc<TcpProxy>, window: Duration) -> 
         at,
         ..fault(FAILED_OVER, failover.await)
     });
+    let tail = (started + window).saturating_duration_since(tokio::time::Instant::now());
+    tokio::time::sleep(tail.max(TAIL)).await;
     faults
+}
+
+/// Clears its flag when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 fn fault(name: &'static str, said: Result<String>) -> EngineFault {
@@ -338,17 +368,17 @@ pub fn recovery_seconds(fault: DateTime<Utc>, completions: &[DateTime<Utc>]) -> 
 pub fn window_too_short(window: Duration) -> Option<String> {
     (window < MINIMUM_WINDOW).then(|| {
         format!(
-            "a drill needs at least {} s of submissions (--count ÷ --rate), so that both faults \
-             happen under load; this one has {:.0} s",
+            "a drill needs at least {} s of submissions (--count ÷ --rate), so that completions \
+             have a rate before the first fault; this one has {:.0} s",
             MINIMUM_WINDOW.as_secs(),
             window.as_secs_f64()
         )
     })
 }
 
-/// The kill after [`BEFORE`], the node down for [`RABBITMQ_DOWN`] and about 10 s to start
-/// it again, then the failover with load still coming for a while.
-const MINIMUM_WINDOW: Duration = Duration::from_secs(45);
+/// The first fault comes after [`BEFORE`] of load, so that there is a rate to recover to;
+/// the submissions then go on by themselves until the last fault is recovered from.
+const MINIMUM_WINDOW: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {
@@ -362,7 +392,7 @@ mod tests {
             counts.iter().all(|&count| (9..=11).contains(&count)),
             "{counts:?}"
         );
-        assert!(window_too_short(Duration::from_secs(30)).is_some());
+        assert!(window_too_short(Duration::from_secs(10)).is_some());
         assert!(window_too_short(Duration::from_secs(60)).is_none());
     }
 

@@ -22,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::{
     collections::BTreeMap,
     process::ExitCode,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 
@@ -194,9 +194,12 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     progress.enable_steady_tick(Duration::from_millis(200));
+    // A drill's submissions go on until its faults are done and recovered from.
+    let faults_pending = args.drill.as_ref().map(|_| Arc::new(AtomicBool::new(true)));
     let plan = Plan {
         pace: args.pace(),
         until: args.until(),
+        go_on_while: faults_pending.clone(),
         cancel_ratio: args.cancel_ratio,
         orders,
     };
@@ -214,6 +217,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
                 drill.clone(),
                 Arc::clone(stable),
                 args.window(),
+                faults_pending.clone().unwrap_or_default(),
             ));
             let driven = drive::drive(&apis, customers.keys, plan, &progress).await;
             engine_faults = disturbing.await.context("the drill's faults")?;
