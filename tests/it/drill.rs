@@ -60,12 +60,5 @@ async fn a_short_drill_loses_nothing_through_a_broker_node_kill_and_a_database_f
             "no recovery from {fault}:\n{stdout}"
         );
     }
-    assert!(
-        report["invariants"]
-            .as_array()
-            .expect("invariants")
-            .iter()
-            .all(|check| check["held"] == true),
-        "{stdout}"
-    );
+    crate::load::assert_every_invariant_held(&report, &stdout);
 }

@@ -41,19 +41,24 @@ async fn load_run(name: &str, args: &[&str]) -> (Value, String) {
     );
     let report: Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON report");
+    assert_every_invariant_held(&report, &stdout);
+    // The throw-away database is gone; the one the run was pointed at is dropped here.
+    store::drop_database(&database_url)
+        .await
+        .expect("drop the run's database");
+    (report, stdout)
+}
+
+/// Panics, showing what the run printed, unless every invariant in `report` held.
+pub(crate) fn assert_every_invariant_held(report: &Value, printed: &str) {
     assert!(
         report["invariants"]
             .as_array()
             .expect("invariants")
             .iter()
             .all(|check| check["held"] == true),
-        "{stdout}"
+        "{printed}"
     );
-    // The throw-away database is gone; the one the run was pointed at is dropped here.
-    store::drop_database(&database_url)
-        .await
-        .expect("drop the run's database");
-    (report, stdout)
 }
 
 /// The names of the invariants a run checked.
