@@ -94,9 +94,10 @@ pub struct RunArgs {
     pub(super) kill_every_secs: f64,
     /// Failover drill (what `scripts/drill` runs): every role in its own process,
     /// `--replicas` of each, PostgreSQL behind a stable address this run repoints, and the
-    /// engines' faults done by calling `HOOK kill-rabbitmq-leader`, `HOOK restart-rabbitmq`
-    /// and `HOOK fail-over-postgres` (whose last line of output is the promoted primary's
-    /// host:port). The report gains `drill`: what was lost and each fault's recovery time.
+    /// engines' faults done by calling `HOOK kill-rabbitmq-leader`, `HOOK restart-rabbitmq`,
+    /// `HOOK fail-over-postgres` (whose last line of output is the promoted primary's
+    /// host:port) and `HOOK rebuild-old-primary`. The report gains `drill`: what was lost
+    /// and each fault's recovery time.
     #[arg(long, value_name = "HOOK", conflicts_with_all = ["chaos", "api_only"])]
     pub(super) drill: Option<String>,
     /// Processes of each role in runs with a process per role (`--processes`, `--chaos`,

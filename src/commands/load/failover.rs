@@ -11,7 +11,9 @@
 //! 2. [`RABBITMQ_DOWN`] later, `HOOK restart-rabbitmq`: that node starts again and rejoins;
 //! 3. `HOOK fail-over-postgres`: the primary stops at once (`pg_ctl stop -m immediate`, a
 //!    crash to its clients), the standby is promoted, and the last line the hook prints is
-//!    the new primary's `host:port`, where the stable address then points.
+//!    the new primary's `host:port`, where the stable address then points;
+//! 4. `HOOK rebuild-old-primary`: the old primary, cloned afresh, becomes the new one's
+//!    synchronous standby.
 //!
 //! The run's checks are those of every load run; the drill adds how long each fault took
 //! to recover from ([`recovery_seconds`]) and the messages the brokers delivered again.
@@ -39,6 +41,9 @@ use namaskah_load_tests::proxy::TcpProxy;
 const KILLED: &str = "rabbitmq node killed";
 const RESTARTED: &str = "rabbitmq node restarted";
 const FAILED_OVER: &str = "postgres primary failed over";
+const REBUILT: &str = "postgres standby rebuilt";
+/// Steps that bring redundancy back rather than take something away: no RTO of their own.
+const RESTORING: [&str; 2] = [RESTARTED, REBUILT];
 
 /// How long the killed RabbitMQ node stays down.
 const RABBITMQ_DOWN: Duration = Duration::from_secs(10);
@@ -80,6 +85,10 @@ pub struct DrillReport {
     pub final_count: usize,
     /// Accepted (the API answered 201) but missing afterwards.
     pub lost: usize,
+    /// In the database but never acknowledged to the client: its 201 went down with the
+    /// primary (or its connection). Charged and carried through like any other; a retry
+    /// with the same `Idempotency-Key` would have returned it.
+    pub created_unacknowledged: usize,
     /// Verifications charged other than exactly once.
     pub duplicate_charges: usize,
     /// Webhook deliveries that arrived more than once (at-least-once delivery; harmless to
@@ -101,11 +110,12 @@ impl DrillReport {
             String::new(),
             format!("drill: RabbitMQ nodes {}", self.rabbitmq_nodes.join(", ")),
             format!(
-                "drill: accepted {}, final {}, lost {}, charged other than once {}, \
-                 webhooks delivered twice {}",
+                "drill: accepted {}, final {}, lost {}, created but not acknowledged {}, \
+                 charged other than once {}, webhooks delivered twice {}",
                 self.accepted,
                 self.final_count,
                 self.lost,
+                self.created_unacknowledged,
                 self.duplicate_charges,
                 self.duplicate_webhooks
             ),
@@ -164,6 +174,8 @@ async fn hook(hook: &str, action: &str) -> Result<Vec<String>> {
         .args(["-c", &command])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
+        // A hook past its limit must not go on changing the engines behind the run's back.
+        .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(HOOK_LIMIT, run)
         .await
@@ -229,6 +241,8 @@ pub async fn disturb(
         at,
         ..fault(FAILED_OVER, failover.await)
     });
+    let rebuilt = hook(&drill, "rebuild-old-primary").await;
+    faults.push(fault(REBUILT, joined(rebuilt)));
     let tail = (started + window).saturating_duration_since(tokio::time::Instant::now());
     tokio::time::sleep(tail.max(TAIL)).await;
     faults
@@ -279,12 +293,12 @@ pub async fn report(
     )
     .fetch_one(pool)
     .await?;
-    for fault in faults.iter_mut().filter(|fault| fault.fault != RESTARTED) {
+    for fault in faults.iter_mut().filter(|f| !RESTORING.contains(&f.fault)) {
         fault.completions_per_second = per_second(fault.at, &completions);
     }
     let rto_seconds = faults
         .iter()
-        .filter(|fault| fault.fault != RESTARTED)
+        .filter(|fault| !RESTORING.contains(&fault.fault))
         .map(|fault| {
             (
                 fault.fault.to_owned(),
@@ -292,6 +306,12 @@ pub async fn report(
             )
         })
         .collect();
+    let final_count: usize = judged
+        .outcomes
+        .iter()
+        .filter(|(outcome, _)| outcome.starts_with("completed") || outcome.starts_with("refunded"))
+        .map(|(_, count)| count)
+        .sum();
     let postgres_failover = faults
         .iter()
         .find(|fault| fault.fault == FAILED_OVER)
@@ -310,6 +330,7 @@ pub async fn report(
             .map(|(_, count)| count)
             .sum(),
         lost: judged.lost,
+        created_unacknowledged: (final_count + judged.lost).saturating_sub(judged.accepted),
         duplicate_charges: usize::try_from(duplicate_charges).unwrap_or(usize::MAX),
         duplicate_webhooks: judged.webhooks.duplicates,
         client_errors: judged.errors.clone(),
