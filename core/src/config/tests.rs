@@ -13,7 +13,8 @@ fn defaults_describe_a_local_installation() {
     let config = config(&[]).expect("defaults are valid");
     assert_eq!(
         config.database_url,
-        "postgres://postgres@127.0.0.1:5432/namaskah"
+        // Loopback without an sslmode: plain (see `tls::check_database_url`).
+        "postgres://postgres@127.0.0.1:5432/namaskah?sslmode=disable"
     );
     assert_eq!(config.api_addr.to_string(), "127.0.0.1:8080");
     assert_eq!(config.provider_names(), vec!["simulator"]);

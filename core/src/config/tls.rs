@@ -46,7 +46,34 @@ pub fn check_database_url(url: String) -> Result<String, String> {
             _ => {}
         }
     }
-    Ok(url)
+    Ok(plain_on_loopback(url, &parsed))
+}
+
+/// `url` with `sslmode=disable` added when it names this machine's loopback address and no
+/// `sslmode`. The driver's default (`prefer`) encrypts whenever the server offers TLS, as
+/// Debian's PostgreSQL does out of the box; over loopback that protects nothing and cost a
+/// quarter of the webhook throughput (docs/benchmarks.md). An explicit `sslmode` is kept.
+fn plain_on_loopback(url: String, parsed: &url::Url) -> String {
+    let loopback = match parsed.host() {
+        // `postgres://` is not a scheme the URL standard knows, so its IPv4 hosts come as names.
+        Some(url::Host::Domain(name)) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|address| address.is_loopback())
+        }
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    };
+    if !loopback || parsed.query_pairs().any(|(key, _)| key == "sslmode") {
+        return url;
+    }
+    let separator = if parsed.query().is_some() { '&' } else { '?' };
+    match url.split_once('#') {
+        Some((before, fragment)) => format!("{before}{separator}sslmode=disable#{fragment}"),
+        None => format!("{url}{separator}sslmode=disable"),
+    }
 }
 
 /// The TLS settings `url` asks for, with the files it names read; `Err` says which
@@ -154,6 +181,30 @@ impl RedisTls {
 #[cfg(test)]
 mod tests {
     use super::{amqp_tls as tls_config, check_database_url};
+
+    #[test]
+    fn a_loopback_database_without_sslmode_is_plain_and_any_other_is_left_alone() {
+        let checked = |url: &str| check_database_url(url.to_owned()).expect("valid");
+        assert_eq!(
+            checked("postgres://postgres@127.0.0.1:5432/namaskah"),
+            "postgres://postgres@127.0.0.1:5432/namaskah?sslmode=disable"
+        );
+        assert_eq!(
+            checked("postgres://u@localhost/db?application_name=x"),
+            "postgres://u@localhost/db?application_name=x&sslmode=disable"
+        );
+        assert_eq!(
+            checked("postgres://u@[::1]:5432/db"),
+            "postgres://u@[::1]:5432/db?sslmode=disable"
+        );
+        for kept in [
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            "postgres://u@db.internal:5432/db",
+            "postgres://u@10.0.0.5/db",
+        ] {
+            assert_eq!(checked(kept), kept);
+        }
+    }
 
     fn file(name: &str, text: &str) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("{name}-{}.pem", uuid::Uuid::now_v7()));
