@@ -20,7 +20,6 @@
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -35,7 +34,10 @@ use tokio::process::Command;
 
 use namaskah_core::Config;
 
-use super::report::Report;
+use super::{
+    failover_report::{BEFORE, DrillReport, EngineFault},
+    report::Report,
+};
 use namaskah_load_tests::proxy::TcpProxy;
 
 const KILLED: &str = "rabbitmq node killed";
@@ -51,8 +53,6 @@ const RABBITMQ_DOWN: Duration = Duration::from_secs(10);
 const TAIL: Duration = Duration::from_secs(10);
 /// How long a hook may take (a RabbitMQ node's start is the slowest).
 const HOOK_LIMIT: Duration = Duration::from_secs(180);
-/// The completion rate before a fault is measured over this long.
-const BEFORE: Duration = Duration::from_secs(10);
 /// Recovery is judged in windows this long…
 const WINDOW: Duration = Duration::from_secs(1);
 /// …a fall that begins this soon after the fault is the fault's…
@@ -60,103 +60,8 @@ const ONSET: Duration = Duration::from_secs(10);
 /// …and recovery is looked for this long after it.
 const HORIZON: Duration = Duration::from_secs(120);
 
-/// One fault the drill did, when it began (the database's clock is this machine's).
-#[derive(Clone, Debug, Serialize)]
-pub struct EngineFault {
-    pub fault: &'static str,
-    pub at: DateTime<Utc>,
-    /// What the hook says it did.
-    pub what: String,
-    /// Verifications completed in each second from [`BEFORE`] before the fault to
-    /// [`AFTER`] after it: the picture behind its RTO.
-    pub completions_per_second: Vec<usize>,
-}
-
 /// How far after a fault its completions are shown.
 const AFTER: Duration = Duration::from_secs(40);
-
-/// What the drill adds to a load run's report.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct DrillReport {
-    pub rabbitmq_nodes: Vec<String>,
-    pub postgres_failover: String,
-    pub accepted: usize,
-    #[serde(rename = "final")]
-    pub final_count: usize,
-    /// Accepted (the API answered 201) but missing afterwards.
-    pub lost: usize,
-    /// In the database but never acknowledged to the client: its 201 went down with the
-    /// primary (or its connection). Charged and carried through like any other; a retry
-    /// with the same `Idempotency-Key` would have returned it.
-    pub created_unacknowledged: usize,
-    /// Verifications charged other than exactly once.
-    pub duplicate_charges: usize,
-    /// Webhook deliveries that arrived more than once (at-least-once delivery; harmless to
-    /// a receiver that keys on the message id).
-    pub duplicate_webhooks: u64,
-    /// Refused or failed submissions and cancels, by status or transport error.
-    pub client_errors: BTreeMap<String, usize>,
-    /// From each fault until completions run at half their rate before it again.
-    pub rto_seconds: BTreeMap<String, Option<f64>>,
-    /// Messages delivered again, by queue, as the roles' processes counted them.
-    pub messages_redelivered: BTreeMap<String, u64>,
-    pub faults: Vec<EngineFault>,
-}
-
-impl DrillReport {
-    /// The drill's lines of the report's table.
-    pub fn rows(&self) -> Vec<String> {
-        let mut out = vec![
-            String::new(),
-            format!("drill: RabbitMQ nodes {}", self.rabbitmq_nodes.join(", ")),
-            format!(
-                "drill: accepted {}, final {}, lost {}, created but not acknowledged {}, \
-                 charged other than once {}, webhooks delivered twice {}",
-                self.accepted,
-                self.final_count,
-                self.lost,
-                self.created_unacknowledged,
-                self.duplicate_charges,
-                self.duplicate_webhooks
-            ),
-        ];
-        for fault in &self.faults {
-            let counts: Vec<String> = fault
-                .completions_per_second
-                .iter()
-                .map(usize::to_string)
-                .collect();
-            let rto = match self.rto_seconds.get(fault.fault) {
-                Some(Some(seconds)) => format!("recovered in {seconds:.1} s"),
-                Some(None) => "no recovery measured".to_owned(),
-                None => String::new(),
-            };
-            out.push(format!(
-                "drill: {} at {} {rto}: {}",
-                fault.fault,
-                fault.at.format("%H:%M:%S%.3f"),
-                fault.what
-            ));
-            if !counts.is_empty() {
-                out.push(format!(
-                    "       completions per second from {} s before: {}",
-                    BEFORE.as_secs(),
-                    counts.join(" ")
-                ));
-            }
-        }
-        let redelivered: Vec<String> = self
-            .messages_redelivered
-            .iter()
-            .map(|(queue, count)| format!("{queue} {count}"))
-            .collect();
-        out.push(format!(
-            "drill: messages redelivered: {}",
-            redelivered.join(", ")
-        ));
-        out
-    }
-}
 
 /// Puts the stable address in front of `config`'s PostgreSQL and points `config` at it.
 pub async fn stable_address(config: &mut Config) -> Result<Arc<TcpProxy>> {

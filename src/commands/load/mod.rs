@@ -20,6 +20,7 @@ mod cpu;
 mod drain;
 mod drive;
 mod failover;
+mod failover_report;
 mod judge;
 mod limit;
 mod provider_fault;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use super::{failover::DrillReport, limit::MachineLimit};
+use super::{failover_report::DrillReport, limit::MachineLimit};
 
 /// The goal: end-to-end verifications/s at least this share of the machine's commit
 /// rate divided by the commits a verification costs.
