@@ -263,7 +263,9 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let faults = match pipeline {
         Pipeline::Chaos(fleet) => {
             peak_rss_mib = fleet.peak_memory().await;
-            redelivered = fleet.redeliveries().await;
+            if args.drill.is_some() {
+                redelivered = fleet.redeliveries().await;
+            }
             for (at, what) in provider_faults {
                 fleet.note(at, what);
             }
@@ -276,7 +278,9 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         }
         Pipeline::Processes(fleet) => {
             peak_rss_mib = fleet.peak_memory().await;
-            redelivered = fleet.redeliveries().await;
+            if args.drill.is_some() {
+                redelivered = fleet.redeliveries().await;
+            }
             for (at, what) in provider_faults {
                 fleet.note(at, what);
             }
