@@ -5,7 +5,7 @@ use sqlx::PgPool;
 use std::{net::SocketAddr, sync::Arc};
 use tokio::task::JoinSet;
 
-use namaskah_api::AppState;
+use namaskah_api::{AppState, app::WebApp};
 use namaskah_core::{
     Config, Shutdown,
     config::PoolRoles,
@@ -70,6 +70,8 @@ pub enum StartError {
     Dashboard(#[from] namaskah_dashboard::DashboardError),
     #[error(transparent)]
     Api(#[from] namaskah_api::ApiSetupError),
+    #[error(transparent)]
+    WebApp(#[from] namaskah_api::app::WebAppError),
     #[error("{0}")]
     Bind(#[from] std::io::Error),
 }
@@ -78,6 +80,8 @@ pub enum StartError {
 pub struct Running {
     pub pool: PgPool,
     pub api_addr: Option<SocketAddr>,
+    /// The customer web app's address (it runs with the API unless `APP_ADDR=off`).
+    pub app_addr: Option<SocketAddr>,
     pub simulator_addr: Option<SocketAddr>,
     pub dashboard_addr: Option<SocketAddr>,
     /// Where `/metrics` and `/healthz` are served (`METRICS_ADDR`), unless it is `off`.
@@ -141,6 +145,7 @@ pub async fn start(
     }
 
     let mut api_addr = None;
+    let mut app_addr = None;
     if roles.api {
         let listener = namaskah_api::bind(config.api_addr).await?;
         api_addr = listener.local_addr().ok();
@@ -150,6 +155,13 @@ pub async fn start(
             providers.names(),
             outbox.clone(),
         )?);
+        // The customer web app shares the API's state: its pages act through the API's code.
+        if let Some(address) = config.app.addr {
+            let listener = namaskah_api::bind(address).await?;
+            app_addr = listener.local_addr().ok();
+            let app = Arc::new(WebApp::new(Arc::clone(&state), config.app.clone())?);
+            tasks.spawn(namaskah_api::app::serve(app, listener, shutdown.clone()));
+        }
         tasks.spawn(namaskah_api::serve(state, listener, shutdown.clone()));
     }
 
@@ -215,6 +227,7 @@ pub async fn start(
     Ok(Running {
         pool,
         api_addr,
+        app_addr,
         simulator_addr,
         dashboard_addr,
         metrics_addr,

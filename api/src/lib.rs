@@ -1,8 +1,10 @@
-//! The job submission API (warp): `/v1/…`, health and readiness.
+//! The job submission API (warp): `/v1/…`, health and readiness; and the customer web app
+//! ([`app`]), on a listener of its own.
 //!
 //! [`serve`] runs the API on a listener until shutdown; [`routes`] builds the filter tree, so
 //! tests can start the real application on port 0.
 
+pub mod app;
 mod auth;
 mod body;
 mod cache;

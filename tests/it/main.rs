@@ -12,6 +12,7 @@ mod browser;
 mod compliance;
 mod contract;
 mod crm;
+mod customer_app;
 mod dashboard;
 mod dashboard_live;
 mod deployment;

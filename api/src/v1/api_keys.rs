@@ -26,7 +26,7 @@ use namaskah_core::{
 
 use crate::{
     ApiError, AppState,
-    auth::authenticate,
+    auth::{Caller, authenticate},
     body::parse_json,
     idempotency::{self, Begin},
     respond::{Reply, reply_response},
@@ -116,6 +116,16 @@ pub async fn create(
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Admin).await?;
+    create_as(state, caller, idempotency_key, body).await
+}
+
+/// [`create`] for a caller already known: the web app's signed-in customer.
+pub(crate) async fn create_as(
+    state: Arc<AppState>,
+    caller: Caller,
+    idempotency_key: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
     let body = body?;
     let request: CreateRequest = parse_json(&body)?;
     let scopes = parse_scopes(&request.scopes)?;
@@ -189,6 +199,15 @@ pub async fn revoke(
     authorization: Option<String>,
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Admin).await?;
+    revoke_as(state, id, caller).await
+}
+
+/// [`revoke`] for a caller already known: the web app's signed-in customer.
+pub(crate) async fn revoke_as(
+    state: Arc<AppState>,
+    id: String,
+    caller: Caller,
+) -> Result<warp::reply::Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("API key"))?;
     let (summary, hash) = api_keys::revoke(&state.pool, caller.account_id, id)
         .await?

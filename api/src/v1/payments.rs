@@ -31,7 +31,7 @@ use namaskah_core::{
 
 use crate::{
     ApiError, AppState,
-    auth::authenticate,
+    auth::{Caller, authenticate},
     body::{parse_json, parse_query},
     idempotency::{self, Begin},
     respond::{Reply, reply_response},
@@ -101,6 +101,16 @@ pub async fn create(
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
+    create_as(state, caller, idempotency_key, body).await
+}
+
+/// [`create`] for a caller already known: the web app's signed-in customer.
+pub(crate) async fn create_as(
+    state: Arc<AppState>,
+    caller: Caller,
+    idempotency_key: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
     let body = body?;
     let request: CreatePaymentRequest = parse_json(&body)?;
     let provider: PaymentProvider = request.provider.parse().map_err(ApiError::InvalidRequest)?;

@@ -16,7 +16,7 @@ use namaskah_core::{
 
 use crate::{
     ApiError, AppState,
-    auth::authenticate,
+    auth::{Caller, authenticate},
     body::{parse_json, parse_query},
     charge::{self, OrderRequest},
     idempotency::{self, Begin},
@@ -33,6 +33,16 @@ pub async fn create(
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
+    create_as(state, caller, idempotency_key, body).await
+}
+
+/// [`create`] for a caller already known: the web app's signed-in customer.
+pub(crate) async fn create_as(
+    state: Arc<AppState>,
+    caller: Caller,
+    idempotency_key: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
     let body = body?;
     let order = parse_json::<OrderRequest>(&body)?.validate()?;
     let path = format!("/{}/verifications", version().prefix());
@@ -148,9 +158,15 @@ pub async fn list(
     let (status, limit) = list_filter(query.status.as_deref(), query.limit)?;
     let offset = crate::body::page_offset(query.offset)?;
     // One row more than asked tells whether another page exists.
-    let mut rows =
-        verifications::list_for_account(&state.pool, owner.account_id, status, limit + 1, offset)
-            .await?;
+    let mut rows = verifications::list_for_account(
+        &state.pool,
+        owner.account_id,
+        status,
+        None,
+        limit + 1,
+        offset,
+    )
+    .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let data: Vec<VerificationView> = rows.iter().map(VerificationView::from).collect();
@@ -169,6 +185,17 @@ pub async fn cancel(
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
+    cancel_as(state, id, owner, idempotency_key, body).await
+}
+
+/// [`cancel`] for a caller already known: the web app's signed-in customer.
+pub(crate) async fn cancel_as(
+    state: Arc<AppState>,
+    id: String,
+    owner: Caller,
+    idempotency_key: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
     let body = body?;
     let key = idempotency_key.as_deref();
     let path = format!("/{}/verifications/{id}/cancel", version().prefix());

@@ -20,7 +20,7 @@ use namaskah_core::{
 
 use crate::{
     ApiError, AppState,
-    auth::authenticate,
+    auth::{Caller, authenticate},
     body::parse_json,
     idempotency,
     respond::{Reply, json_response, reply_response},
@@ -63,7 +63,7 @@ pub(crate) struct EndpointView {
 }
 
 impl EndpointView {
-    fn new(endpoint: &Endpoint, with_secret: bool) -> Self {
+    pub(crate) fn new(endpoint: &Endpoint, with_secret: bool) -> Self {
         Self {
             id: endpoint.id,
             url: endpoint.url.clone(),
@@ -157,6 +157,16 @@ pub async fn create(
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
+    create_as(state, owner, idempotency_key, body).await
+}
+
+/// [`create`] for a caller already known: the web app's signed-in customer.
+pub(crate) async fn create_as(
+    state: Arc<AppState>,
+    owner: Caller,
+    idempotency_key: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
     let body = body?;
     let request: CreateRequest = parse_json(&body)?;
     let key = idempotency_key.as_deref();
@@ -268,6 +278,17 @@ pub async fn rotate_secret(
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
     let owner = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
+    rotate_secret_as(state, id, owner, idempotency_key, body).await
+}
+
+/// [`rotate_secret`] for a caller already known: the web app's signed-in customer.
+pub(crate) async fn rotate_secret_as(
+    state: Arc<AppState>,
+    id: String,
+    owner: Caller,
+    idempotency_key: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<warp::reply::Response, ApiError> {
     let body = body?;
     let path = format!("/v1/webhook-endpoints/{id}/rotate-secret");
     let key = idempotency_key.as_deref();

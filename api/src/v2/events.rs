@@ -15,8 +15,12 @@ use warp::{Reply as _, sse};
 
 use namaskah_core::{
     domain::{AccountId, ApiKey, Scope},
-    store::events::{self, Event, StreamPosition},
+    store::{
+        customers,
+        events::{self, Event, StreamPosition},
+    },
 };
+use uuid::Uuid;
 
 use crate::{ApiError, AppState, auth::authenticate, body::parse_query};
 
@@ -29,10 +33,17 @@ struct StreamQuery {
     after: Option<String>,
 }
 
+/// Whose stream it is: it ends when the key is revoked or the session ends.
+pub(crate) enum Holder {
+    Key(ApiKey),
+    /// The web app's signed-in customer, by session id.
+    Session(Uuid),
+}
+
 struct Cursor {
     state: Arc<AppState>,
     account: AccountId,
-    key: ApiKey,
+    holder: Holder,
     position: StreamPosition,
     ready: VecDeque<Event>,
 }
@@ -64,10 +75,20 @@ pub async fn stream(
         .and_then(|header| header.trim().split_once(' '))
         .and_then(|(_, token)| ApiKey::parse(token.trim()))
         .ok_or(ApiError::InvalidApiKey)?;
+    Ok(open(state, caller.account_id, Holder::Key(key), position))
+}
+
+/// The account's events after `position`, as server-sent events, while `holder` may read them.
+pub(crate) fn open(
+    state: Arc<AppState>,
+    account: AccountId,
+    holder: Holder,
+    position: StreamPosition,
+) -> warp::reply::Response {
     let cursor = Cursor {
         state,
-        account: caller.account_id,
-        key,
+        account,
+        holder,
         position,
         ready: VecDeque::new(),
     };
@@ -95,12 +116,12 @@ pub async fn stream(
             .await
             .map(|event| (Ok::<_, Infallible>(event), receiver))
     });
-    Ok(sse::reply(
+    sse::reply(
         sse::keep_alive()
             .interval(Duration::from_secs(15))
             .stream(events),
     )
-    .into_response())
+    .into_response()
 }
 
 /// The next event to send, waiting for one as long as the stream should stay open.
@@ -114,7 +135,7 @@ async fn next_event(cursor: &mut Cursor) -> Option<sse::Event> {
                 .data(event.payload.to_string());
             return Some(message);
         }
-        if cursor.state.streams_stop.is_triggered() || !key_still_valid(cursor).await {
+        if cursor.state.streams_stop.is_triggered() || !holder_still_valid(cursor).await {
             return None;
         }
         match events::after(
@@ -139,17 +160,19 @@ async fn next_event(cursor: &mut Cursor) -> Option<sse::Event> {
     }
 }
 
-/// A revoked key loses its open streams too (the key cache makes this check cheap).
-async fn key_still_valid(cursor: &Cursor) -> bool {
-    match cursor
-        .state
-        .caches
-        .key_owner(&cursor.state.pool, &cursor.key.hash())
-        .await
-    {
-        Ok(Some(owner)) => owner.revoked_at.is_none(),
-        Ok(None) => false,
-        // The database being away is no reason to drop the client; the next poll retries.
-        Err(_) => true,
-    }
+/// A revoked key loses its open streams too (the key cache makes this check cheap), and
+/// so does a session that ended (signed out, expired, password changed).
+async fn holder_still_valid(cursor: &Cursor) -> bool {
+    let pool = &cursor.state.pool;
+    let valid = match &cursor.holder {
+        Holder::Key(key) => cursor
+            .state
+            .caches
+            .key_owner(pool, &key.hash())
+            .await
+            .map(|owner| owner.is_some_and(|owner| owner.revoked_at.is_none())),
+        Holder::Session(id) => customers::session_is_live(pool, *id).await,
+    };
+    // The database being away is no reason to drop the client; the next poll retries.
+    valid.unwrap_or(true)
 }

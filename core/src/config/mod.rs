@@ -7,6 +7,7 @@
 //! expects (exit code 2, see `main`).
 
 pub mod amqp;
+mod app;
 mod dashboard;
 mod database;
 mod env;
@@ -21,6 +22,7 @@ mod webhooks;
 
 use std::{collections::HashMap, fmt, net::SocketAddr, time::Duration};
 
+pub use app::AppSettings;
 pub use dashboard::DashboardSettings;
 pub use database::{PoolRoles, PoolSettings};
 pub use env::parse_duration;
@@ -90,6 +92,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     pub scheduler: SchedulerSettings,
     pub dashboard: DashboardSettings,
+    /// The customer web app.
+    pub app: AppSettings,
     /// Errors and panics also go to Sentry when set.
     pub sentry_dsn: Option<Secret>,
     /// Where workers and the scheduler serve `/metrics` (the API and dashboard serve it on
@@ -194,6 +198,7 @@ impl Config {
             webhooks: WebhookSettings::read(&env)?,
             scheduler: SchedulerSettings::read(&env)?,
             dashboard: DashboardSettings::read(&env)?,
+            app: AppSettings::read(&env)?,
             sentry_dsn: env.raw("SENTRY_DSN").map(Secret::new),
             otlp_endpoint: env.raw("OTEL_EXPORTER_OTLP_ENDPOINT"),
             payments: PaymentSettings::read(&env)?,

@@ -76,3 +76,29 @@ pub async fn entries_for_verification(
     .fetch_all(pool)
     .await?)
 }
+
+/// One line of an account's ledger.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Entry {
+    pub kind: String,
+    pub amount_cents: i64,
+    pub reference: Option<String>,
+    pub verification_id: Option<VerificationId>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The account's latest ledger lines, newest first.
+pub async fn entries_for_account(
+    pool: &PgPool,
+    account: AccountId,
+    limit: i64,
+) -> Result<Vec<Entry>, StoreError> {
+    Ok(sqlx::query_as::<_, Entry>(
+        "SELECT kind, amount_cents, reference, verification_id, created_at FROM ledger_entries
+         WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(account)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}

@@ -9,6 +9,7 @@ pub mod admins;
 pub mod api_keys;
 pub mod audit;
 pub mod crm;
+pub mod customers;
 pub mod error_groups;
 pub mod events;
 pub mod housekeeping;
@@ -230,6 +231,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             21,
             "audit chain",
             include_str!("../../../migrations/0021_audit_chain.sql"),
+        ),
+        (
+            22,
+            "customer app",
+            include_str!("../../../migrations/0022_customer_app.sql"),
         ),
     ];
     Migrator::with_migrations(

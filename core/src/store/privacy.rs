@@ -86,6 +86,10 @@ pub async fn erase(pool: &PgPool, account: AccountId) -> Result<Erasure, StoreEr
          WHERE account_id = $1",
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()), name = '' WHERE account_id = $1",
         "DELETE FROM idempotency_keys WHERE account_id = $1",
+        // The web app's sign-in goes with the e-mail address it used.
+        "DELETE FROM customer_sessions WHERE account_id = $1",
+        "DELETE FROM password_resets WHERE account_id = $1",
+        "DELETE FROM customer_credentials WHERE account_id = $1",
     ];
     for statement in statements {
         sqlx::query(statement)

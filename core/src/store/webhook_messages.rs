@@ -150,6 +150,27 @@ pub async fn deliveries_of(
     .await?)
 }
 
+/// The latest delivery attempts to the account's endpoints, newest first.
+pub async fn recent_attempts(
+    pool: &PgPool,
+    account: AccountId,
+    limit: i64,
+) -> Result<Vec<Attempt>, StoreError> {
+    Ok(sqlx::query_as::<_, Attempt>(
+        "SELECT d.endpoint_id, a.attempt, a.attempted_at, a.succeeded, a.status_code, a.latency_ms,
+                a.response_excerpt, a.error
+         FROM webhook_endpoints e
+         JOIN webhook_deliveries d ON d.endpoint_id = e.id
+         JOIN webhook_attempts a ON a.delivery_id = d.id
+         WHERE e.account_id = $1
+         ORDER BY a.attempted_at DESC, a.id DESC LIMIT $2",
+    )
+    .bind(account)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn attempts_of(pool: &PgPool, message_id: &str) -> Result<Vec<Attempt>, StoreError> {
     Ok(sqlx::query_as::<_, Attempt>(
         "SELECT d.endpoint_id, a.attempt, a.attempted_at, a.succeeded, a.status_code, a.latency_ms,

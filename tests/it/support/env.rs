@@ -118,6 +118,7 @@ impl TestEnvBuilder {
             ("QUEUE_PREFIX", prefix.as_str()),
             ("API_ADDR", "127.0.0.1:0"),
             ("DASHBOARD_ADDR", "127.0.0.1:0"),
+            ("APP_ADDR", "127.0.0.1:0"),
             ("METRICS_ADDR", "127.0.0.1:0"),
             ("SIMULATOR_ADDR", "127.0.0.1:0"),
             ("PROVIDERS", "simulator"),
@@ -226,6 +227,10 @@ impl TestEnvBuilder {
             .api_addr
             .map(|a| format!("http://{a}"))
             .unwrap_or_default();
+        let app = running
+            .app_addr
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
         let metrics = running
             .metrics_addr
             .map(|a| format!("http://{a}"))
@@ -236,6 +241,7 @@ impl TestEnvBuilder {
             sim,
             backup,
             api,
+            app,
             dashboard,
             metrics,
             http: reqwest::Client::new(),
@@ -262,6 +268,8 @@ pub struct TestEnv {
     pub backup: Option<Arc<Simulator>>,
     /// The API's base URL, `http://127.0.0.1:port`.
     pub api: String,
+    /// The customer web app's base URL (it runs with the API).
+    pub app: String,
     /// The dashboard's base URL, when the dashboard role runs.
     pub dashboard: String,
     /// The internal metrics listener's base URL (`METRICS_ADDR`).

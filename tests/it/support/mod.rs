@@ -1,12 +1,14 @@
 //! Shared test helpers: a fresh environment per test, HTTP and broker shortcuts.
 
 mod env;
+mod mailbox;
 mod sink;
 mod up;
 
 pub use env::{
     Account, PAYSTACK_SECRET, STRIPE_WEBHOOK_SECRET, TestEnv, TestEnvBuilder, amqp_url, server_url,
 };
+pub use mailbox::Mailbox;
 pub use namaskah_load_tests::proxy::TcpProxy;
 pub use sink::{Answer, Received, Sink};
 pub use up::{Lines, Up, free_address};

@@ -42,23 +42,27 @@ pub async fn find_for_account(
     .await?)
 }
 
-/// A page of an account's verifications, newest first.
+/// A page of an account's verifications, newest first, optionally of one status and one
+/// service.
 pub async fn list_for_account(
     pool: &PgPool,
     account: AccountId,
     status: Option<Status>,
+    service: Option<&str>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Verification>, StoreError> {
     Ok(
         sqlx::query_as::<_, Verification>(sql("SELECT {COLUMNS} FROM verifications
          WHERE account_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($5::text IS NULL OR service = $5)
          ORDER BY created_at DESC, id DESC
          LIMIT $3 OFFSET $4"))
         .bind(account)
         .bind(status.map(Status::as_str))
         .bind(limit)
         .bind(offset)
+        .bind(service)
         .fetch_all(pool)
         .await?,
     )

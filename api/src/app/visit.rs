@@ -1,0 +1,126 @@
+//! One web-app request (a visit): whose tenant it came to, who is signed in, the form it
+//! sent; and the responses pages return.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use warp::{
+    http::{HeaderValue, Method, StatusCode, header},
+    reply::Response,
+};
+
+use namaskah_core::store::customers::Session;
+
+use super::{WebApp, templates};
+use crate::cache::TenantProfile;
+
+/// What a page handler gets.
+pub struct Visit {
+    pub method: Method,
+    /// Path segments without empty ones: `/verifications/abc/cancel` → `["verifications", "abc", "cancel"]`.
+    pub segments: Vec<String>,
+    pub query: HashMap<String, String>,
+    pub body: Bytes,
+    pub client: IpAddr,
+    /// The tenant whose custom domain the request came to, else the default one.
+    pub tenant: Arc<TenantProfile>,
+    pub session: Option<Session>,
+    pub session_token: Option<String>,
+    pub last_event_id: Option<String>,
+}
+
+impl Visit {
+    /// The urlencoded form body; a field sent twice keeps its last value.
+    pub fn form(&self) -> HashMap<String, String> {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&self.body)
+            .map(|pairs| pairs.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .get(name)
+            .map(String::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// What every page's layout shows: the tenant's brand, who is signed in, the CSRF token.
+    pub fn context(&self, title: &str, page: &str, extra: Value) -> Value {
+        let brand = &self.tenant.tenant.brand;
+        let mut context = json!({
+            "title": title,
+            "brand": {
+                "name": brand.name,
+                "logo_url": brand.logo_url,
+                "support_email": brand.support_email,
+            },
+            "signed_in": self.session.is_some(),
+            "email": self.session.as_ref().map(|s| s.email.clone()),
+            "csrf": self.session.as_ref().map(|s| s.csrf_token.clone()),
+            format!("nav_{page}"): true,
+        });
+        if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), extra) {
+            context.extend(extra);
+        }
+        context
+    }
+}
+
+impl WebApp {
+    /// A page of the layout.
+    pub fn page(
+        &self,
+        visit: &Visit,
+        status: StatusCode,
+        template: &str,
+        title: &str,
+        extra: Value,
+    ) -> Response {
+        let context = visit.context(title, template, extra);
+        html(
+            status,
+            templates::render(&self.templates, template, &context),
+        )
+    }
+
+    /// A page that only says something (and links on).
+    pub fn message(&self, visit: &Visit, status: StatusCode, title: &str, text: &str) -> Response {
+        self.page(visit, status, "message", title, json!({ "text": text }))
+    }
+}
+
+pub fn html(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+pub fn redirect(to: &str) -> Response {
+    let mut response = Response::new(Vec::new().into());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(location) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// A plain-text answer. A `503` (the database is away) says when to look again.
+pub fn text(status: StatusCode, body: &'static str) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    response
+}

@@ -1,0 +1,745 @@
+//! The customer web app over HTTP: sign-up, top-up through the checkout and its signed
+//! webhook, renting (once per form, however often it is sent), the code, cancel and refund,
+//! the live event stream, tenants kept apart by `Host`, password reset by mail, two-factor
+//! sign-in, and bad input on every form answered with a message, never a 500.
+//! (`browser.rs` drives the same pages in Chromium.)
+
+use reqwest::{StatusCode, header, redirect::Policy};
+use std::time::Duration;
+
+use crate::support::{Mailbox, PAYSTACK_SECRET, TestEnv, eventually, never_sms};
+use namaskah_core::payments::notices::paystack_signature;
+use namaskah_dashboard::security::credentials;
+use namaskah_load_tests::simulator::Behaviour;
+
+/// A browser, as far as these pages need one: a cookie, the `Host` it visits, no redirects
+/// followed.
+pub struct Visitor {
+    base: String,
+    host: String,
+    cookie: std::sync::Mutex<Option<String>>,
+    http: reqwest::Client,
+}
+
+/// One answer: status, `Location`, body.
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of the first form field (or hidden input) with this name.
+    pub fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no field {name} in:\n{}", self.body))
+            + marker.len();
+        self.body[start..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl Visitor {
+    /// A visitor of the app under `host` (a tenant's custom domain), or its own address.
+    pub fn new(env: &TestEnv, host: Option<&str>) -> Visitor {
+        let own = env.app.trim_start_matches("http://").to_owned();
+        Visitor {
+            base: env.app.clone(),
+            host: host.map_or(own, str::to_owned),
+            cookie: std::sync::Mutex::new(None),
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn cookie(&self) -> Option<String> {
+        self.cookie.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn set_cookie(&self, cookie: Option<String>) {
+        if let Ok(mut slot) = self.cookie.lock() {
+            *slot = cookie;
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Page {
+        let mut request = request.header(header::HOST, &self.host);
+        if let Some(cookie) = self.cookie() {
+            request = request.header(header::COOKIE, format!("namaskah_app_session={cookie}"));
+        }
+        let response = request.send().await.expect("app answers");
+        for value in response.headers().get_all(header::SET_COOKIE) {
+            let value = value.to_str().unwrap_or_default();
+            if let Some(rest) = value.strip_prefix("namaskah_app_session=") {
+                let token = rest.split(';').next().unwrap_or_default();
+                self.set_cookie((!token.is_empty()).then(|| token.to_owned()));
+            }
+        }
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.text().await.unwrap_or_default();
+        assert!(
+            !status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{status}: {body}"
+        );
+        Page {
+            status,
+            location,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    /// A form post, from a page of this very origin.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(header::ORIGIN, format!("http://{}", self.host))
+            .form(fields);
+        self.send(request).await
+    }
+
+    /// Signs up (the tenant must allow it) and stays signed in.
+    pub async fn sign_up(&self, email: &str, password: &str) {
+        let page = self
+            .post("/sign-up", &[("email", email), ("password", password)])
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert!(self.cookie().is_some(), "signed in after sign-up");
+    }
+
+    /// The CSRF token of the signed-in session (from any page with a form).
+    pub async fn csrf(&self) -> String {
+        self.get("/wallet").await.field("csrf")
+    }
+}
+
+/// Tops up through the wallet page: the checkout opens (the simulator stands in for
+/// Paystack's API), then Paystack's signed webhook arrives, twice, as webhooks do.
+pub async fn top_up(env: &TestEnv, visitor: &Visitor, amount: &str) {
+    let csrf = visitor.csrf().await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let page = visitor
+        .post(
+            "/wallet/top-up",
+            &[
+                ("csrf", &csrf),
+                ("idempotency_key", &key),
+                ("amount", amount),
+                ("provider", "paystack"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let checkout = page.location.expect("redirected to the checkout");
+    assert!(
+        checkout.starts_with("https://checkout.paystack.invalid/"),
+        "{checkout}"
+    );
+    let reference = checkout.rsplit('/').next().unwrap_or_default();
+    let (sql_amount,): (i64,) =
+        sqlx::query_as("SELECT amount_cents FROM payments WHERE reference = $1")
+            .bind(reference)
+            .fetch_one(&env.pool)
+            .await
+            .expect("payment");
+    let body = serde_json::json!({"event": "charge.success", "data": {"id": 1, "status": "success",
+        "reference": reference, "amount": sql_amount, "currency": "USD",
+        "customer": {"email": "payer@example.com"}}})
+    .to_string();
+    for _ in 0..2 {
+        let answer = env
+            .http
+            .post(format!("{}/v1/payments/paystack/webhook", env.api))
+            .header("content-type", "application/json")
+            .header(
+                "x-paystack-signature",
+                paystack_signature(PAYSTACK_SECRET, body.as_bytes()),
+            )
+            .body(body.clone())
+            .send()
+            .await
+            .expect("webhook");
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+}
+
+/// Rents `service` from the rent page and returns the verification's id.
+pub async fn rent(visitor: &Visitor, service: &str, key: &str) -> String {
+    let csrf = visitor.csrf().await;
+    let page = visitor
+        .post(
+            "/rent",
+            &[
+                ("csrf", &csrf),
+                ("idempotency_key", key),
+                ("service", service),
+                ("country", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    page.location
+        .expect("to the verification")
+        .trim_start_matches("/verifications/")
+        .to_owned()
+}
+
+async fn balance_cents(env: &TestEnv, email: &str) -> i64 {
+    sqlx::query_scalar("SELECT balance_cents FROM accounts WHERE email = $1")
+        .bind(email)
+        .fetch_one(&env.pool)
+        .await
+        .expect("balance")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_signs_up_tops_up_rents_sees_the_code_and_cancels_for_a_refund() {
+    let env = TestEnv::start().await;
+    let visitor = Visitor::new(&env, None);
+    let first = visitor.get("/").await;
+    assert_eq!(first.location.as_deref(), Some("/sign-in"));
+    visitor
+        .sign_up("rita@example.com", "correct horse battery")
+        .await;
+
+    top_up(&env, &visitor, "25").await;
+    assert_eq!(
+        balance_cents(&env, "rita@example.com").await,
+        2_500,
+        "credited once"
+    );
+    let wallet = visitor.get("/wallet").await;
+    assert!(wallet.body.contains("25.00"), "{}", wallet.body);
+
+    // The live stream, open before the rental.
+    let mut events = env
+        .http
+        .get(format!("{}/events", env.app))
+        .header(
+            header::COOKIE,
+            format!(
+                "namaskah_app_session={}",
+                visitor.cookie().unwrap_or_default()
+            ),
+        )
+        .send()
+        .await
+        .expect("event stream");
+    assert_eq!(events.status(), StatusCode::OK);
+
+    // The same form sent twice rents once.
+    let id = rent(&visitor, "telegram", "form-1").await;
+    let again = rent(&visitor, "telegram", "form-1").await;
+    assert_eq!(id, again);
+    let rented: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications")
+        .fetch_one(&env.pool)
+        .await
+        .expect("count");
+    assert_eq!(rented, 1);
+
+    let code = eventually(Duration::from_secs(20), "the code on the page", || {
+        let visitor = &visitor;
+        let id = id.clone();
+        async move {
+            let page = visitor.get(&format!("/verifications/{id}")).await;
+            let code = page
+                .body
+                .split("id=\"code\" data-field=\"code\">")
+                .nth(1)?
+                .split('<')
+                .next()?
+                .to_owned();
+            (code != "waiting…").then_some(code)
+        }
+    })
+    .await;
+    assert!(code.chars().all(|c| c.is_ascii_digit()), "{code}");
+    let mut streamed = String::new();
+    let completed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(chunk)) = events.chunk().await {
+            streamed.push_str(&String::from_utf8_lossy(&chunk));
+            if streamed.contains("event:verification.completed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        completed,
+        Ok(true),
+        "the stream carried the completion: {streamed}"
+    );
+    assert!(streamed.contains(&code));
+
+    // A number whose SMS never comes, cancelled: the refund shows.
+    env.sim.set_behaviour(never_sms());
+    let open = rent(&visitor, "telegram", "form-2").await;
+    eventually(Duration::from_secs(20), "a number assigned", || {
+        let visitor = &visitor;
+        let open = open.clone();
+        async move {
+            let page = visitor.get(&format!("/verifications/{open}")).await;
+            page.body
+                .contains("data-field=\"status\">waiting_sms")
+                .then_some(())
+        }
+    })
+    .await;
+    let page = visitor.get(&format!("/verifications/{open}")).await;
+    assert!(page.body.contains("data-deadline="), "a countdown");
+    let (csrf, key) = (page.field("csrf"), page.field("idempotency_key"));
+    let cancelled = visitor
+        .post(
+            &format!("/verifications/{open}/cancel"),
+            &[("csrf", &csrf), ("idempotency_key", &key)],
+        )
+        .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        cancelled.body
+    );
+    eventually(Duration::from_secs(20), "the refund shown", || {
+        let visitor = &visitor;
+        let open = open.clone();
+        async move {
+            let page = visitor.get(&format!("/verifications/{open}")).await;
+            (page
+                .body
+                .contains("data-field=\"refunded_at\"  class=\"ok\"")
+                || page
+                    .body
+                    .contains("data-field=\"refunded_at\" class=\"ok\""))
+            .then_some(())
+        }
+    })
+    .await;
+    let price: i64 =
+        sqlx::query_scalar("SELECT price_cents FROM verifications WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&env.pool)
+            .await
+            .expect("price");
+    assert_eq!(balance_cents(&env, "rita@example.com").await, 2_500 - price);
+    let history = visitor.get("/history?status=refunded").await;
+    assert!(
+        history.body.contains(&open) && !history.body.contains(&id),
+        "{}",
+        history.body
+    );
+    env.assert_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_brand_their_pages_and_never_see_each_others_customers() {
+    let env = TestEnv::api_only().await;
+    let alpha = env.tenant("alpha", Some("verify.alpha.test")).await;
+    let _beta = env.tenant("beta", Some("verify.beta.test")).await;
+    let at_alpha = Visitor::new(&env, Some("verify.alpha.test"));
+    let sign_in = at_alpha.get("/sign-in").await;
+    assert!(
+        sign_in.body.contains("Sign in to alpha brand"),
+        "{}",
+        sign_in.body
+    );
+    assert!(sign_in.body.contains("https://alpha.example/logo.svg"));
+    assert!(
+        at_alpha
+            .get("/brand.css")
+            .await
+            .body
+            .contains("--brand: #0b5fff")
+    );
+    at_alpha
+        .sign_up("sam@example.com", "alpha password 1")
+        .await;
+    let tenant: uuid::Uuid =
+        sqlx::query_scalar("SELECT tenant_id FROM accounts WHERE email = 'sam@example.com'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("account");
+    assert_eq!(tenant, alpha.id.0);
+
+    // The same address is another customer under another tenant.
+    let at_beta = Visitor::new(&env, Some("verify.beta.test"));
+    at_beta.sign_up("sam@example.com", "beta password 12").await;
+    assert!(at_beta.get("/").await.body.contains("beta brand"));
+
+    // Alpha's session is nothing under beta's host.
+    let stolen = Visitor::new(&env, Some("verify.beta.test"));
+    stolen.set_cookie(at_alpha.cookie());
+    assert_eq!(
+        stolen.get("/wallet").await.location.as_deref(),
+        Some("/sign-in")
+    );
+
+    // Beta's customer cannot open alpha's verification.
+    top_up(&env, &at_alpha, "5").await;
+    let id = rent(&at_alpha, "telegram", "alpha-1").await;
+    assert_eq!(
+        at_alpha.get(&format!("/verifications/{id}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        at_beta.get(&format!("/verifications/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(!at_beta.get("/history").await.body.contains(&id));
+
+    // A tenant that opens accounts itself has no sign-up page.
+    sqlx::query("UPDATE tenants SET customer_sign_up = false WHERE slug = 'beta'")
+        .execute(&env.pool)
+        .await
+        .expect("close sign-up");
+    let newcomer = Visitor::new(&env, Some("verify.beta.test"));
+    let closed = newcomer
+        .post(
+            "/sign-up",
+            &[("email", "new@example.com"), ("password", "long enough pw")],
+        )
+        .await;
+    assert_eq!(closed.status, StatusCode::FORBIDDEN);
+    assert!(closed.body.contains("Sign-up is closed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_password_is_reset_by_a_mailed_link_that_works_once() {
+    let mailbox = Mailbox::start().await;
+    let env = TestEnv::builder()
+        .api_only()
+        .set("SMTP_URL", &mailbox.url())
+        .start()
+        .await;
+    let old_session = Visitor::new(&env, None);
+    old_session
+        .sign_up("nora@example.com", "first password")
+        .await;
+
+    let visitor = Visitor::new(&env, None);
+    let sent = visitor
+        .post("/forgot", &[("email", "NORA@example.com")])
+        .await;
+    assert_eq!(sent.status, StatusCode::OK);
+    let unknown = visitor
+        .post("/forgot", &[("email", "nobody@example.com")])
+        .await;
+    assert_eq!(
+        unknown.body, sent.body,
+        "the answer does not say who has an account"
+    );
+    let mails = eventually(Duration::from_secs(5), "the mail", || async {
+        let mails = mailbox.mails();
+        (!mails.is_empty()).then_some(mails)
+    })
+    .await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].to, vec!["<nora@example.com>".to_owned()]);
+    assert_eq!(mails[0].from, "<no-reply@namaskah.localhost>");
+    let data = mails[0].data.replace("=\n", "");
+    let token = data
+        .split("/reset/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a link")
+        .to_owned();
+
+    assert_eq!(
+        visitor.get(&format!("/reset/{token}")).await.status,
+        StatusCode::OK
+    );
+    let short = visitor
+        .post(&format!("/reset/{token}"), &[("password", "short")])
+        .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let changed = visitor
+        .post(
+            &format!("/reset/{token}"),
+            &[("password", "second password")],
+        )
+        .await;
+    assert!(
+        changed.body.contains("Password changed"),
+        "{}",
+        changed.body
+    );
+    let again = visitor
+        .post(
+            &format!("/reset/{token}"),
+            &[("password", "third password!")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::GONE, "a link works once");
+
+    assert_eq!(
+        old_session.get("/").await.location.as_deref(),
+        Some("/sign-in"),
+        "signed out everywhere"
+    );
+    let old = visitor
+        .post(
+            "/sign-in",
+            &[
+                ("email", "nora@example.com"),
+                ("password", "first password"),
+            ],
+        )
+        .await;
+    assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let new = visitor
+        .post(
+            "/sign-in",
+            &[
+                ("email", "nora@example.com"),
+                ("password", "second password"),
+            ],
+        )
+        .await;
+    assert_eq!(new.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_factor_sign_in_asks_for_a_fresh_code() {
+    let env = TestEnv::api_only().await;
+    let visitor = Visitor::new(&env, None);
+    let email = "tara@example.com";
+    visitor.sign_up(email, "tara password").await;
+    let security = visitor.get("/security").await;
+    let (csrf, secret) = (security.field("csrf"), security.field("secret"));
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+    let wrong = visitor
+        .post(
+            "/security/two-factor",
+            &[
+                ("csrf", &csrf),
+                ("action", "on"),
+                ("secret", &secret),
+                ("code", "000000"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let code = credentials::current_totp(&secret, email, now).expect("code");
+    let on = visitor
+        .post(
+            "/security/two-factor",
+            &[
+                ("csrf", &csrf),
+                ("action", "on"),
+                ("secret", &secret),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(on.status, StatusCode::SEE_OTHER, "{}", on.body);
+    let csrf = visitor.csrf().await;
+    visitor.post("/sign-out", &[("csrf", &csrf)]).await;
+    assert!(visitor.cookie().is_none());
+
+    let without = visitor
+        .post(
+            "/sign-in",
+            &[("email", email), ("password", "tara password")],
+        )
+        .await;
+    assert!(without.body.contains("six-digit code"), "{}", without.body);
+    let reused = visitor
+        .post(
+            "/sign-in",
+            &[
+                ("email", email),
+                ("password", "tara password"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert!(reused.body.contains("used already"), "{}", reused.body);
+    let next = credentials::current_totp(&secret, email, now + 30).expect("code");
+    let signed_in = visitor
+        .post(
+            "/sign-in",
+            &[
+                ("email", email),
+                ("password", "tara password"),
+                ("code", &next),
+            ],
+        )
+        .await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_every_form_gets_a_message_never_a_500() {
+    let env = TestEnv::builder()
+        .api_only()
+        .behaviour(Behaviour::default())
+        .start()
+        .await;
+    let visitor = Visitor::new(&env, None);
+    for (fields, expected) in [
+        (
+            vec![("email", "not-an-address"), ("password", "long enough pw")],
+            "e-mail address",
+        ),
+        (
+            vec![("email", "a@example.com"), ("password", "short")],
+            "10 to 128",
+        ),
+        (
+            vec![
+                ("email", "a@example.com"),
+                ("password", "long enough pw"),
+                ("referral_code", "NOPE"),
+            ],
+            "referral",
+        ),
+    ] {
+        let page = visitor.post("/sign-up", &fields).await;
+        assert!(page.status.is_client_error(), "{fields:?}: {}", page.status);
+        assert!(
+            page.body.to_lowercase().contains(&expected.to_lowercase()),
+            "{fields:?}: {}",
+            page.body
+        );
+    }
+    let page = visitor
+        .post(
+            "/sign-in",
+            &[("email", "x@example.com"), ("password", "whatever pw")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("do not match"));
+    assert_eq!(
+        visitor.get("/reset/not-a-token").await.status,
+        StatusCode::GONE
+    );
+
+    visitor.sign_up("bad@example.com", "bad input pw").await;
+    let csrf = visitor.csrf().await;
+    // (path, fields, what the message says)
+    type Form<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let forms: Vec<Form> = vec![
+        ("/rent", vec![("service", "")], "Choose a service"),
+        ("/rent", vec![("service", "no such service!")], "service"),
+        (
+            "/rent",
+            vec![("service", "telegram"), ("country", "usa")],
+            "country",
+        ),
+        ("/rent", vec![("service", "telegram")], "balance"),
+        (
+            "/wallet/top-up",
+            vec![("amount", "ten"), ("provider", "paystack")],
+            "amount such as",
+        ),
+        (
+            "/wallet/top-up",
+            vec![("amount", "0.50"), ("provider", "paystack")],
+            "amount_cents",
+        ),
+        (
+            "/wallet/top-up",
+            vec![("amount", "10"), ("provider", "bitcoin")],
+            "provider",
+        ),
+        ("/developers/webhooks", vec![("url", "not a url")], "url"),
+        (
+            "/developers/keys",
+            vec![("name", "x"), ("scope", "everything")],
+            "Choose what",
+        ),
+        ("/developers/keys/not-a-uuid/revoke", vec![], "no API key"),
+        ("/verifications/not-a-uuid/cancel", vec![], "not found"),
+        (
+            "/security/two-factor",
+            vec![("action", "sideways")],
+            "on or off",
+        ),
+    ];
+    for (path, mut fields, expected) in forms {
+        fields.push(("csrf", &csrf));
+        let page = visitor.post(path, &fields).await;
+        assert!(
+            page.status.is_client_error(),
+            "{path} {fields:?}: {} {}",
+            page.status,
+            page.body
+        );
+        assert!(
+            page.body.to_lowercase().contains(&expected.to_lowercase()),
+            "{path} {fields:?}: {}",
+            page.body
+        );
+    }
+    for query in [
+        "/history?status=bogus",
+        "/history?page=0",
+        "/history?service=NO%20WAY",
+        "/verifications/nope",
+    ] {
+        let page = visitor.get(query).await;
+        assert!(page.status.is_client_error(), "{query}: {}", page.status);
+    }
+
+    // Forms without the session's token, or from another site, change nothing.
+    let forged = visitor.post("/rent", &[("service", "telegram")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let cross_site = visitor
+        .http
+        .post(format!("{}/rent", env.app))
+        .header(header::HOST, visitor.host.clone())
+        .header(header::ORIGIN, "https://evil.example")
+        .header(
+            header::COOKIE,
+            format!(
+                "namaskah_app_session={}",
+                visitor.cookie().unwrap_or_default()
+            ),
+        )
+        .form(&[("csrf", csrf.as_str()), ("service", "telegram")])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    let headers = visitor
+        .http
+        .get(format!("{}/sign-in", env.app))
+        .send()
+        .await
+        .expect("page");
+    let policy = headers
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"),
+        "{policy}"
+    );
+}
