@@ -129,3 +129,69 @@ async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message(
             .expect("audit");
     assert_eq!(actions, vec!["login", "parked_requeue"]);
 }
+
+/// The customer web app in Chromium (`tests/browser/customer.mjs`): two tenants on their
+/// own host names (mapped to 127.0.0.1 inside the browser), the whole pipeline running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_signs_up_under_a_tenant_tops_up_and_watches_the_code_arrive() {
+    let browser_dir = repository().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci` in tests/browser (`./scripts/test` does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let env = TestEnv::start().await;
+    env.tenant("alpha", Some("verify.alpha.test")).await;
+    env.tenant("beta", Some("verify.beta.test")).await;
+    let simulator = env
+        .config
+        .providers
+        .first()
+        .map(|p| p.base_url.trim_end_matches("/v1").to_owned())
+        .expect("the simulator");
+    let app_port = env.app.rsplit(':').next().unwrap_or_default().to_owned();
+    let screenshots = repository().join("target/screenshots");
+    let output = tokio::process::Command::new("node")
+        .arg("customer.mjs")
+        .current_dir(&browser_dir)
+        .env("APP_PORT", &app_port)
+        .env("ALPHA_DOMAIN", "verify.alpha.test")
+        .env("ALPHA_NAME", "alpha brand")
+        .env("ALPHA_COLOUR", "#0b5fff")
+        .env("BETA_DOMAIN", "verify.beta.test")
+        .env("BETA_NAME", "beta brand")
+        .env("API_URL", &env.api)
+        .env("SIMULATOR_URL", &simulator)
+        .env("PAYSTACK_SECRET", crate::support::PAYSTACK_SECRET)
+        .env("CUSTOMER_EMAIL", "dana@example.com")
+        .env("SCREENSHOTS", &screenshots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for shot in [
+        "app-sign-in.png",
+        "app-wallet.png",
+        "app-rent.png",
+        "app-code.png",
+        "app-refund.png",
+        "app-code-dark.png",
+        "app-code-375.png",
+    ] {
+        assert!(screenshots.join(shot).exists(), "{shot} was not saved");
+    }
+    let customers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'dana@example.com'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("customers");
+    assert_eq!(customers, 2, "one customer under each tenant");
+    env.assert_invariants().await;
+}

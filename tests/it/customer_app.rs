@@ -294,6 +294,41 @@ async fn a_customer_signs_up_tops_up_rents_sees_the_code_and_cancels_for_a_refun
     // A number whose SMS never comes, cancelled: the refund shows.
     env.sim.set_behaviour(never_sms());
     let open = rent(&visitor, "telegram", "form-2").await;
+    // The page's live stream starts where the page was rendered, so an event that comes
+    // while it renders (the number is often assigned within milliseconds) is not missed.
+    let rendered = visitor.get(&format!("/verifications/{open}")).await;
+    let live_url = rendered
+        .body
+        .split("data-live=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page names its live stream")
+        .replace("&#x3D;", "=");
+    let mut live = env
+        .http
+        .get(format!("{}{live_url}", env.app))
+        .header(
+            header::COOKIE,
+            format!(
+                "namaskah_app_session={}",
+                visitor.cookie().unwrap_or_default()
+            ),
+        )
+        .send()
+        .await
+        .expect("live stream");
+    let mut seen = String::new();
+    let assigned = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(chunk)) = live.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event:verification.number_assigned") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(assigned, Ok(true), "{live_url} carried: {seen}");
     eventually(Duration::from_secs(20), "a number assigned", || {
         let visitor = &visitor;
         let open = open.clone();

@@ -23,7 +23,7 @@
       setText(scope, "phone_number", data.phone_number);
       setText(scope, "code", data.code);
       setText(scope, "sms_text", data.sms_text);
-      var countdown = scope.querySelector("[data-deadline]");
+      var countdown = scope.querySelector('[data-field="countdown"]');
       if (countdown && data.expires_at) { countdown.setAttribute("data-deadline", data.expires_at); }
       if (FINAL.indexOf(data.status) >= 0) {
         if (countdown) { countdown.removeAttribute("data-deadline"); countdown.textContent = "—"; }
@@ -38,11 +38,13 @@
     var timeline = document.getElementById("timeline");
     var page = document.querySelector(".verification[data-verification]");
     if (timeline && page && page.getAttribute("data-verification") === data.id) {
+      var empty = document.getElementById("timeline-empty");
+      if (empty) { empty.remove(); }
       var item = document.createElement("li");
       var code = document.createElement("code");
       code.textContent = type;
       item.appendChild(code);
-      item.appendChild(document.createTextNode(" " + new Date().toLocaleTimeString()));
+      item.appendChild(document.createTextNode(" " + new Date().toISOString().substring(11, 19) + " UTC"));
       timeline.appendChild(item);
     }
   }
@@ -65,6 +67,8 @@
       source.addEventListener(type, function (message) {
         var payload;
         try { payload = JSON.parse(message.data); } catch (e) { return; }
+        // How many arrived, for whoever looks (tests, a curious operator).
+        document.body.setAttribute("data-live-events", String(Number(document.body.getAttribute("data-live-events") || 0) + 1));
         apply(type, payload.data || payload);
       });
     });
@@ -79,7 +83,20 @@
     });
   }
 
+  // The price table: each service's cheapest country until a service is chosen, then every
+  // country of that service.
+  function filterPrices() {
+    var chosen = document.getElementById("service");
+    var table = document.getElementById("prices");
+    if (!chosen || !table) { return; }
+    table.querySelectorAll("tbody tr[data-service]").forEach(function (row) {
+      row.hidden = chosen.value ? row.getAttribute("data-service") !== chosen.value : !row.hasAttribute("data-cheapest");
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var service = document.getElementById("service");
+    if (service) { service.addEventListener("change", filterPrices); filterPrices(); }
     var toggle = document.getElementById("theme-toggle");
     if (toggle) {
       toggle.addEventListener("click", function () {

@@ -12,7 +12,7 @@ use warp::{
     reply::Response,
 };
 
-use namaskah_core::store::{StoreError, customers};
+use namaskah_core::store::{StoreError, customers, events};
 use namaskah_dashboard::security::{headers, session};
 
 use super::{
@@ -152,7 +152,16 @@ async fn visit(
             .filter(|found| found.tenant_id == tenant_id),
         None => None,
     };
+    let live_from = match &session {
+        Some(session) if method == Method::GET => Some(
+            events::head(&state.pool, session.account_id)
+                .await?
+                .to_event_id(),
+        ),
+        _ => None,
+    };
     Ok(Visit {
+        live_from,
         method,
         segments,
         query,

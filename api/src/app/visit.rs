@@ -27,6 +27,9 @@ pub struct Visit {
     pub session: Option<Session>,
     pub session_token: Option<String>,
     pub last_event_id: Option<String>,
+    /// Where a page's live updates start: the account's event stream as it stood before the
+    /// page read anything, so that nothing that happens while it renders is missed.
+    pub live_from: Option<String>,
 }
 
 impl Visit {
@@ -58,6 +61,7 @@ impl Visit {
             "signed_in": self.session.is_some(),
             "email": self.session.as_ref().map(|s| s.email.clone()),
             "csrf": self.session.as_ref().map(|s| s.csrf_token.clone()),
+            "live_url": self.live_from.as_ref().map(|after| format!("/events?after={after}")),
             format!("nav_{page}"): true,
         });
         if let (Some(context), Value::Object(extra)) = (context.as_object_mut(), extra) {

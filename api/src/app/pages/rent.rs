@@ -62,15 +62,23 @@ async fn offers(
         .offers(&state.pool, &state.provider_order)
         .await?;
     let mut quotes = pricing::price_list(&offers, &state.provider_order, &visit.tenant.prices);
-    quotes.sort_by(|a, b| (&a.service, &a.country).cmp(&(&b.service, &b.country)));
+    // By service, cheapest country first: the first row of each service is its "from" price,
+    // the one the table shows until a service is chosen.
+    quotes.sort_by(|a, b| {
+        (&a.service, a.price_cents, &a.country).cmp(&(&b.service, b.price_cents, &b.country))
+    });
+    let mut previous: Option<String> = None;
     Ok(quotes
         .into_iter()
         .map(|quote| {
+            let cheapest = previous.as_deref() != Some(quote.service.as_str());
+            previous = Some(quote.service.clone());
             json!({
                 "service": quote.service,
                 "country": quote.country,
                 "price_cents": plan.price_cents(quote.price_cents),
                 "minutes": (quote.sms_timeout_secs + 59) / 60,
+                "cheapest": cheapest,
             })
         })
         .collect())
@@ -227,6 +235,8 @@ async fn show(
         Ok(None) => return not_found(),
         Err(error) => return unavailable(app, visit, &error),
     };
+    // A settled verification has no deadline left to count down to.
+    let counting = !verification.status.is_final();
     let cancellable = matches!(
         verification.status,
         Status::Pending | Status::Ordering | Status::WaitingSms
@@ -236,7 +246,7 @@ async fn show(
         .map(|event| {
             json!({
                 "type": event.event_type,
-                "at": event.created_at.format("%H:%M:%S").to_string(),
+                "at": event.created_at.format("%H:%M:%S UTC").to_string(),
             })
         })
         .collect();
@@ -256,6 +266,7 @@ async fn show(
             "error": error,
             "v": VerificationView::from(&verification),
             "cancellable": cancellable,
+            "counting": counting,
             "timeline": timeline,
             "money": money,
             "idempotency_key": Uuid::now_v7().to_string(),
