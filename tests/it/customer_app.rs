@@ -390,7 +390,7 @@ async fn a_customer_signs_up_tops_up_rents_sees_the_code_and_cancels_for_a_refun
 async fn tenants_brand_their_pages_and_never_see_each_others_customers() {
     let env = TestEnv::api_only().await;
     let alpha = env.tenant("alpha", Some("verify.alpha.test")).await;
-    let _beta = env.tenant("beta", Some("verify.beta.test")).await;
+    let beta = env.tenant("beta", Some("verify.beta.test")).await;
     let at_alpha = Visitor::new(&env, Some("verify.alpha.test"));
     let sign_in = at_alpha.get("/sign-in").await;
     assert!(
@@ -443,10 +443,16 @@ async fn tenants_brand_their_pages_and_never_see_each_others_customers() {
     assert!(!at_beta.get("/history").await.body.contains(&id));
 
     // A tenant that opens accounts itself has no sign-up page.
-    sqlx::query("UPDATE tenants SET customer_sign_up = false WHERE slug = 'beta'")
-        .execute(&env.pool)
-        .await
-        .expect("close sign-up");
+    let (status, tenant) = env
+        .request(
+            reqwest::Method::PATCH,
+            "/v1/tenant",
+            Some(&beta.admin.key),
+            Some(serde_json::json!({ "customer_sign_up": false })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tenant}");
+    assert_eq!(tenant["customer_sign_up"], false);
     let newcomer = Visitor::new(&env, Some("verify.beta.test"));
     let closed = newcomer
         .post(

@@ -74,6 +74,10 @@ pub(crate) struct BrandPatch {
         pattern = "^\\s*([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)+(?=[a-zA-Z0-9-]*[a-zA-Z])[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\s*$"
     )]
     custom_domain: Option<Option<String>>,
+    /// Whether the tenant's customers may open an account themselves in the web app
+    /// (`APP_ADDR`, under the custom domain); when `false` only `POST /v1/tenant/accounts`
+    /// opens one.
+    customer_sign_up: Option<bool>,
 }
 
 /// A field that is present, `null` or not: `Some(None)` for `null`, absent is `None` by default.
@@ -163,6 +167,7 @@ pub async fn update(
         accent_colour: patch.accent_colour,
         support_email: patch.support_email,
         custom_domain: patch.custom_domain,
+        customer_sign_up: patch.customer_sign_up,
     };
     let mut tx = state.pool.begin().await.map_err(StoreError::from)?;
     let tenant = tenants::update_brand(&mut tx, caller.tenant_id, &change)

@@ -272,17 +272,6 @@ pub async fn reset_is_live(pool: &PgPool, token_hash: &[u8]) -> Result<bool, Sto
     .await?)
 }
 
-/// Whether the tenant lets its customers sign up from the web app.
-pub async fn sign_up_open(pool: &PgPool, tenant: TenantId) -> Result<bool, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT customer_sign_up FROM tenants WHERE id = $1")
-            .bind(tenant)
-            .fetch_optional(pool)
-            .await?
-            .unwrap_or(false),
-    )
-}
-
 /// Deletes sessions and reset links that expired (the scheduler's housekeeping).
 pub async fn delete_expired(pool: &PgPool) -> Result<u64, StoreError> {
     let sessions = sqlx::query("DELETE FROM customer_sessions WHERE expires_at < now()")

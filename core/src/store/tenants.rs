@@ -40,6 +40,8 @@ pub struct Tenant {
     #[sqlx(flatten)]
     #[serde(flatten)]
     pub brand: Brand,
+    /// Whether its customers may sign up in the web app themselves.
+    pub customer_sign_up: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -98,6 +100,8 @@ pub struct BrandChange {
     pub accent_colour: Option<Option<String>>,
     pub support_email: Option<Option<String>>,
     pub custom_domain: Option<Option<String>>,
+    /// Not part of the brand's look, but changed with it: whether customers may sign up.
+    pub customer_sign_up: Option<bool>,
 }
 
 impl BrandChange {
@@ -204,7 +208,7 @@ pub fn validate_slug(slug: &str) -> Result<(), InvalidBrand> {
 }
 
 const COLUMNS: &str = "id, slug, name, logo_url, primary_colour, accent_colour, support_email, \
-                       custom_domain, created_at";
+                       custom_domain, customer_sign_up, created_at";
 
 /// The tenant and its brand; the unique custom domain maps to [`StoreError::AlreadyExists`].
 pub async fn create(
@@ -300,12 +304,14 @@ pub async fn update_brand(
     };
     let sql = format!(
         "UPDATE tenants SET name = $2, logo_url = $3, primary_colour = $4, accent_colour = $5,
-                            support_email = $6, custom_domain = $7
+                            support_email = $6, custom_domain = $7,
+                            customer_sign_up = coalesce($8, customer_sign_up)
          WHERE id = $1
          RETURNING {COLUMNS}"
     );
     let query = sqlx::query_as::<_, Tenant>(sqlx::AssertSqlSafe(sql)).bind(id);
     let tenant = bind_brand(query, &brand)
+        .bind(change.customer_sign_up)
         .fetch_one(conn)
         .await
         .map_err(unique_violation)?;

@@ -180,10 +180,8 @@ pub async fn sign_out(app: &WebApp, visit: &Visit) -> Response {
 }
 
 pub async fn sign_up_form(app: &WebApp, visit: &Visit, error: Option<&str>) -> Response {
-    match customers::sign_up_open(&app.api.pool, visit.tenant.tenant.id).await {
-        Ok(true) => {}
-        Ok(false) => return sign_up_closed(app, visit),
-        Err(error) => return unavailable(app, visit, &error),
+    if !visit.tenant.tenant.customer_sign_up {
+        return sign_up_closed(app, visit);
     }
     let form = visit.form();
     let status = if error.is_some() {
@@ -215,10 +213,8 @@ fn sign_up_closed(app: &WebApp, visit: &Visit) -> Response {
 
 pub async fn sign_up(app: &WebApp, visit: &Visit) -> Response {
     let pool = &app.api.pool;
-    match customers::sign_up_open(pool, visit.tenant.tenant.id).await {
-        Ok(true) => {}
-        Ok(false) => return sign_up_closed(app, visit),
-        Err(error) => return unavailable(app, visit, &error),
+    if !visit.tenant.tenant.customer_sign_up {
+        return sign_up_closed(app, visit);
     }
     let form = visit.form();
     let email = form
