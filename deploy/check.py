@@ -45,7 +45,7 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30"
 WORKER_QUEUES = {"ordering", "polling", "refund", "webhooks"}
 # The variable that sets the address each kind of Namaskah container listens on.
-LISTEN_VARIABLES = ("API_ADDR", "DASHBOARD_ADDR", "SIMULATOR_ADDR", "METRICS_ADDR")
+LISTEN_VARIABLES = ("API_ADDR", "APP_ADDR", "DASHBOARD_ADDR", "SIMULATOR_ADDR", "METRICS_ADDR")
 # Ports of the third-party images, fixed by the images themselves.
 IMAGE_PORTS = {
     "postgres": {5432},

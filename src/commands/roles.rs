@@ -97,6 +97,9 @@ async fn run(config: Config, roles: Roles, announce: bool) -> Result<ExitCode> {
         if let Some(address) = running.api_addr {
             println!("  API              http://{address}   (try: curl http://{address}/healthz)");
         }
+        if let Some(address) = running.app_addr {
+            println!("  customer web app http://{address}   (sign up at /sign-up)");
+        }
         if let Some(address) = running.dashboard_addr {
             println!("  dashboard        http://{address}");
         }
