@@ -217,6 +217,7 @@ async fn a_freshly_started_pipeline_exports_every_family_at_zero() {
         .env("AMQP_URL", crate::support::amqp_url())
         .env("QUEUE_PREFIX", format!("t{id}."))
         .env("API_ADDR", "127.0.0.1:0")
+        .env("APP_ADDR", "127.0.0.1:0")
         .env("DASHBOARD_ADDR", "127.0.0.1:0")
         .env("SIMULATOR_ADDR", "127.0.0.1:0")
         .env("METRICS_ADDR", "127.0.0.1:0")

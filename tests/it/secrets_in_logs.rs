@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use warp::Filter;
 
-use crate::support::{Lines, Up, amqp_url, eventually, free_address, server_url};
+use crate::support::{Lines, Mailbox, Up, amqp_url, eventually, free_address, server_url};
 use namaskah_core::{
     Config,
     queue::{self, QueueName, Topology},
@@ -71,6 +71,7 @@ async fn no_secret_reaches_a_log_line_or_a_sentry_event() {
         server_url().replacen("postgres@", &format!("postgres:{database_password}@"), 1)
     );
     let (sentry, sentry_events) = fake_sentry().await;
+    let mailbox = Mailbox::start().await;
     let sentry_key = format!("sentrykey{id}");
     let mut secrets = vec![
         database_password.clone(),
@@ -85,6 +86,8 @@ async fn no_secret_reaches_a_log_line_or_a_sentry_event() {
         ("AMQP_URL", amqp_url()),
         ("QUEUE_PREFIX", format!("t{id}.")),
         ("API_ADDR", "127.0.0.1:0".to_owned()),
+        ("APP_ADDR", "127.0.0.1:0".to_owned()),
+        ("SMTP_URL", mailbox.url()),
         ("DASHBOARD_ADDR", "127.0.0.1:0".to_owned()),
         // The providers' URL is built from this address, so it needs a real port.
         ("SIMULATOR_ADDR", free_address()),
@@ -107,6 +110,7 @@ async fn no_secret_reaches_a_log_line_or_a_sentry_event() {
     let mut up = Up::start(&environment).await;
     let logs = Arc::clone(&up.lines);
     let (api, dashboard) = (up.announced("API"), up.announced("dashboard"));
+    let app = up.announced("customer web app");
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
@@ -165,6 +169,10 @@ async fn no_secret_reaches_a_log_line_or_a_sentry_event() {
             .await
             .expect("login");
     }
+
+    // A customer of the web app: signs up, turns on two-factor sign-in, fails a sign-in,
+    // forgets the password and sets a new one through the mailed link.
+    secrets.extend(web_app_secrets(&http, &app, &mailbox, id).await);
 
     // A webhook endpoint (its secret, then the rotated one) at a receiver that fails, and a
     // verification whose events it is sent.
@@ -296,4 +304,107 @@ async fn no_secret_reaches_a_log_line_or_a_sentry_event() {
             }
         }
     }
+}
+
+/// Drives the web app through every form that carries a secret, and returns the secrets:
+/// passwords (right, wrong, new), the session cookie, the TOTP seed, the reset link's token.
+async fn web_app_secrets(
+    http: &reqwest::Client,
+    app: &str,
+    mailbox: &Mailbox,
+    id: &str,
+) -> Vec<String> {
+    let origin = app.to_owned();
+    let post = |path: &str, cookie: Option<&str>, form: Vec<(&str, String)>| {
+        let mut request = http
+            .post(format!("{app}{path}"))
+            .header("origin", &origin)
+            .form(&form);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", format!("namaskah_app_session={cookie}"));
+        }
+        request.send()
+    };
+    let email = format!("web-{id}@example.com");
+    let password = format!("web-password-{id}");
+    let signed_up = post(
+        "/sign-up",
+        None,
+        vec![("email", email.clone()), ("password", password.clone())],
+    )
+    .await
+    .expect("sign-up");
+    let cookie = signed_up
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("namaskah_app_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let security = http
+        .get(format!("{app}/security"))
+        .header("cookie", format!("namaskah_app_session={cookie}"))
+        .send()
+        .await
+        .expect("security page")
+        .text()
+        .await
+        .expect("page");
+    let field = |name: &str| {
+        security
+            .split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("field")
+            .to_owned()
+    };
+    let (csrf, seed) = (field("csrf"), field("secret"));
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+    let code = credentials::current_totp(&seed, &email, now).expect("code");
+    post(
+        "/security/two-factor",
+        Some(&cookie),
+        vec![
+            ("csrf", csrf),
+            ("action", "on".into()),
+            ("secret", seed.clone()),
+            ("code", code),
+        ],
+    )
+    .await
+    .expect("two-factor on");
+    let wrong = format!("web-wrong-{id}");
+    post(
+        "/sign-in",
+        None,
+        vec![("email", email.clone()), ("password", wrong.clone())],
+    )
+    .await
+    .expect("sign-in");
+    post("/forgot", None, vec![("email", email.clone())])
+        .await
+        .expect("forgot");
+    let mail = eventually(Duration::from_secs(10), "the reset mail", || async {
+        mailbox.mails().into_iter().next()
+    })
+    .await;
+    let token = mail
+        .data
+        .replace("=\n", "")
+        .split("/reset/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a link")
+        .to_owned();
+    let new_password = format!("web-new-password-{id}");
+    let reset = post(
+        &format!("/reset/{token}"),
+        None,
+        vec![("password", new_password.clone())],
+    )
+    .await
+    .expect("reset");
+    assert!(reset.status().is_success(), "reset: {}", reset.status());
+    vec![password, cookie, seed, wrong, token, new_password]
 }

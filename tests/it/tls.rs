@@ -52,6 +52,7 @@ fn environment(engines: &Engines, id: &str, ca: &str) -> Vec<(&'static str, Stri
         ("REDIS_CA_FILE", format!("{dir}/{ca}")),
         ("QUEUE_PREFIX", format!("t{id}.")),
         ("API_ADDR", "127.0.0.1:0".to_owned()),
+        ("APP_ADDR", "127.0.0.1:0".to_owned()),
         ("DASHBOARD_ADDR", "127.0.0.1:0".to_owned()),
         ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
         // The providers' URL is built from this address, so it needs a real port.

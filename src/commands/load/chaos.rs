@@ -199,6 +199,8 @@ impl Fleet {
                     let address = format!("127.0.0.1:{}", free_port()?);
                     apis.push(format!("http://{address}"));
                     env.push(("API_ADDR".to_owned(), address));
+                    // Replicas cannot share the web app's default port; runs do not use it.
+                    env.push(("APP_ADDR".to_owned(), "off".to_owned()));
                 }
                 let name = if replicas > 1 {
                     format!("{name} {replica}")

@@ -107,6 +107,8 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         None
     };
     config.api_addr = ([127, 0, 0, 1], 0).into();
+    // Load runs drive the API; the customer web app is not part of them.
+    config.app.addr = None;
     let config = Arc::new(config);
 
     let pool = store::connect(&config.database_url, 4).await?;
