@@ -10,7 +10,7 @@ mod charts;
 mod live;
 mod pages;
 mod rabbit;
-mod request;
+pub mod request;
 mod router;
 pub mod security;
 mod snapshot;

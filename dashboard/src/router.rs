@@ -92,7 +92,7 @@ async fn current_session(
     headers: &HeaderMap,
 ) -> Result<(Option<String>, Option<admins::Session>), store::StoreError> {
     let cookies = headers.get("cookie").and_then(|v| v.to_str().ok());
-    let Some(token) = session::token_from_cookies(cookies) else {
+    let Some(token) = session::DASHBOARD.token_from(cookies) else {
         return Ok((None, None));
     };
     let found = admins::find_session(&state.pool, &session::token_hash(&token)).await?;

@@ -15,8 +15,8 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message() {
+/// The browser scripts' folder and Chromium, both checked to be there.
+fn browser() -> (PathBuf, String) {
     let browser_dir = repository().join("tests/browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").exists(),
@@ -27,6 +27,12 @@ async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message(
         PathBuf::from(&chromium).exists(),
         "Chromium is missing at {chromium}: apt-get install chromium (`./scripts/test` installs it)"
     );
+    (browser_dir, chromium)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message() {
+    let (browser_dir, chromium) = browser();
 
     let env = TestEnv::builder()
         .roles(Roles {
@@ -134,12 +140,7 @@ async fn an_operator_logs_in_watches_live_numbers_and_requeues_a_parked_message(
 /// own host names (mapped to 127.0.0.1 inside the browser), the whole pipeline running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_signs_up_under_a_tenant_tops_up_and_watches_the_code_arrive() {
-    let browser_dir = repository().join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run `npm ci` in tests/browser (`./scripts/test` does)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let (browser_dir, chromium) = browser();
     let env = TestEnv::start().await;
     env.tenant("alpha", Some("verify.alpha.test")).await;
     env.tenant("beta", Some("verify.beta.test")).await;

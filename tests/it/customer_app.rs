@@ -203,6 +203,22 @@ pub async fn rent(visitor: &Visitor, service: &str, key: &str) -> String {
         .to_owned()
 }
 
+/// Reads an event stream until `needle` (within 10 s): whether it came, and what was read.
+async fn read_until(stream: &mut reqwest::Response, needle: &str) -> (bool, String) {
+    let mut read = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            read.push_str(&String::from_utf8_lossy(&chunk));
+            if read.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    (found == Ok(true), read)
+}
+
 async fn balance_cents(env: &TestEnv, email: &str) -> i64 {
     sqlx::query_scalar("SELECT balance_cents FROM accounts WHERE email = $1")
         .bind(email)
@@ -273,22 +289,8 @@ async fn a_customer_signs_up_tops_up_rents_sees_the_code_and_cancels_for_a_refun
     })
     .await;
     assert!(code.chars().all(|c| c.is_ascii_digit()), "{code}");
-    let mut streamed = String::new();
-    let completed = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(chunk)) = events.chunk().await {
-            streamed.push_str(&String::from_utf8_lossy(&chunk));
-            if streamed.contains("event:verification.completed") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(
-        completed,
-        Ok(true),
-        "the stream carried the completion: {streamed}"
-    );
+    let (completed, streamed) = read_until(&mut events, "event:verification.completed").await;
+    assert!(completed, "the stream carried the completion: {streamed}");
     assert!(streamed.contains(&code));
 
     // A number whose SMS never comes, cancelled: the refund shows.
@@ -317,18 +319,8 @@ async fn a_customer_signs_up_tops_up_rents_sees_the_code_and_cancels_for_a_refun
         .send()
         .await
         .expect("live stream");
-    let mut seen = String::new();
-    let assigned = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(chunk)) = live.chunk().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-            if seen.contains("event:verification.number_assigned") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(assigned, Ok(true), "{live_url} carried: {seen}");
+    let (assigned, seen) = read_until(&mut live, "event:verification.number_assigned").await;
+    assert!(assigned, "{live_url} carried: {seen}");
     eventually(Duration::from_secs(20), "a number assigned", || {
         let visitor = &visitor;
         let open = open.clone();

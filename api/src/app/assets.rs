@@ -28,10 +28,14 @@ static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
         }
     };
     [
+        // The dashboard's look, then the app's own rules.
         asset(
             "app.css",
             "text/css; charset=utf-8",
-            include_str!("../../app/static/app.css"),
+            concat!(
+                include_str!("../../../dashboard/static/app.css"),
+                include_str!("../../app/static/app.css")
+            ),
         ),
         asset(
             "app.js",

@@ -43,6 +43,19 @@ pub async fn caller(state: &Arc<AppState>, session: &Session) -> Result<Caller, 
     })
 }
 
+/// Runs an API handler as the signed-in customer, and says what it came to.
+pub async fn act<F, Fut>(state: &Arc<AppState>, session: &Session, handler: F) -> Outcome
+where
+    F: FnOnce(Arc<AppState>, Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let result = match caller(state, session).await {
+        Ok(caller) => handler(Arc::clone(state), caller).await,
+        Err(error) => Err(error),
+    };
+    outcome(result).await
+}
+
 /// Reads a handler's result: its JSON on success, its error's message otherwise.
 pub async fn outcome(result: Result<Response, ApiError>) -> Outcome {
     let response = match result {

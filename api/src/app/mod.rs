@@ -22,7 +22,6 @@
 
 mod assets;
 mod calls;
-mod cookie;
 mod mail;
 mod pages;
 mod routes;
@@ -35,9 +34,16 @@ use tokio::net::TcpListener;
 use warp::http::HeaderValue;
 
 use namaskah_core::{Shutdown, config::AppSettings};
-use namaskah_dashboard::security::throttle::LoginThrottle;
+use namaskah_dashboard::security::{session, throttle::LoginThrottle};
 
 use crate::AppState;
+
+/// The web app's session cookie: `Lax`, so that a customer coming back from the payment
+/// provider's checkout (a link from another site) is still signed in.
+const COOKIE: session::SessionCookie = session::SessionCookie {
+    name: "namaskah_app_session",
+    same_site: "Lax",
+};
 
 /// What every web-app request shares besides the API's own state.
 pub struct WebApp {

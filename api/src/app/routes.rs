@@ -16,7 +16,7 @@ use namaskah_core::store::{StoreError, customers, events};
 use namaskah_dashboard::security::{headers, session};
 
 use super::{
-    WebApp, assets, cookie,
+    COOKIE, WebApp, assets,
     pages::{account, developers, history, live, rent, reset, wallet},
     visit::{Visit, redirect, text},
 };
@@ -144,7 +144,7 @@ async fn visit(
         .tenant_for_host(&state.pool, header(headers, "host"))
         .await?;
     let tenant = state.caches.tenant(&state.pool, tenant_id).await?;
-    let session_token = cookie::token_from_cookies(header(headers, "cookie"));
+    let session_token = COOKIE.token_from(header(headers, "cookie"));
     let session = match &session_token {
         Some(token) => customers::find_session(&state.pool, &session::token_hash(token))
             .await?

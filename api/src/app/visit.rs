@@ -5,9 +5,12 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 use warp::{
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{Method, StatusCode},
     reply::Response,
 };
+
+// Pages answer as the dashboard's do.
+pub use namaskah_dashboard::request::{html, redirect, text};
 
 use namaskah_core::store::customers::Session;
 
@@ -94,37 +97,18 @@ impl WebApp {
     }
 }
 
-pub fn html(status: StatusCode, body: String) -> Response {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
+/// A form's page: `422` when it comes back with an error, else `200`.
+pub fn form_status(error: Option<&str>) -> StatusCode {
+    if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    }
 }
 
-pub fn redirect(to: &str) -> Response {
-    let mut response = Response::new(Vec::new().into());
-    *response.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(location) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
-}
-
-/// A plain-text answer. A `503` (the database is away) says when to look again.
-pub fn text(status: StatusCode, body: &'static str) -> Response {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    }
-    response
+/// A page that shows why an action was refused: its status and message, or `200` and none.
+pub fn refusal_status(refused: Option<(StatusCode, String)>) -> (StatusCode, Option<String>) {
+    refused.map_or((StatusCode::OK, None), |(status, message)| {
+        (status, Some(message))
+    })
 }

@@ -147,7 +147,7 @@ pub async fn submit(state: &DashboardState, request: &Request) -> Response {
     }
     audit(state, &username, "login", None, json!({}), &ip).await;
     let mut response = redirect("/");
-    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(
+    if let Ok(cookie) = HeaderValue::from_str(&session::DASHBOARD.set(
         &token,
         state.config.dashboard.secure_cookies,
         ttl.as_secs(),
@@ -171,9 +171,9 @@ pub async fn logout(state: &DashboardState, request: &Request, session: &Session
     )
     .await;
     let mut response = redirect("/login");
-    if let Ok(cookie) = HeaderValue::from_str(&session::clear_cookie(
-        state.config.dashboard.secure_cookies,
-    )) {
+    if let Ok(cookie) =
+        HeaderValue::from_str(&session::DASHBOARD.clear(state.config.dashboard.secure_cookies))
+    {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response

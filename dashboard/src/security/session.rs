@@ -1,11 +1,24 @@
-//! Sessions: a random token in an HttpOnly, SameSite=Strict cookie (Secure when configured);
+//! Sessions: a random token in an HttpOnly, SameSite cookie (Secure when configured);
 //! only its SHA-256 is stored. Each session has a CSRF token every form must send back.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 
-pub const COOKIE: &str = "namaskah_session";
+/// A session cookie: its name and how it travels with requests from other sites.
+pub struct SessionCookie {
+    pub name: &'static str,
+    /// `Strict` for the dashboard (nothing links into it); `Lax` for the customer web app,
+    /// whose customers come back from a payment provider's checkout by a link.
+    pub same_site: &'static str,
+}
+
+/// The dashboard's. (The web app's has another name: browsers share cookies between the
+/// ports of one host, and both may run on 127.0.0.1.)
+pub const DASHBOARD: SessionCookie = SessionCookie {
+    name: "namaskah_session",
+    same_site: "Strict",
+};
 
 /// A new random token (32 bytes, URL-safe base64).
 pub fn new_token() -> String {
@@ -18,23 +31,29 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// The session token from a `Cookie` header.
-pub fn token_from_cookies(cookies: Option<&str>) -> Option<String> {
-    cookies?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|value| !value.is_empty())
-}
+impl SessionCookie {
+    /// The session token from a `Cookie` header.
+    pub fn token_from(&self, cookies: Option<&str>) -> Option<String> {
+        cookies?
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.name)
+            .map(|(_, value)| value.to_owned())
+            .filter(|value| !value.is_empty())
+    }
 
-pub fn set_cookie(token: &str, secure: bool, max_age_secs: u64) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
-}
+    /// `Set-Cookie` for a session: HttpOnly, this SameSite, Secure when asked.
+    pub fn set(&self, token: &str, secure: bool, max_age_secs: u64) -> String {
+        let secure = if secure { "; Secure" } else { "" };
+        format!(
+            "{}={token}; Path=/; HttpOnly; SameSite={}; Max-Age={max_age_secs}{secure}",
+            self.name, self.same_site
+        )
+    }
 
-pub fn clear_cookie(secure: bool) -> String {
-    set_cookie("", secure, 0)
+    pub fn clear(&self, secure: bool) -> String {
+        self.set("", secure, 0)
+    }
 }
 
 /// Compares a submitted CSRF token with the session's in constant time.
@@ -53,15 +72,21 @@ mod tests {
     #[test]
     fn cookies_round_trip_and_carry_their_flags() {
         let token = new_token();
-        let header = set_cookie(&token, true, 60);
+        let header = DASHBOARD.set(&token, true, 60);
         assert!(
             header.contains("HttpOnly")
                 && header.contains("SameSite=Strict")
                 && header.contains("Secure")
         );
-        let cookies = format!("other=1; {COOKIE}={token}");
-        assert_eq!(token_from_cookies(Some(&cookies)), Some(token));
-        assert!(!set_cookie("x", false, 60).contains("Secure"));
+        let cookies = format!("other=1; namaskah_session={token}");
+        assert_eq!(DASHBOARD.token_from(Some(&cookies)), Some(token));
+        assert!(!DASHBOARD.set("x", false, 60).contains("Secure"));
+        let lax = SessionCookie {
+            name: "other",
+            same_site: "Lax",
+        };
+        assert!(lax.set("x", false, 60).contains("SameSite=Lax"));
+        assert_eq!(lax.token_from(Some("namaskah_session=y")), None);
     }
 
     #[test]

@@ -15,19 +15,15 @@ use namaskah_dashboard::security::{credentials, session};
 
 use super::{LOCKOUT, MAX_FAILURES, hash_password, password_problem, verify_password};
 use crate::app::{
-    WebApp, cookie,
-    visit::{Visit, redirect},
+    COOKIE, WebApp,
+    visit::{Visit, form_status, redirect},
 };
 
 const WRONG: &str = "That e-mail address and password do not match an account here.";
 
 pub fn sign_in_form(app: &WebApp, visit: &Visit, error: Option<&str>) -> Response {
     let form = visit.form();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = form_status(error);
     app.page(
         visit,
         status,
@@ -158,11 +154,9 @@ async fn start_session(
     }
     tracing::info!(%account, "customer signed in to the web app");
     let mut response = redirect("/");
-    if let Ok(value) = HeaderValue::from_str(&cookie::set_cookie(
-        &token,
-        app.settings.secure_cookies,
-        ttl.as_secs(),
-    )) {
+    if let Ok(value) =
+        HeaderValue::from_str(&COOKIE.set(&token, app.settings.secure_cookies, ttl.as_secs()))
+    {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
@@ -173,7 +167,7 @@ pub async fn sign_out(app: &WebApp, visit: &Visit) -> Response {
         let _ = customers::delete_session(&app.api.pool, &session::token_hash(token)).await;
     }
     let mut response = redirect("/sign-in");
-    if let Ok(value) = HeaderValue::from_str(&cookie::clear_cookie(app.settings.secure_cookies)) {
+    if let Ok(value) = HeaderValue::from_str(&COOKIE.clear(app.settings.secure_cookies)) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
@@ -184,11 +178,7 @@ pub async fn sign_up_form(app: &WebApp, visit: &Visit, error: Option<&str>) -> R
         return sign_up_closed(app, visit);
     }
     let form = visit.form();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = form_status(error);
     app.page(
         visit,
         status,
@@ -299,11 +289,7 @@ pub async fn security_page(
     // A secret to add to an authenticator app: kept in the form until a code confirms it.
     let secret = credentials::generate_totp_secret();
     let uri = credentials::otpauth_uri(&secret, &session.email).unwrap_or_default();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = form_status(error);
     app.page(
         visit,
         status,

@@ -94,19 +94,14 @@ async fn act<F, Fut>(
     app: &WebApp,
     visit: &Visit,
     session: &Session,
-    action: F,
+    handler: F,
     shown: fn(Value) -> Option<Notice>,
 ) -> Response
 where
     F: FnOnce(Arc<crate::AppState>, crate::auth::Caller) -> Fut,
     Fut: std::future::Future<Output = Result<warp::reply::Response, crate::ApiError>>,
 {
-    let state = &app.api;
-    let result = match calls::caller(state, session).await {
-        Ok(caller) => action(Arc::clone(state), caller).await,
-        Err(error) => Err(error),
-    };
-    let notice = match calls::outcome(result).await {
+    let notice = match calls::act(&app.api, session, handler).await {
         Outcome::Done(answer) => shown(answer),
         Outcome::Refused { status, message } => Some(Notice::Refused(status, message)),
     };

@@ -22,7 +22,7 @@ use crate::{
     app::{
         WebApp,
         calls::{self, Outcome},
-        visit::{Visit, redirect},
+        visit::{Visit, redirect, refusal_status},
     },
     v1,
 };
@@ -122,9 +122,7 @@ pub async fn page(
         .map(VerificationView::from)
         .collect();
     let form = visit.form();
-    let (status, error) = refused.map_or((StatusCode::OK, None), |(status, message)| {
-        (status, Some(message))
-    });
+    let (status, error) = refusal_status(refused);
     app.page(
         visit,
         status,
@@ -172,19 +170,12 @@ pub async fn order(app: &WebApp, visit: &Visit, session: &Session) -> Response {
         .await;
     };
     let request = json!({ "service": service, "country": field("country") });
-    let result = match calls::caller(state, session).await {
-        Ok(caller) => {
-            v1::verifications::create_as(
-                Arc::clone(state),
-                caller,
-                calls::idempotency_key(&form),
-                calls::body(&request),
-            )
-            .await
-        }
-        Err(error) => Err(error),
-    };
-    match calls::outcome(result).await {
+    let key = calls::idempotency_key(&form);
+    let outcome = calls::act(state, session, |state, caller| {
+        v1::verifications::create_as(state, caller, key, calls::body(&request))
+    })
+    .await;
+    match outcome {
         Outcome::Done(created) => match created["id"].as_str() {
             Some(id) => redirect(&format!("/verifications/{id}")),
             None => redirect("/"),
@@ -254,9 +245,7 @@ async fn show(
         .iter()
         .map(|(kind, cents)| json!({ "kind": kind, "amount_cents": cents }))
         .collect();
-    let (status, error) = refused.map_or((StatusCode::OK, None), |(status, message)| {
-        (status, Some(message))
-    });
+    let (status, error) = refusal_status(refused);
     app.page(
         visit,
         status,
@@ -278,20 +267,12 @@ async fn show(
 pub async fn cancel(app: &WebApp, visit: &Visit, session: &Session, id: &str) -> Response {
     let state = &app.api;
     let form = visit.form();
-    let result = match calls::caller(state, session).await {
-        Ok(caller) => {
-            v1::verifications::cancel_as(
-                Arc::clone(state),
-                id.to_owned(),
-                caller,
-                calls::idempotency_key(&form),
-                Ok(bytes::Bytes::new()),
-            )
-            .await
-        }
-        Err(error) => Err(error),
-    };
-    match calls::outcome(result).await {
+    let key = calls::idempotency_key(&form);
+    let outcome = calls::act(state, session, |state, caller| {
+        v1::verifications::cancel_as(state, id.to_owned(), caller, key, Ok(bytes::Bytes::new()))
+    })
+    .await;
+    match outcome {
         Outcome::Done(_) => redirect(&format!("/verifications/{id}")),
         Outcome::Refused { status, message } => {
             show(app, visit, session, id, Some((status, message))).await

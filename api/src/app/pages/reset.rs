@@ -9,7 +9,11 @@ use namaskah_core::store::{StoreError, customers};
 use namaskah_dashboard::security::session;
 
 use super::{account::unavailable, hash_password, password_problem};
-use crate::app::{WebApp, mail::Mail, visit::Visit};
+use crate::app::{
+    WebApp,
+    mail::Mail,
+    visit::{Visit, form_status},
+};
 
 /// At most this many links per account per hour: the form cannot be used to flood a mailbox.
 const LINKS_PER_HOUR: i64 = 3;
@@ -18,11 +22,7 @@ const SENT: &str = "If an account here has that address, a link to choose a new 
                     its way. It works once, for a short while.";
 
 pub fn forgot_form(app: &WebApp, visit: &Visit, error: Option<&str>) -> Response {
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = form_status(error);
     app.page(
         visit,
         status,
@@ -139,11 +139,7 @@ pub async fn reset_form(app: &WebApp, visit: &Visit, token: &str, error: Option<
         Ok(false) => return link_dead(app, visit),
         Err(error) => return unavailable(app, visit, &error),
     }
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = form_status(error);
     app.page(
         visit,
         status,

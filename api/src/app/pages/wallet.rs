@@ -2,7 +2,6 @@
 //! (the API's own `POST /v1/payments`), and the money arrives with its signed webhook.
 
 use serde_json::{Value, json};
-use std::sync::Arc;
 use uuid::Uuid;
 use warp::{http::StatusCode, reply::Response};
 
@@ -16,7 +15,7 @@ use crate::{
     app::{
         WebApp,
         calls::{self, Outcome},
-        visit::{Visit, redirect},
+        visit::{Visit, redirect, refusal_status},
     },
     v1,
 };
@@ -89,9 +88,7 @@ pub async fn page(
             })
         })
         .collect();
-    let (status, error) = refused.map_or((StatusCode::OK, None), |(status, message)| {
-        (status, Some(message))
-    });
+    let (status, error) = refusal_status(refused);
     app.page(
         visit,
         status,
@@ -129,19 +126,12 @@ pub async fn top_up(app: &WebApp, visit: &Visit, session: &Session) -> Response 
         "currency": app.api.payment_settings.currency,
     });
     let state = &app.api;
-    let result = match calls::caller(state, session).await {
-        Ok(caller) => {
-            v1::payments::create_as(
-                Arc::clone(state),
-                caller,
-                calls::idempotency_key(&form),
-                calls::body(&request),
-            )
-            .await
-        }
-        Err(error) => Err(error),
-    };
-    match calls::outcome(result).await {
+    let key = calls::idempotency_key(&form);
+    let outcome = calls::act(state, session, |state, caller| {
+        v1::payments::create_as(state, caller, key, calls::body(&request))
+    })
+    .await;
+    match outcome {
         Outcome::Done(payment) => match payment["checkout_url"].as_str() {
             Some(checkout) if payment["status"] == "pending" => redirect(checkout),
             _ => {
