@@ -1,8 +1,8 @@
-//! Well-known third-party scanners against the live API and dashboard, as an outside tester
-//! would run them: sqlmap over every parameter that reaches a query (API paths, query
-//! strings and JSON bodies with a key; the dashboard's search forms with a session; the
-//! login form without one), and wapiti over the dashboard for its headers, cookies, CSP,
-//! leftover files, methods and injections. What they reported and what was done about it:
+//! Well-known third-party scanners against the live API, dashboard and customer web app, as
+//! an outside tester would run them: sqlmap over every parameter that reaches a query (API
+//! paths, query strings and JSON bodies with a key; the dashboard's and the web app's forms
+//! with a session; the login and sign-in forms without one), and wapiti over the dashboard
+//! and the web app for their headers, cookies, CSP, leftover files, methods and injections. What they reported and what was done about it:
 //! docs/compliance.md, "Outside scanners".
 //!
 //! Both come from PyPI into `target/venv-scanners` (`tests/scanners.txt`); the test command
@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::dashboard::{admin, api_and_dashboard_env, dashboard_env, session};
+use crate::{
+    customer_app::{self, Visitor},
+    dashboard::{admin, api_and_dashboard_env, dashboard_env, session},
+};
 use namaskah_core::domain::{Scope, Tier};
 
 fn scanner(variable: &str, name: &str) -> String {
@@ -88,6 +91,15 @@ async fn sqlmap_finds_no_injection_in_the_api_or_the_dashboard() {
     let verification = env.create_verification(&account, "telegram", "us").await;
     let operator = admin(&env, "scanner").await;
     let cookie = session(&env, &operator).await.cookie;
+    let customer = Visitor::new(&env, None);
+    customer
+        .sign_up("sqlmap@example.com", "scanner password")
+        .await;
+    let app_cookie = format!(
+        "Cookie: namaskah_app_session={}",
+        customer.cookie().expect("signed in")
+    );
+    let csrf = customer.csrf().await;
     let bearer = format!("Authorization: Bearer {}", account.key);
     let targets = [
         Target {
@@ -154,6 +166,30 @@ async fn sqlmap_finds_no_injection_in_the_api_or_the_dashboard() {
             expected_error: None,
         },
         Target {
+            what: "web app GET /history?status&service&page",
+            url: format!("{}/history?status=pending&service=telegram&page=1", env.app),
+            data: None,
+            headers: vec![app_cookie.clone()],
+            expected_error: Some("400"),
+        },
+        Target {
+            what: "web app POST /rent (form)",
+            url: format!("{}/rent", env.app),
+            data: Some(format!(
+                "csrf={csrf}&idempotency_key=scan&service=telegram&country=us"
+            )),
+            headers: vec![app_cookie.clone()],
+            // Refused orders (no balance, bad service or country) are a page with a 4xx.
+            expected_error: Some("402,404,422,429"),
+        },
+        Target {
+            what: "web app POST /sign-in (no session)",
+            url: format!("{}/sign-in", env.app),
+            data: Some("email=nobody%40example.com&password=guess&code=".to_owned()),
+            headers: Vec::new(),
+            expected_error: Some("422,429"),
+        },
+        Target {
             what: "dashboard POST /login (no session)",
             url: format!("{}/login", env.dashboard),
             data: Some("username=scanner&password=guess&code=123456".to_owned()),
@@ -207,35 +243,37 @@ fn reported(report: &Value, section: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn wapiti_finds_nothing_in_the_dashboard() {
-    let env = dashboard_env()
-        .set("DASHBOARD_SECURE_COOKIES", "true")
-        .start()
-        .await;
-    let account = env.account(10_000).await;
-    crate::dashboard::insert_verification(&env, &account).await;
-    let operator = admin(&env, "wapiti").await;
-    let cookie = session(&env, &operator).await.cookie;
+/// Runs wapiti from `start` with a session `cookie`, never requesting what `exclude` names
+/// (wildcards allowed), each module attacking for at most `attack_secs`: its JSON report and
+/// what it printed.
+async fn wapiti(
+    start: &str,
+    cookie: &str,
+    exclude: &[String],
+    attack_secs: u32,
+) -> (Value, String) {
     let dir = scratch("wapiti");
     let report_path = dir.join("report.json");
-    let output = tokio::process::Command::new(scanner("WAPITI", "wapiti"))
+    let mut command = tokio::process::Command::new(scanner("WAPITI", "wapiti"));
+    for url in exclude {
+        command.args(["-x", url]);
+    }
+    let output = command
         .args([
             "-u",
-            &format!("{}/", env.dashboard),
+            start,
             "--scope",
             "folder",
             "-m",
             "http_headers,cookieflags,csp,backup,htaccess,methods,xss,permanentxss,sql,exec,file,redirect,crlf,ssrf",
             "-C",
-            &cookie,
-            // Signing out would end the scan's session.
-            "-x",
-            &format!("{}/logout", env.dashboard),
+            cookie,
             "--flush-session",
             "--no-bugreport",
             "--max-scan-time",
             "300",
+            "--max-attack-time",
+            &attack_secs.to_string(),
             "--tasks",
             "4",
             "-f",
@@ -262,11 +300,13 @@ async fn wapiti_finds_nothing_in_the_dashboard() {
     )
     .expect("a JSON report");
     let _ = std::fs::remove_dir_all(&dir);
-    // It reached past the login page: the crawl found the pages a session sees.
-    let crawled = report["infos"]["crawled_pages_nbr"].as_u64().unwrap_or(0);
-    assert!(crawled >= 8, "wapiti crawled only {crawled} pages:\n{log}");
-    let vulnerabilities = reported(&report, "vulnerabilities");
-    let anomalies = reported(&report, "anomalies");
+    (report, log)
+}
+
+/// Nothing in a wapiti report's vulnerabilities or anomalies.
+fn assert_nothing_reported(report: &Value) {
+    let vulnerabilities = reported(report, "vulnerabilities");
+    let anomalies = reported(report, "anomalies");
     assert!(
         vulnerabilities.is_empty() && anomalies.is_empty(),
         "wapiti reported\n{}",
@@ -277,5 +317,69 @@ async fn wapiti_finds_nothing_in_the_dashboard() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+#[tokio::test]
+async fn wapiti_finds_nothing_in_the_dashboard() {
+    let env = dashboard_env()
+        .set("DASHBOARD_SECURE_COOKIES", "true")
+        .start()
+        .await;
+    let account = env.account(10_000).await;
+    crate::dashboard::insert_verification(&env, &account).await;
+    let operator = admin(&env, "wapiti").await;
+    let cookie = session(&env, &operator).await.cookie;
+    let (report, log) = wapiti(
+        &format!("{}/", env.dashboard),
+        &cookie,
+        // Signing out would end the scan's session.
+        &[format!("{}/logout", env.dashboard)],
+        300,
+    )
+    .await;
+    // It reached past the login page: the crawl found the pages a session sees.
+    let crawled = report["infos"]["crawled_pages_nbr"].as_u64().unwrap_or(0);
+    assert!(crawled >= 8, "wapiti crawled only {crawled} pages:\n{log}");
+    assert_nothing_reported(&report);
     println!("wapiti: {crawled} pages crawled, nothing reported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wapiti_finds_nothing_in_the_customer_web_app() {
+    let env = crate::support::TestEnv::builder()
+        .set("APP_SECURE_COOKIES", "true")
+        .start()
+        .await;
+    let customer = Visitor::new(&env, None);
+    customer
+        .sign_up("scan@example.com", "scanner password")
+        .await;
+    customer_app::top_up(&env, &customer, "10").await;
+    customer_app::rent(&customer, "telegram", "scan-1").await;
+    let cookie = format!(
+        "namaskah_app_session={}",
+        customer.cookie().expect("signed in")
+    );
+    let (report, log) = wapiti(
+        &format!("{}/", env.app),
+        &cookie,
+        // Signing out would end the scan's session; the live stream never ends by itself.
+        // The actions on one key, endpoint or verification are the same code as on the
+        // first; each attack on them makes more of them (new keys, new pages), so the crawl
+        // would never end.
+        &[
+            format!("{}/sign-out", env.app),
+            format!("{}/events*", env.app),
+            format!("{}/developers/keys/*", env.app),
+            format!("{}/developers/webhooks/*", env.app),
+            format!("{}/verifications/*", env.app),
+        ],
+        // Eight forms, fourteen modules: ten seconds each keeps the scan near two minutes.
+        10,
+    )
+    .await;
+    let crawled = report["infos"]["crawled_pages_nbr"].as_u64().unwrap_or(0);
+    assert!(crawled >= 6, "wapiti crawled only {crawled} pages:\n{log}");
+    assert_nothing_reported(&report);
+    println!("wapiti (web app): {crawled} pages crawled, nothing reported");
 }

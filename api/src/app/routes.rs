@@ -82,6 +82,18 @@ async fn dispatch(
         ["healthz"] => return text(StatusCode::OK, "ok"),
         _ => {}
     }
+    // Pages are read and forms are posted; nothing else is done here.
+    if !matches!(method, Method::GET | Method::HEAD | Method::POST) {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only GET and POST are used here.",
+        );
+        response.headers_mut().insert(
+            warp::http::header::ALLOW,
+            warp::http::HeaderValue::from_static("GET, HEAD, POST"),
+        );
+        return response;
+    }
     // A form posted from another site is refused before anything else (sign-in and sign-up
     // have no session, hence no CSRF token, to protect them).
     if method == Method::POST && !same_origin(&headers) {
