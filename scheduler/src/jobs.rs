@@ -180,7 +180,10 @@ async fn retention(context: &JobContext) -> Result<u64, String> {
         housekeeping::delete_old_webhook_attempts(&context.pool, settings.history_retention)
             .await
             .map_err(|e| e.to_string())?;
-    Ok(erased + deleted + attempts)
+    let sessions = housekeeping::delete_expired_sessions(&context.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(erased + deleted + attempts + sessions)
 }
 
 async fn low_balance(context: &JobContext) -> Result<u64, String> {

@@ -549,6 +549,20 @@ async fn a_forgotten_password_is_reset_by_a_mailed_link_that_works_once() {
         )
         .await;
     assert_eq!(new.status, StatusCode::SEE_OTHER);
+    // Housekeeping forgets expired sessions and spent links a day after they expired.
+    sqlx::query("UPDATE customer_sessions SET expires_at = now() - interval '1 minute'")
+        .execute(&env.pool)
+        .await
+        .expect("expire sessions");
+    sqlx::query("UPDATE password_resets SET expires_at = now() - interval '2 days'")
+        .execute(&env.pool)
+        .await
+        .expect("age links");
+    let deleted = namaskah_core::store::housekeeping::delete_expired_sessions(&env.pool)
+        .await
+        .expect("housekeeping");
+    assert!(deleted >= 2, "deleted {deleted}");
+    assert_eq!(visitor.get("/").await.location.as_deref(), Some("/sign-in"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,6 +139,18 @@ fn describe() {
         "Time to answer an HTTP request."
     );
     describe_counter!(
+        "namaskah_app_sign_ins_total",
+        "Sign-ins to the customer web app, by outcome (succeeded, refused, locked, throttled)."
+    );
+    describe_counter!(
+        "namaskah_app_sign_ups_total",
+        "Accounts opened by customers in the web app."
+    );
+    describe_counter!(
+        "namaskah_app_password_reset_mails_total",
+        "Password-reset links mailed by the web app, by outcome (sent, failed)."
+    );
+    describe_counter!(
         "namaskah_cache_requests_total",
         "Look-ups in in-process caches, by cache and result (hit or miss)."
     );

@@ -29,6 +29,8 @@ pub struct KnownLabels<'a> {
 const PROVIDER_OPERATIONS: [&str; 4] = ["buy", "check", "cancel", "finish"];
 const PROVIDER_OUTCOMES: [&str; 4] = ["success", "out_of_stock", "unavailable", "rejected"];
 const JOB_OUTCOMES: [&str; 4] = ["done", "again", "retryable", "permanent"];
+/// How a customer's sign-in to the web app ended (`api/src/app/pages/account.rs`).
+pub const APP_SIGN_IN_OUTCOMES: [&str; 4] = ["succeeded", "refused", "locked", "throttled"];
 const API_CACHES: [&str; 3] = ["api_keys", "tiers", "catalogue"];
 /// The batchers of the workers (`namaskah_workers::batch`), by name.
 const BATCHES: [&str; 6] = [
@@ -132,6 +134,13 @@ pub fn register(known: &KnownLabels<'_>) {
     }
     for tier in Tier::ALL {
         counter!("namaskah_rate_limited_total", "tier" => tier.as_str()).increment(0);
+    }
+    for outcome in APP_SIGN_IN_OUTCOMES {
+        counter!("namaskah_app_sign_ins_total", "outcome" => outcome).increment(0);
+    }
+    counter!("namaskah_app_sign_ups_total").increment(0);
+    for outcome in ["sent", "failed"] {
+        counter!("namaskah_app_password_reset_mails_total", "outcome" => outcome).increment(0);
     }
     // An HTTP route's series appear with its first request (`route` and `status` are only
     // known then); the health check's is there from the start.

@@ -271,17 +271,3 @@ pub async fn reset_is_live(pool: &PgPool, token_hash: &[u8]) -> Result<bool, Sto
     .fetch_one(pool)
     .await?)
 }
-
-/// Deletes sessions and reset links that expired (the scheduler's housekeeping).
-pub async fn delete_expired(pool: &PgPool) -> Result<u64, StoreError> {
-    let sessions = sqlx::query("DELETE FROM customer_sessions WHERE expires_at < now()")
-        .execute(pool)
-        .await?
-        .rows_affected();
-    let resets =
-        sqlx::query("DELETE FROM password_resets WHERE expires_at < now() - interval '1 day'")
-            .execute(pool)
-            .await?
-            .rows_affected();
-    Ok(sessions + resets)
-}

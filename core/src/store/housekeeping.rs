@@ -59,3 +59,18 @@ pub async fn delete_sent_outbox_rows(pool: &PgPool) -> Result<u64, StoreError> {
         .await?
         .rows_affected())
 }
+
+/// Deletes the web app's and the dashboard's sessions that expired, and password-reset
+/// links a day after they expired (kept that long to tell "expired" from "never sent" in
+/// an investigation).
+pub async fn delete_expired_sessions(pool: &PgPool) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for statement in [
+        "DELETE FROM customer_sessions WHERE expires_at < now()",
+        "DELETE FROM admin_sessions WHERE expires_at < now()",
+        "DELETE FROM password_resets WHERE expires_at < now() - interval '1 day'",
+    ] {
+        deleted += sqlx::query(statement).execute(pool).await?.rows_affected();
+    }
+    Ok(deleted)
+}

@@ -41,6 +41,7 @@ const CODE_NEEDED: &str = "Enter the six-digit code from your authenticator app.
 
 pub async fn sign_in(app: &WebApp, visit: &Visit) -> Response {
     if !app.throttle.allows(visit.client) {
+        signed_in("throttled");
         return app.message(
             visit,
             StatusCode::TOO_MANY_REQUESTS,
@@ -79,12 +80,14 @@ pub async fn sign_in(app: &WebApp, visit: &Visit) -> Response {
         if let Some(account) = known {
             let _ = customers::record_failure(pool, account, MAX_FAILURES, LOCKOUT).await;
         }
+        signed_in("refused");
         return sign_in_form(app, visit, Some(WRONG));
     };
     if credentials
         .locked_until
         .is_some_and(|until| until > Utc::now())
     {
+        signed_in("locked");
         return sign_in_form(
             app,
             visit,
@@ -109,6 +112,7 @@ pub async fn sign_in(app: &WebApp, visit: &Visit) -> Response {
                         LOCKOUT,
                     )
                     .await;
+                    signed_in("refused");
                     return sign_in_form(
                         app,
                         visit,
@@ -129,7 +133,13 @@ pub async fn sign_in(app: &WebApp, visit: &Visit) -> Response {
         }
         Err(error) => return unavailable(app, visit, &error),
     }
+    signed_in("succeeded");
     start_session(app, visit, credentials.account_id).await
+}
+
+/// Counts a sign-in by how it ended (`namaskah_app_sign_ins_total`).
+fn signed_in(outcome: &'static str) {
+    metrics::counter!("namaskah_app_sign_ins_total", "outcome" => outcome).increment(1);
 }
 
 /// A new session for the account: the cookie, and on to the rent page.
@@ -264,6 +274,7 @@ pub async fn sign_up(app: &WebApp, visit: &Visit) -> Response {
     .await;
     match created {
         Ok(Ok(account)) => {
+            metrics::counter!("namaskah_app_sign_ups_total").increment(1);
             tracing::info!(account = %account.id, tenant = %account.tenant_id, "customer signed up in the web app");
             start_session(app, visit, account.id).await
         }

@@ -92,6 +92,8 @@ pub async fn forgot(app: &WebApp, visit: &Visit) -> Response {
     };
     // The link is a credential: the log says that a mail failed, never what it held.
     if let Err(error) = mailer.send(mail).await {
+        metrics::counter!("namaskah_app_password_reset_mails_total", "outcome" => "failed")
+            .increment(1);
         tracing::warn!(%error, account = %credentials.account_id, "password-reset mail not sent");
         return app.message(
             visit,
@@ -100,6 +102,7 @@ pub async fn forgot(app: &WebApp, visit: &Visit) -> Response {
             "We could not send the mail just now. Try again in a few minutes.",
         );
     }
+    metrics::counter!("namaskah_app_password_reset_mails_total", "outcome" => "sent").increment(1);
     tracing::info!(account = %credentials.account_id, "password-reset link sent");
     app.message(visit, StatusCode::OK, "Check your mail", SENT)
 }
