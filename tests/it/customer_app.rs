@@ -790,3 +790,34 @@ async fn bad_input_on_every_form_gets_a_message_never_a_500() {
         "{policy}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_sign_in_throttle_counts_each_customers_address() {
+    let env = TestEnv::builder()
+        .api_only()
+        .set("APP_TRUSTED_PROXIES", "127.0.0.1/32")
+        .start()
+        .await;
+    let visitor = Visitor::new(&env, None);
+    let sign_in = |from: &'static str| {
+        visitor
+            .http
+            .post(format!("{}/sign-in", env.app))
+            .header(header::HOST, visitor.host.clone())
+            .header("x-forwarded-for", from)
+            .form(&[
+                ("email", "nobody@example.com"),
+                ("password", "a wrong guess"),
+            ])
+            .send()
+    };
+    for _ in 0..10 {
+        let answer = sign_in("203.0.113.5").await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let throttled = sign_in("203.0.113.5").await.expect("answer");
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another customer behind the same proxy is not held back by the first one's guesses.
+    let other = sign_in("198.51.100.7").await.expect("answer");
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

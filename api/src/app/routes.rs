@@ -13,7 +13,7 @@ use warp::{
 };
 
 use namaskah_core::store::{StoreError, customers, events};
-use namaskah_dashboard::security::{headers, session};
+use namaskah_dashboard::security::{client_ip::Allowlist, headers, session};
 
 use super::{
     COOKIE, WebApp, assets,
@@ -178,7 +178,12 @@ async fn visit(
         segments,
         query,
         body,
-        client: peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |peer| peer.ip()),
+        client: Allowlist {
+            allow: Vec::new(),
+            trusted_proxies: app.settings.trusted_proxies.clone(),
+        }
+        .client(peer, header(headers, "x-forwarded-for"))
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
         tenant,
         session,
         session_token,

@@ -12,6 +12,9 @@ pub struct AppSettings {
     /// Where the default tenant's customers reach the app (links in mail); a tenant with a
     /// custom domain is reached at `https://` that domain.
     pub public_url: String,
+    /// Reverse proxies (the ingress) whose `X-Forwarded-For` is believed: behind one, the
+    /// sign-in throttle must count each customer's address, not the proxy's.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Mark the session cookie `Secure` (set it when served over https).
     pub secure_cookies: bool,
     pub session_ttl: Duration,
@@ -40,6 +43,7 @@ impl AppSettings {
                 )?
                 .trim_end_matches('/')
                 .to_owned(),
+            trusted_proxies: env.networks("APP_TRUSTED_PROXIES", "")?,
             secure_cookies: env.flag("APP_SECURE_COOKIES", false)?,
             session_ttl: env.duration("APP_SESSION_TTL", "24h")?,
             reset_ttl: env.duration("PASSWORD_RESET_TTL", "30m")?,
