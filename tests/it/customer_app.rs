@@ -821,3 +821,92 @@ async fn behind_a_trusted_proxy_the_sign_in_throttle_counts_each_customers_addre
     let other = sign_in("198.51.100.7").await.expect("answer");
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// A stand-in for Stripe's checkout API that keeps every form it is sent.
+async fn recording_stripe() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use warp::Filter;
+    let forms: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let kept = std::sync::Arc::clone(&forms);
+    let sessions = warp::path!("v1" / "checkout" / "sessions")
+        .and(warp::post())
+        .and(warp::body::bytes())
+        .map(move |body: bytes::Bytes| {
+            if let Ok(mut forms) = kept.lock() {
+                forms.push(String::from_utf8_lossy(&body).into_owned());
+            }
+            warp::reply::json(&serde_json::json!({
+                "id": "cs_test_recorded",
+                "url": "https://checkout.stripe.invalid/c/pay/cs_test_recorded",
+            }))
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(warp::serve(sessions).incoming(listener).run());
+    (format!("http://{address}"), forms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkout_sends_a_web_customer_back_to_the_wallet_of_their_own_tenant() {
+    let (stripe, forms) = recording_stripe().await;
+    let env = TestEnv::builder()
+        .api_only()
+        .set("STRIPE_BASE_URL", &stripe)
+        .start()
+        .await;
+    env.tenant("gamma", Some("verify.gamma.test")).await;
+    let success_url = |form: &str| {
+        reqwest::Url::parse(&format!("http://form/?{form}"))
+            .ok()?
+            .query_pairs()
+            .find(|(name, _)| name == "success_url")
+            .map(|(_, value)| value.into_owned())
+    };
+    for (host, expected) in [
+        (None, "http://127.0.0.1:8082/wallet?paid=1"),
+        (
+            Some("verify.gamma.test"),
+            "https://verify.gamma.test/wallet?paid=1",
+        ),
+    ] {
+        let visitor = Visitor::new(&env, host);
+        visitor.sign_up("payer@example.com", "payer password").await;
+        let csrf = visitor.csrf().await;
+        let page = visitor
+            .post(
+                "/wallet/top-up",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("idempotency_key", "k"),
+                    ("amount", "12.50"),
+                    ("provider", "stripe"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            page.location.as_deref(),
+            Some("https://checkout.stripe.invalid/c/pay/cs_test_recorded")
+        );
+        let last = forms.lock().ok().and_then(|f| f.last().cloned());
+        assert_eq!(
+            last.as_deref().and_then(success_url).as_deref(),
+            Some(expected)
+        );
+    }
+    // A top-up through the API keeps the configured return address.
+    let account = env.account(0).await;
+    let (status, payment) = env
+        .post(
+            "/v1/payments",
+            &account.key,
+            serde_json::json!({ "provider": "stripe", "amount_cents": 1000, "currency": "USD" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    let last = forms.lock().ok().and_then(|f| f.last().cloned());
+    assert_eq!(
+        last.as_deref().and_then(success_url).as_deref(),
+        Some("http://127.0.0.1:8080/docs")
+    );
+}

@@ -101,15 +101,17 @@ pub async fn create(
     body: Result<Bytes, ApiError>,
 ) -> Result<warp::reply::Response, ApiError> {
     let caller = authenticate(&state, authorization.as_deref(), Scope::Write).await?;
-    create_as(state, caller, idempotency_key, body).await
+    create_as(state, caller, idempotency_key, body, None).await
 }
 
-/// [`create`] for a caller already known: the web app's signed-in customer.
+/// [`create`] for a caller already known: the web app's signed-in customer, who comes back
+/// from the checkout to `return_to` (its wallet page).
 pub(crate) async fn create_as(
     state: Arc<AppState>,
     caller: Caller,
     idempotency_key: Option<String>,
     body: Result<Bytes, ApiError>,
+    return_to: Option<String>,
 ) -> Result<warp::reply::Response, ApiError> {
     let body = body?;
     let request: CreatePaymentRequest = parse_json(&body)?;
@@ -163,6 +165,7 @@ pub(crate) async fn create_as(
                 amount_cents: payment.amount_cents,
                 currency: &payment.currency,
                 email: &account.email,
+                return_to: return_to.as_deref(),
             })
             .await;
         let payment = match &checkout {

@@ -15,6 +15,9 @@ pub struct CheckoutRequest<'a> {
     pub amount_cents: i64,
     pub currency: &'a str,
     pub email: &'a str,
+    /// Where the payer comes back to after paying (or giving up); `None`: the configured
+    /// `CHECKOUT_RETURN_URL`. The web app sends its customers back to their wallet.
+    pub return_to: Option<&'a str>,
 }
 
 /// Where the payer goes to pay.
@@ -111,16 +114,21 @@ struct PaystackCheckout {
 impl Gateway for Paystack {
     async fn initialize(&self, request: &CheckoutRequest<'_>) -> Result<Checkout, GatewayError> {
         const NAME: &str = "Paystack";
+        let mut body = serde_json::json!({
+            "email": request.email,
+            "amount": request.amount_cents,
+            "currency": request.currency,
+            "reference": request.reference,
+        });
+        // Without it, Paystack's own setting (its dashboard's callback URL) applies.
+        if let Some(return_to) = request.return_to {
+            body["callback_url"] = serde_json::Value::from(return_to);
+        }
         let response = self
             .http
             .post(format!("{}/transaction/initialize", self.base_url))
             .bearer_auth(self.secret_key.expose())
-            .json(&serde_json::json!({
-                "email": request.email,
-                "amount": request.amount_cents,
-                "currency": request.currency,
-                "reference": request.reference,
-            }))
+            .json(&body)
             .send()
             .await
             .map_err(|e| GatewayError::Unreachable(NAME, e.to_string()))?;
@@ -172,6 +180,7 @@ impl Gateway for Stripe {
         const NAME: &str = "Stripe";
         let amount = request.amount_cents.to_string();
         let currency = request.currency.to_ascii_lowercase();
+        let return_to = request.return_to.unwrap_or(&self.return_url);
         let form = [
             ("mode", "payment"),
             ("client_reference_id", request.reference),
@@ -188,8 +197,8 @@ impl Gateway for Stripe {
                 "line_items[0][price_data][product_data][name]",
                 "Wallet top-up",
             ),
-            ("success_url", self.return_url.as_str()),
-            ("cancel_url", self.return_url.as_str()),
+            ("success_url", return_to),
+            ("cancel_url", return_to),
         ];
         let response = self
             .http

@@ -107,9 +107,10 @@ pub async fn forgot(app: &WebApp, visit: &Visit) -> Response {
     app.message(visit, StatusCode::OK, "Check your mail", SENT)
 }
 
-/// Where this tenant's customers reach the app: its custom domain over https, else the
-/// configured public address. Never the request's own `Host`, which anyone can forge.
-fn base_url(app: &WebApp, visit: &Visit) -> String {
+/// Where this tenant's customers reach the app (links in mail, the checkout's way back):
+/// its custom domain over https, else the configured public address. Never the request's
+/// own `Host`, which anyone can forge.
+pub fn base_url(app: &WebApp, visit: &Visit) -> String {
     match &visit.tenant.tenant.brand.custom_domain {
         Some(domain) => format!("https://{domain}"),
         None => app.settings.public_url.clone(),

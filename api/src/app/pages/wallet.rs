@@ -127,8 +127,9 @@ pub async fn top_up(app: &WebApp, visit: &Visit, session: &Session) -> Response 
     });
     let state = &app.api;
     let key = calls::idempotency_key(&form);
+    let return_to = format!("{}/wallet?paid=1", super::reset::base_url(app, visit));
     let outcome = calls::act(state, session, |state, caller| {
-        v1::payments::create_as(state, caller, key, calls::body(&request))
+        v1::payments::create_as(state, caller, key, calls::body(&request), Some(return_to))
     })
     .await;
     match outcome {
