@@ -164,8 +164,17 @@ async fn visit(
             .filter(|found| found.tenant_id == tenant_id),
         None => None,
     };
+    // Only the pages that show rentals follow the live stream; the others need no position.
+    let shows_rentals = matches!(
+        segments
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        [] | ["history"] | ["verifications", _]
+    );
     let live_from = match &session {
-        Some(session) if method == Method::GET => Some(
+        Some(session) if method == Method::GET && shows_rentals => Some(
             events::head(&state.pool, session.account_id)
                 .await?
                 .to_event_id(),
