@@ -653,3 +653,108 @@ async fn a_batch_completes_each_verification_once() {
     assert_eq!(open, [0, 0]);
     env.assert_invariants().await;
 }
+
+/// The keys of an event's payload and of its `data`, each with the JSON type of its value.
+fn shape(payload: &Value) -> Vec<(String, &'static str)> {
+    let kind = |value: &Value| match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let mut keys = Vec::new();
+    for (prefix, object) in [("", payload), ("data.", &payload["data"])] {
+        for (key, value) in object.as_object().into_iter().flatten() {
+            keys.push((format!("{prefix}{key}"), kind(value)));
+        }
+    }
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn a_completion_tells_the_same_event_from_its_statement_as_from_the_trigger() {
+    // No polling worker: the verifications wait for the completions below.
+    let env = TestEnv::builder()
+        .roles(Roles {
+            api: true,
+            relay: true,
+            workers: vec![WorkerKind::Ordering],
+            ..Roles::default()
+        })
+        .behaviour(never_sms())
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    let (status, _) = env
+        .post(
+            "/v1/webhook-endpoints",
+            &account.key,
+            json!({ "url": "http://127.0.0.1:9/hooks" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let id = env.create_verification(&account, "telegram", "us").await;
+        env.wait_for_status(&account, &id, "waiting_sms", WAIT)
+            .await;
+        waiting.push(id);
+    }
+    // One connection, so that the operator's statement below runs where the workers'
+    // statement marked its transaction as writing its own events: the mark must end with it.
+    let one_connection = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(env.database_url())
+        .await
+        .expect("connection");
+    let by_statement = ReceivedSms {
+        id: VerificationId::parse(&waiting[0]).expect("id"),
+        account_id: account.id,
+        code: "4242".to_owned(),
+        text: "Your code: 4242".to_owned(),
+    };
+    let answers = verifications::complete_many(&one_connection, &[by_statement])
+        .await
+        .expect("completed");
+    assert!(answers[0].is_some());
+    // As an operator's SQL would: the trigger writes the event and moves the counter.
+    sqlx::query(
+        "UPDATE verifications SET status = 'completed', code = '4343', sms_text = 'Your code: 4343',
+                                  completed_at = now(), updated_at = now(), open_since = NULL
+         WHERE id = $1::uuid",
+    )
+    .bind(&waiting[1])
+    .execute(&one_connection)
+    .await
+    .expect("completed by hand");
+
+    let mut shapes = Vec::new();
+    for id in &waiting {
+        let events: Vec<(Value, i64)> = sqlx::query_as(
+            "SELECT m.payload, (SELECT count(*) FROM webhook_deliveries d WHERE d.message_id = m.id)
+             FROM webhook_messages m
+             WHERE m.event_type = 'verification.completed' AND m.payload #>> '{data,id}' = $1",
+        )
+        .bind(id)
+        .fetch_all(&env.pool)
+        .await
+        .expect("events");
+        assert_eq!(events.len(), 1, "one event for {id}: {events:?}");
+        let (payload, deliveries) = &events[0];
+        assert_eq!(*deliveries, 1, "one delivery to the endpoint for {id}");
+        assert_eq!(payload["type"], "verification.completed");
+        assert_eq!(payload["data"]["status"], "completed");
+        shapes.push(shape(payload));
+    }
+    assert_eq!(shapes[0], shapes[1]);
+    let open: i32 = sqlx::query_scalar("SELECT open_verifications FROM accounts WHERE id = $1")
+        .bind(account.id.0)
+        .fetch_one(&env.pool)
+        .await
+        .expect("counter");
+    assert_eq!(open, 0);
+    env.assert_invariants().await;
+}
