@@ -237,11 +237,6 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "customer app",
             include_str!("../../../migrations/0022_customer_app.sql"),
         ),
-        (
-            23,
-            "status events in their statements",
-            include_str!("../../../migrations/0023_status_events_in_their_statements.sql"),
-        ),
     ];
     Migrator::with_migrations(
         migrations

@@ -9,7 +9,6 @@ use uuid::Uuid;
 mod claims;
 mod create;
 mod queries;
-mod status_events;
 mod transitions;
 
 pub use claims::{OrderingClaim, OrderingClaimRequest, claim_for_ordering, release_ordering_claim};

@@ -5,9 +5,7 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{
-    StoreError, Verification, answer_each_once, column, first_of_each, sql, status_events,
-};
+use super::{StoreError, Verification, answer_each_once, column, first_of_each, sql};
 use crate::{
     domain::{AccountId, Status, Transition, VerificationId},
     queue::{Envelope, Job, QueueName},
@@ -48,8 +46,7 @@ pub async fn assign_numbers(
         let verification_id = number.id;
         first_message(Job::CancelOrder { verification_id }, number)
     });
-    let assigned = sqlx::query_as::<_, Verification>(telling_sql(
-        "WITH assigned AS (
+    let assigned = sqlx::query_as::<_, Verification>(sql("WITH assigned AS (
              UPDATE verifications SET
                  status = $9, provider = w.wanted_provider, provider_order_id = w.wanted_order,
                  phone_number = w.wanted_phone,
@@ -60,18 +57,15 @@ pub async fn assign_numbers(
                   AS w(wanted_id, wanted_claim, wanted_provider, wanted_order, wanted_phone,
                        wanted_timeout, wanted_poll, wanted_cancel)
              WHERE id = w.wanted_id AND status = ANY($10) AND ordering_claim = w.wanted_claim
-               AND {WRITTEN_HERE}
-             RETURNING {COLUMNS}, w.wanted_poll, w.wanted_cancel, verifications AS changed_row
+             RETURNING {COLUMNS}, w.wanted_poll, w.wanted_cancel
          ), message AS (
              INSERT INTO outbox (queue, payload, delay_ms)
              SELECT $11,
                     CASE WHEN cancel_requested_at IS NULL THEN wanted_poll ELSE wanted_cancel END,
                     CASE WHEN cancel_requested_at IS NULL THEN $12 ELSE 0 END
              FROM assigned
-         ), {EVENTS}
-         SELECT {COLUMNS} FROM assigned",
-        "assigned",
-    ))
+         )
+         SELECT {COLUMNS} FROM assigned"))
     .bind(column(&unique, |number| number.id.0))
     .bind(column(&unique, |number| number.claim))
     .bind(column(&unique, |number| number.provider.as_str()))
@@ -90,14 +84,6 @@ pub async fn assign_numbers(
         numbers.iter().map(|number| number.id),
         assigned,
     ))
-}
-
-/// [`sql`] for a statement that changes statuses and writes their events itself: its
-/// `{WRITTEN_HERE}` and `{EVENTS}` filled in, the events those of the CTE `changed`.
-fn telling_sql(template: &str, changed: &str) -> sqlx::AssertSqlSafe<String> {
-    sql(&template
-        .replace("{WRITTEN_HERE}", status_events::WRITTEN_HERE)
-        .replace("{EVENTS}", &status_events::ctes(changed)))
 }
 
 /// Which row a settling update may touch.
@@ -167,10 +153,9 @@ pub struct ReceivedSms {
 /// waiting (it was cancelled or timed out first, or an earlier request of the batch
 /// completed it).
 ///
-/// The statement also writes the `verification.completed` events and lowers the accounts'
-/// open counters, the rows many completions share: once per batch and in key order, so two
-/// batches running at once (two polling replicas) take those locks in the same order, the
-/// order every writer of accounts follows (migration 0019).
+/// The statement's trigger (migrations 0019, 0020) updates the rows many completions share,
+/// the accounts' open counters, once per batch and in key order: two batches running at once
+/// (two polling replicas) take those locks in the same order.
 pub async fn complete_many(
     pool: &PgPool,
     received: &[ReceivedSms],
@@ -178,24 +163,12 @@ pub async fn complete_many(
     let transition = Transition::Complete;
     let mut unique = first_of_each(received, |sms| sms.id);
     unique.sort_by_key(|sms| (sms.account_id.0, sms.id.0));
-    let completed = sqlx::query_as::<_, Verification>(telling_sql(
-        "WITH completed AS (
-             UPDATE verifications SET status = $4, code = w.wanted_code, sms_text = w.wanted_text,
-                                      completed_at = now(), updated_at = now(), open_since = NULL
-             FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(wanted_id, wanted_code, wanted_text)
-             WHERE id = w.wanted_id AND status = ANY($5) AND {WRITTEN_HERE}
-             RETURNING {COLUMNS}, verifications AS changed_row
-         ), closed AS (
-             SELECT account_id, count(*) AS closed FROM completed GROUP BY account_id
-         ), locked AS (
-             SELECT a.id, c.closed FROM accounts a JOIN closed c ON c.account_id = a.id
-             ORDER BY a.id FOR NO KEY UPDATE OF a
-         ), counted AS (
-             UPDATE accounts a SET open_verifications = a.open_verifications - l.closed
-             FROM locked l WHERE a.id = l.id
-         ), {EVENTS}
-         SELECT {COLUMNS} FROM completed",
-        "completed",
+    let completed = sqlx::query_as::<_, Verification>(sql(
+        "UPDATE verifications SET status = $4, code = w.wanted_code, sms_text = w.wanted_text,
+                                  completed_at = now(), updated_at = now(), open_since = NULL
+         FROM unnest($1::uuid[], $2::text[], $3::text[]) AS w(wanted_id, wanted_code, wanted_text)
+         WHERE id = w.wanted_id AND status = ANY($5)
+         RETURNING {COLUMNS}",
     ))
     .bind(column(&unique, |sms| sms.id.0))
     .bind(column(&unique, |sms| sms.code.as_str()))
