@@ -43,19 +43,7 @@ async fn a_customer_signs_up_tops_up_rents_sees_the_code_and_cancels_for_a_refun
     assert!(wallet.body.contains("25.00"), "{}", wallet.body);
 
     // The live stream, open before the rental.
-    let mut events = env
-        .http
-        .get(format!("{}/events", env.app))
-        .header(
-            header::COOKIE,
-            format!(
-                "namaskah_app_session={}",
-                visitor.cookie().unwrap_or_default()
-            ),
-        )
-        .send()
-        .await
-        .expect("event stream");
+    let mut events = visitor.open("/events").await;
     assert_eq!(events.status(), StatusCode::OK);
 
     // The same form sent twice rents once.
@@ -102,19 +90,7 @@ async fn a_customer_signs_up_tops_up_rents_sees_the_code_and_cancels_for_a_refun
         .and_then(|rest| rest.split('"').next())
         .expect("the page names its live stream")
         .replace("&#x3D;", "=");
-    let mut live = env
-        .http
-        .get(format!("{}{live_url}", env.app))
-        .header(
-            header::COOKIE,
-            format!(
-                "namaskah_app_session={}",
-                visitor.cookie().unwrap_or_default()
-            ),
-        )
-        .send()
-        .await
-        .expect("live stream");
+    let mut live = visitor.open(&live_url).await;
     let (assigned, seen) = read_until(&mut live, "event:verification.number_assigned").await;
     assert!(assigned, "{live_url} carried: {seen}");
     eventually(Duration::from_secs(20), "a number assigned", || {
@@ -370,17 +346,8 @@ async fn bad_input_on_every_form_gets_a_message_never_a_500() {
     let forged = visitor.post("/rent", &[("service", "telegram")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     let cross_site = visitor
-        .http
-        .post(format!("{}/rent", env.app))
-        .header(header::HOST, visitor.host.clone())
+        .as_visitor(visitor.http.post(format!("{}/rent", env.app)))
         .header(header::ORIGIN, "https://evil.example")
-        .header(
-            header::COOKIE,
-            format!(
-                "namaskah_app_session={}",
-                visitor.cookie().unwrap_or_default()
-            ),
-        )
         .form(&[("csrf", csrf.as_str()), ("service", "telegram")])
         .send()
         .await

@@ -66,12 +66,27 @@ impl Visitor {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Page {
-        let mut request = request.header(header::HOST, &self.host);
-        if let Some(cookie) = self.cookie() {
-            request = request.header(header::COOKIE, format!("namaskah_app_session={cookie}"));
+    /// `request` under this visitor's host and with its session, if it has one.
+    pub fn as_visitor(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request.header(header::HOST, &self.host);
+        match self.cookie() {
+            Some(cookie) => {
+                request.header(header::COOKIE, format!("namaskah_app_session={cookie}"))
+            }
+            None => request,
         }
-        let response = request.send().await.expect("app answers");
+    }
+
+    /// The response to a GET of `path` as it comes, body unread: for event streams.
+    pub async fn open(&self, path: &str) -> reqwest::Response {
+        self.as_visitor(self.http.get(format!("{}{path}", self.base)))
+            .send()
+            .await
+            .expect("app answers")
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Page {
+        let response = self.as_visitor(request).send().await.expect("app answers");
         for value in response.headers().get_all(header::SET_COOKIE) {
             let value = value.to_str().unwrap_or_default();
             if let Some(rest) = value.strip_prefix("namaskah_app_session=") {
