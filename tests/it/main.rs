@@ -4,6 +4,7 @@
 
 mod support;
 
+mod acking;
 mod api;
 mod api_keys;
 mod audit;

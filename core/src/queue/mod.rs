@@ -4,6 +4,7 @@
 //! attempt number and a trace id, never state. Every handler therefore re-reads the row and
 //! moves it with a conditional update, which makes duplicate deliveries harmless.
 
+mod acks;
 mod connection;
 mod consumer;
 mod delay;
