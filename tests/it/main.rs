@@ -4,7 +4,6 @@
 
 mod support;
 
-mod acking;
 mod api;
 mod api_keys;
 mod audit;

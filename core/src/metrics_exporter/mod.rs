@@ -182,10 +182,6 @@ fn describe() {
         "namaskah_messages_redelivered_total",
         "Messages the broker delivered again (after a consumer, a connection or a node was lost), by queue."
     );
-    describe_counter!(
-        "namaskah_acks_sent_total",
-        "basic.ack frames sent by workers, by queue and whether one settled several messages (multiple)."
-    );
     describe_histogram!(
         "namaskah_job_duration_seconds",
         Unit::Seconds,

@@ -55,10 +55,6 @@ pub fn register(known: &KnownLabels<'_>) {
         }
         let _ = histogram!("namaskah_job_duration_seconds", "queue" => queue);
         counter!("namaskah_messages_redelivered_total", "queue" => queue).increment(0);
-        for multiple in ["true", "false"] {
-            counter!("namaskah_acks_sent_total", "queue" => queue, "multiple" => multiple)
-                .increment(0);
-        }
         counter!("namaskah_messages_published_total", "queue" => queue).increment(0);
         gauge!("namaskah_held_messages", "queue" => queue).increment(0.0);
         if known.samples {

@@ -17,7 +17,7 @@
 //! Parking publishes the message to `<queue>.dead` with headers saying why. Every publish
 //! waits for its confirm before the ack, so a message is never dropped between the two; if
 //! the process dies in between, the broker redelivers and the handler's idempotence makes
-//! the second run harmless. Acks go out in batches (`acks`).
+//! the second run harmless.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -25,7 +25,9 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::{
     Channel, Connection,
     message::Delivery,
-    options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    },
     types::{AMQPValue, FieldTable, ShortString},
 };
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
@@ -33,9 +35,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tracing::Instrument;
 
 use super::{
-    BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology,
-    acks::Acks,
-    backoff_delay,
+    BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology, backoff_delay,
     hold::{HoldEnded, Holds},
     open_confirming,
     relay::{expect_ack, publish},
@@ -175,7 +175,6 @@ async fn consume_until_disconnected(
         .map_err(BrokerError::Channel)?;
     tracing::info!(queue = %options.queue, prefetch = options.prefetch, "consuming");
 
-    let (acks, batcher) = Acks::start(channel.clone(), options.queue);
     let mut in_flight = JoinSet::new();
     let outcome = loop {
         tokio::select! {
@@ -189,10 +188,8 @@ async fn consume_until_disconnected(
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             delivery = deliveries.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    acks.received(delivery.delivery_tag);
                     let task = Processor {
                         channel: channel.clone(),
-                        acks: acks.clone(),
                         options: options.clone(),
                         handler: Arc::clone(handler),
                         handling: Arc::clone(&handling),
@@ -208,8 +205,6 @@ async fn consume_until_disconnected(
     };
     // Finish what was started; their acks go out on this channel before it closes.
     while in_flight.join_next().await.is_some() {}
-    drop(acks);
-    let _ = batcher.await;
     close(&connection, &channel).await;
     outcome
 }
@@ -222,7 +217,6 @@ async fn close(connection: &Connection, channel: &Channel) {
 /// Handles one delivery from decode to ack.
 struct Processor {
     channel: Channel,
-    acks: Acks,
     options: ConsumerOptions,
     handler: Arc<dyn JobHandler>,
     /// One permit per message being handled (`prefetch`); a held message gives its back.
@@ -320,7 +314,7 @@ impl Processor {
         result: Result<Handled, JobError>,
     ) {
         match result {
-            Ok(Handled::Done) => self.ack(delivery),
+            Ok(Handled::Done) => self.ack(delivery).await,
             Ok(Handled::Again { after, next }) => {
                 self.forward(delivery, &[FollowUp { after, next }]).await;
             }
@@ -393,7 +387,7 @@ impl Processor {
         }
         .await;
         match published {
-            Ok(()) => self.ack(delivery),
+            Ok(()) => self.ack(delivery).await,
             Err(error) => {
                 tracing::warn!(%error, "cannot schedule the follow-up; returning the message to its queue");
                 self.requeue(delivery).await;
@@ -436,7 +430,7 @@ impl Processor {
         }
         .await;
         match published {
-            Ok(()) => self.ack(delivery),
+            Ok(()) => self.ack(delivery).await,
             Err(error) => {
                 tracing::warn!(%error, "cannot park the message; returning it to its queue");
                 self.requeue(delivery).await;
@@ -457,11 +451,13 @@ impl Processor {
             // The channel is gone; the broker requeues unacknowledged messages itself.
             tracing::warn!(%error, "nack failed");
         }
-        self.acks.settled_elsewhere(delivery.delivery_tag);
     }
 
-    fn ack(&self, delivery: &Delivery) {
-        self.acks.finished(delivery.delivery_tag);
+    async fn ack(&self, delivery: &Delivery) {
+        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+            // The broker will redeliver it; handlers are idempotent.
+            tracing::warn!(%error, "ack failed");
+        }
     }
 }
 

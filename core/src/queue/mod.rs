@@ -4,7 +4,6 @@
 //! attempt number and a trace id, never state. Every handler therefore re-reads the row and
 //! moves it with a conditional update, which makes duplicate deliveries harmless.
 
-mod acks;
 mod connection;
 mod consumer;
 mod delay;
