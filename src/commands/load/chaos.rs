@@ -171,9 +171,11 @@ impl Fleet {
             ("SIMULATOR_API_KEY", super::setup::SIMULATOR_KEY.to_owned()),
             ("WEBHOOK_ALLOW_HTTP", "true".to_owned()),
             ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
-            // A worker killed mid-purchase holds its lease this long; short, so the sweeper
-            // recovers such verifications within the drain.
+            // A worker killed mid-purchase holds its lease this long, and the sweeper sends
+            // an order again after this long without progress (2 min by default, the whole
+            // drain): short, so the sweeper recovers such verifications within the drain.
             ("ORDERING_LEASE", "5s".to_owned()),
+            ("SWEEP_ORDERING_AFTER", "30s".to_owned()),
             // A provider fault plays out within a short run: a hung call is given up after
             // 2 s, and an open breaker probes again 2 s later.
             ("PROVIDER_TIMEOUT", "2s".to_owned()),
