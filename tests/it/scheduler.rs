@@ -11,6 +11,7 @@ use namaskah_core::{
     store::{
         self, housekeeping, invariants,
         services::{self, Offer},
+        sweeps,
     },
 };
 use namaskah_scheduler::{JobName, backup, jobs};
@@ -230,9 +231,16 @@ async fn the_sweeper_refunds_a_verification_whose_refund_message_was_lost() {
     assert_eq!(env.verification(&account, &id).await["status"], "cancelled");
 
     let context = env.job_context();
+    let nudged = || sweeps::nudged_verifications(&env.pool);
+    assert_eq!(nudged().await.expect("count"), 0);
     assert_eq!(jobs::run(JobName::Sweeper, &context).await, Ok(1));
     env.wait_for_status(&account, &id, "refunded", WAIT).await;
     assert_eq!(jobs::run(JobName::Sweeper, &context).await, Ok(0));
+    assert_eq!(
+        nudged().await.expect("count"),
+        1,
+        "load reports count the verification the sweeper carried on, once"
+    );
     assert_eq!(env.balance(&account).await, 1_000);
     env.assert_invariants().await;
 }

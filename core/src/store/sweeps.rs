@@ -123,6 +123,16 @@ pub async fn nudge_stuck_refunds(
     .rows_affected())
 }
 
+/// How many verifications the sweeper has nudged at least once: each one's message was lost
+/// or given up, and the safety net carried it on. Load runs report it; it scans the table.
+pub async fn nudged_verifications(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM verifications WHERE last_nudged_at IS NOT NULL")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Final rows that still carry `open_since` (written by a release before migration 0019,
 /// which did not clear it): cleared, so the open rows' index holds only open rows.
 pub async fn clear_stale_open_since(pool: &PgPool) -> Result<u64, StoreError> {

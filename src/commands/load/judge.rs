@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use namaskah_core::store::invariants;
+use namaskah_core::store::{invariants, sweeps};
 use namaskah_load_tests::webhook_sink::WebhookSink;
 
 use super::{
@@ -157,6 +157,7 @@ pub(super) async fn judge(
         duplicates,
         bad_signatures,
     };
+    report.nudged_by_sweeper = sweeps::nudged_verifications(pool).await?;
 
     let lost: Vec<String> = submitted_at
         .keys()

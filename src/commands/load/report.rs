@@ -137,6 +137,9 @@ pub struct Report {
     pub submit_to_number_ms: Distribution,
     pub submit_to_completed_webhook_ms: Distribution,
     pub webhooks: Webhooks,
+    /// Verifications the sweeper had to send on again (their message was lost or given up):
+    /// nothing is lost with it, but each one is late by up to `SWEEP_ORDERING_AFTER`.
+    pub nudged_by_sweeper: i64,
     pub drain_seconds: f64,
     /// Transactions PostgreSQL committed in the run's database (`pg_stat_database`, read-only
     /// ones included) per accepted verification.
@@ -287,6 +290,10 @@ impl Report {
             self.webhooks.delivered,
             self.webhooks.duplicates,
             self.webhooks.bad_signatures
+        ));
+        out.push(format!(
+            "sweeper: {} verifications sent on again after their message was lost or given up",
+            self.nudged_by_sweeper
         ));
         out.push(format!(
             "database: {:.1} commits per verification",
