@@ -568,6 +568,88 @@ async fn a_random_mix_of_a_few_hundred_verifications_ends_clean() {
     );
 }
 
+/// The polling worker's load of a batch: every id answered in its place (repeats, unknown
+/// ids, more than one statement's worth), and PostgreSQL settles on a generic plan instead
+/// of planning every call (issue 23: re-planning was as long as running it).
+#[tokio::test]
+async fn a_batch_load_answers_each_id_in_its_place_and_is_planned_once() {
+    let env = TestEnv::builder()
+        .roles(Roles {
+            api: true,
+            ..Roles::default()
+        })
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    let mut known = Vec::new();
+    for _ in 0..3 {
+        let id = env.create_verification(&account, "telegram", "us").await;
+        known.push(VerificationId::parse(&id).expect("id"));
+    }
+    // One connection, so that its prepared statements are the ones the loads used.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(env.database_url())
+        .await
+        .expect("pool");
+    let found = |answers: Vec<Option<verifications::Verification>>| -> Vec<Option<VerificationId>> {
+        answers.into_iter().map(|v| v.map(|v| v.id)).collect()
+    };
+
+    assert!(
+        verifications::find_many(&pool, &[])
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    let unknown = VerificationId::new();
+    let batch = [known[2], unknown, known[0], known[2], known[1]];
+    for _ in 0..8 {
+        let answers = verifications::find_many(&pool, &batch)
+            .await
+            .expect("loaded");
+        assert_eq!(
+            found(answers),
+            [
+                Some(known[2]),
+                None,
+                Some(known[0]),
+                Some(known[2]),
+                Some(known[1])
+            ]
+        );
+    }
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+         WHERE statement LIKE '%FROM verifications WHERE id IN (%'
+           AND statement NOT LIKE '%pg_prepared_statements%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the load's prepared statement");
+    assert!(
+        generic >= 3 && custom <= 5,
+        "generic plans {generic}, custom plans {custom}"
+    );
+
+    // Past one statement's worth: the known ids at both ends and in the second statement.
+    let mut many: Vec<VerificationId> = (0..1_500).map(|_| VerificationId::new()).collect();
+    many[0] = known[0];
+    many[1_100] = known[1];
+    many[1_499] = known[2];
+    let answers = found(
+        verifications::find_many(&pool, &many)
+            .await
+            .expect("loaded"),
+    );
+    assert_eq!(answers.len(), 1_500);
+    assert_eq!(answers.iter().flatten().count(), 3);
+    assert_eq!(
+        (answers[0], answers[1_100], answers[1_499]),
+        (Some(known[0]), Some(known[1]), Some(known[2]))
+    );
+}
+
 #[tokio::test]
 async fn a_batch_completes_each_verification_once() {
     // No polling worker: the verifications wait for the batch below.

@@ -2,28 +2,45 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::{StoreError, Verification, sql};
 use crate::domain::{AccountId, Status, VerificationId};
 
-/// The verifications, in one statement; the answers are in the order of `ids`, `None` for
-/// an unknown id.
+/// The most ids one statement names; a longer list is read in several.
+const MOST_IDS_PER_STATEMENT: usize = 1024;
+
+/// The verifications, in one statement per 1,024 ids; the answers are in the order of
+/// `ids`, `None` for an unknown id.
+///
+/// The statement names its ids one parameter each, as many as the next power of two (the
+/// last id repeated), rather than `id = ANY($1)`: PostgreSQL's generic plan of an array
+/// parameter guesses ten rows and loses to a custom plan, so every call was planned anew,
+/// as long as it ran (docs/benchmarks.md). A fixed number of parameters gets a generic
+/// plan after five calls, and there are at most eleven such statements per connection.
 pub async fn find_many(
     pool: &PgPool,
     ids: &[VerificationId],
 ) -> Result<Vec<Option<Verification>>, StoreError> {
-    let wanted: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
-    let found: std::collections::HashMap<VerificationId, Verification> =
-        sqlx::query_as::<_, Verification>(sql(
-            "SELECT {COLUMNS} FROM verifications WHERE id = ANY($1)",
-        ))
-        .bind(&wanted)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|verification| (verification.id, verification))
-        .collect();
+    let mut found = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MOST_IDS_PER_STATEMENT) {
+        let Some(last) = chunk.last() else { continue };
+        let arity = chunk.len().next_power_of_two();
+        let placeholders: Vec<String> = (1..=arity).map(|n| format!("${n}")).collect();
+        let statement = format!(
+            "SELECT {{COLUMNS}} FROM verifications WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, Verification>(sql(&statement));
+        for id in chunk
+            .iter()
+            .chain(std::iter::repeat_n(last, arity - chunk.len()))
+        {
+            query = query.bind(*id);
+        }
+        for verification in query.fetch_all(pool).await? {
+            found.insert(verification.id, verification);
+        }
+    }
     Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
 }
 
