@@ -573,13 +573,7 @@ async fn a_random_mix_of_a_few_hundred_verifications_ends_clean() {
 /// of planning every call (issue 23: re-planning was as long as running it).
 #[tokio::test]
 async fn a_batch_load_answers_each_id_in_its_place_and_is_planned_once() {
-    let env = TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
-        .start()
-        .await;
+    let env = TestEnv::api_only().await;
     let account = env.account(1_000).await;
     let mut known = Vec::new();
     for _ in 0..3 {

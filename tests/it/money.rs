@@ -12,13 +12,7 @@ use namaskah_core::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_submissions_against_a_balance_for_thirty_accept_exactly_thirty() {
-    let env = TestEnv::builder()
-        .roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
-        .start()
-        .await;
+    let env = TestEnv::api_only().await;
     let (_, services) = env
         .request(
             reqwest::Method::GET,
