@@ -63,6 +63,40 @@ async fn received_count(sink: &Sink, at_least: usize) -> Vec<crate::support::Rec
     .await
 }
 
+/// Every webhook message and delivery id of the account is time-ordered (a version 7 UUID
+/// whose time is its row's creation), so new rows land at the right-hand end of their
+/// indexes (migration 0023).
+async fn assert_ids_are_time_ordered(env: &TestEnv, account: &Account) {
+    let ids: Vec<(String, uuid::Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT m.id, d.id, m.created_at
+         FROM webhook_messages m JOIN webhook_deliveries d ON d.message_id = m.id
+         WHERE m.account_id = $1",
+    )
+    .bind(account.id)
+    .fetch_all(&env.pool)
+    .await
+    .expect("webhook ids");
+    assert!(!ids.is_empty(), "no webhook messages to look at");
+    for (message, delivery, created_at) in ids {
+        let message_uuid = message
+            .strip_prefix("msg_")
+            .and_then(|hex| uuid::Uuid::try_parse(hex).ok())
+            .unwrap_or_else(|| panic!("{message} is msg_ and 32 hex digits"));
+        for id in [message_uuid, delivery] {
+            assert_eq!(id.get_version_num(), 7, "{id} of {message}");
+            let (seconds, nanos) = id.get_timestamp().expect("a v7 timestamp").to_unix();
+            let issued =
+                chrono::DateTime::from_timestamp(i64::try_from(seconds).expect("seconds"), nanos)
+                    .expect("time");
+            let apart = (issued - created_at).num_milliseconds().abs();
+            assert!(
+                apart < 5_000,
+                "{id} was issued {apart} ms from its row's creation"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_event_type_arrives_signed_with_the_verification_as_the_api_shows_it() {
     let env = TestEnv::builder().behaviour(never_sms()).start().await;
@@ -157,6 +191,7 @@ async fn every_event_type_arrives_signed_with_the_verification_as_the_api_shows_
     // One trace id follows the verification into its webhook requests.
     let trace: String = env.column(&cancelled, "trace_id").await;
     assert_eq!(refunded_event.trace_id.as_deref(), Some(trace.as_str()));
+    assert_ids_are_time_ordered(&env, &account).await;
 }
 
 #[tokio::test]
@@ -318,6 +353,8 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_its_owner_told
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(view["disabled_reason"].is_null());
+    // The test event (`send_test`) and the notice (`record_webhook_event`).
+    assert_ids_are_time_ordered(&env, &account).await;
 }
 
 #[tokio::test]

@@ -237,6 +237,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "customer app",
             include_str!("../../../migrations/0022_customer_app.sql"),
         ),
+        (
+            23,
+            "time-ordered webhook ids",
+            include_str!("../../../migrations/0023_time_ordered_webhook_ids.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

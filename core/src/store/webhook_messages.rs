@@ -74,7 +74,7 @@ pub async fn send_test(
     endpoint: Uuid,
     trace_id: &str,
 ) -> Result<String, StoreError> {
-    let message_id = format!("msg_{}", Uuid::new_v4().simple());
+    let message_id = format!("msg_{}", Uuid::now_v7().simple());
     sqlx::query(
         "WITH message AS (
              INSERT INTO webhook_messages (id, account_id, event_type, payload, trace_id)
@@ -85,7 +85,7 @@ pub async fn send_test(
              RETURNING id
          ), delivery AS (
              INSERT INTO webhook_deliveries (id, message_id, endpoint_id)
-             SELECT gen_random_uuid(), id, $3 FROM message
+             SELECT time_ordered_uuid(), id, $3 FROM message
              RETURNING id, endpoint_id
          )
          INSERT INTO outbox (queue, payload)
@@ -203,7 +203,7 @@ pub async fn replay(
                     OR e.id = $3)
          ), deliveries AS (
              INSERT INTO webhook_deliveries (id, message_id, endpoint_id)
-             SELECT gen_random_uuid(), $1, id FROM targets
+             SELECT time_ordered_uuid(), $1, id FROM targets
              ON CONFLICT (message_id, endpoint_id) DO UPDATE SET
                  status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
              RETURNING id, endpoint_id
