@@ -31,10 +31,15 @@ impl BatchFailed {
 }
 
 /// A worker retries a message whose batch failed: the statement is idempotent, and the
-/// failure is most likely the database's.
+/// failure is most likely the database's. An outage, or conflicts that outlasted the
+/// runner's retries, spend no attempt of the message's.
 impl From<BatchFailed> for JobError {
     fn from(failed: BatchFailed) -> Self {
-        JobError::Retryable(failed.reason)
+        if failed.unavailable {
+            JobError::Unavailable(failed.reason)
+        } else {
+            JobError::Retryable(failed.reason)
+        }
     }
 }
 

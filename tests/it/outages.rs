@@ -1,12 +1,21 @@
 //! A database that is briefly away is not an internal error: the API and the dashboard
-//! answer `503` with `Retry-After` while PostgreSQL cannot be reached, and work again as
-//! soon as it can.
+//! answer `503` with `Retry-After` while PostgreSQL cannot be reached, the workers wait for
+//! it, and all work again as soon as it can.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::time::Duration;
 
-use crate::support::{TcpProxy, TestEnv};
+use crate::{
+    parking::take_parked,
+    support::{TcpProxy, TestEnv},
+};
 use namaskah::pipeline::Roles;
+use namaskah_core::{
+    domain::VerificationId,
+    queue::{Envelope, Job, QueueName},
+};
+use namaskah_workers::WorkerKind;
 
 #[tokio::test]
 async fn requests_during_a_database_outage_get_503_with_retry_after_then_succeed() {
@@ -75,7 +84,7 @@ async fn requests_during_a_database_outage_get_503_with_retry_after_then_succeed
     proxy.restore();
     // The same key again: the 503 was not stored against it, so the retry is accepted.
     crate::support::eventually(
-        std::time::Duration::from_secs(15),
+        Duration::from_secs(15),
         "the API to accept orders again",
         || async {
             let response = order("during").await.ok()?;
@@ -83,4 +92,57 @@ async fn requests_during_a_database_outage_get_503_with_retry_after_then_succeed
         },
     )
     .await;
+}
+
+/// A worker waits out the database without spending the message's attempts: with one
+/// ordering attempt allowed, an order whose message arrives while PostgreSQL is away used to
+/// be parked as `retries_exhausted` (and carried on only by the sweeper much later); now it
+/// is ordered as soon as the database is back, on its first attempt.
+#[tokio::test]
+async fn an_order_that_arrives_during_a_database_outage_waits_for_it_without_spending_attempts() {
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().expect("addr"), true)
+        .await
+        .expect("proxy");
+    // No relay: the order's message is published by hand, once the database is away.
+    let env = TestEnv::builder()
+        .behaviour(crate::support::never_sms())
+        .roles(Roles {
+            api: true,
+            workers: vec![WorkerKind::Ordering],
+            ..Roles::default()
+        })
+        .set("ORDERING_RETRY", "1,100ms,100ms")
+        .database_through(proxy.address)
+        .start()
+        .await;
+    let account = env.account(10_000).await;
+    let id = env.create_verification(&account, "telegram", "us").await;
+
+    proxy.cut().await;
+    let order = Envelope::first(
+        Job::OrderNumber {
+            verification_id: VerificationId::parse(&id).expect("id"),
+        },
+        "outage",
+    );
+    env.publish_raw(QueueName::Ordering, &order.to_bytes())
+        .await;
+    // Longer than the pool's 5 s wait for a connection: the attempt has failed at least once.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let status: String = env.column(&id, "status").await;
+    assert_eq!(
+        status, "pending",
+        "nothing could be claimed without the database"
+    );
+    assert!(
+        take_parked(&env, QueueName::Ordering).await.is_empty(),
+        "an outage parks nothing"
+    );
+
+    proxy.restore();
+    env.wait_for_status(&account, &id, "waiting_sms", Duration::from_secs(20))
+        .await;
+    let attempts: i32 = env.column(&id, "order_attempts").await;
+    assert_eq!(attempts, 1, "the outage spent no attempt");
+    assert!(take_parked(&env, QueueName::Ordering).await.is_empty());
 }

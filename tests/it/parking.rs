@@ -10,7 +10,7 @@ use namaskah_core::queue::{self, QueueName};
 use namaskah_load_tests::simulator::Behaviour;
 
 /// Takes every message parked for `queue`: (body, headers as text).
-async fn take_parked(
+pub(crate) async fn take_parked(
     env: &TestEnv,
     queue_name: QueueName,
 ) -> Vec<(Vec<u8>, HashMap<String, String>)> {

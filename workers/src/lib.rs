@@ -159,16 +159,10 @@ pub(crate) async fn settle_owing_refund(
         reason,
         &verification.trace_id,
     )
-    .await
-    .map_err(retry_later)?;
+    .await?;
     if settled.is_some() {
         deps.outbox.notify();
         tracing::info!(to = %transition.to(), reason, "verification settled; refund queued");
     }
     Ok(Handled::Done)
-}
-
-/// Database trouble is worth a retry: the row is still there when the database is back.
-pub(crate) fn retry_later(error: StoreError) -> JobError {
-    JobError::Retryable(error.to_string())
 }

@@ -36,7 +36,7 @@ use namaskah_core::{
 };
 
 use crate::{
-    WorkerDeps, batch::Batcher, catalogue::Catalogue, polling::first_poll_after, retry_later,
+    WorkerDeps, batch::Batcher, catalogue::Catalogue, polling::first_poll_after,
     settle_owing_refund,
 };
 
@@ -92,8 +92,7 @@ impl OrderingWorker {
         let offers = self
             .catalogue
             .offers_for(&verification.service, &verification.country)
-            .await
-            .map_err(retry_later)?;
+            .await?;
         let mut failures = Failures::default();
         let mut busy = Vec::new();
         for offer in pricing::failover_order(&offers, &provider_order) {

@@ -11,7 +11,7 @@ use namaskah_core::{
     store::ledger,
 };
 
-use crate::{WorkerDeps, retry_later};
+use crate::WorkerDeps;
 
 pub struct RefundWorker {
     deps: WorkerDeps,
@@ -32,10 +32,7 @@ impl JobHandler for RefundWorker {
                 envelope.job
             )));
         };
-        match ledger::refund(&self.deps.pool, verification_id)
-            .await
-            .map_err(retry_later)?
-        {
+        match ledger::refund(&self.deps.pool, verification_id).await? {
             Some(refund) => {
                 metrics::counter!("namaskah_refunds_total").increment(1);
                 metrics::counter!("namaskah_refunded_cents_total")

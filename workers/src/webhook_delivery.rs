@@ -51,7 +51,7 @@ use namaskah_core::{
     },
 };
 
-use crate::{WorkerDeps, batch::Batcher, retry_later};
+use crate::{WorkerDeps, batch::Batcher};
 
 /// How much of a response body is kept in the attempt log.
 const EXCERPT_BYTES: usize = 1024;
@@ -336,9 +336,7 @@ impl WebhookWorker {
             }
             AttemptClaim::NotNeeded => return Ok(Handled::Done),
             AttemptClaim::EndpointGone => {
-                webhook_deliveries::give_up(&self.bookkeeping, delivery_id)
-                    .await
-                    .map_err(retry_later)?;
+                webhook_deliveries::give_up(&self.bookkeeping, delivery_id).await?;
                 return Ok(Handled::Done);
             }
             AttemptClaim::Missing => {
@@ -388,8 +386,7 @@ impl WebhookWorker {
             after_failure,
             self.deps.config.webhooks.disable_after,
         )
-        .await
-        .map_err(retry_later)?;
+        .await?;
         if recorded.endpoint_disabled {
             self.deps.outbox.notify();
             tracing::warn!(endpoint = %job.endpoint.id, "endpoint disabled after failing too long");

@@ -28,7 +28,7 @@ pub struct KnownLabels<'a> {
 
 const PROVIDER_OPERATIONS: [&str; 4] = ["buy", "check", "cancel", "finish"];
 const PROVIDER_OUTCOMES: [&str; 4] = ["success", "out_of_stock", "unavailable", "rejected"];
-const JOB_OUTCOMES: [&str; 4] = ["done", "again", "retryable", "permanent"];
+const JOB_OUTCOMES: [&str; 5] = ["done", "again", "retryable", "permanent", "unavailable"];
 /// How a customer's sign-in to the web app ended (`api/src/app/pages/account.rs`).
 pub const APP_SIGN_IN_OUTCOMES: [&str; 4] = ["succeeded", "refused", "locked", "throttled"];
 const API_CACHES: [&str; 3] = ["api_keys", "tiers", "catalogue"];

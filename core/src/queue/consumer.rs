@@ -12,6 +12,9 @@
 //!   webhook group that go on as messages of their own).
 //! - `Err(JobError::Retryable)`: publish the next attempt through the delay tier the retry
 //!   policy picks, then ack; after the last attempt, park.
+//! - `Err(JobError::Unavailable)`: the database was away; the same attempt runs again after
+//!   the retry policy's first delay, held or through a delay tier like `Again`. An outage
+//!   spends no attempt, so a restart of PostgreSQL parks nothing.
 //! - `Err(JobError::Permanent)` or an undecodable body: park at once.
 //!
 //! Parking publishes the message to `<queue>.dead` with headers saying why. Every publish
@@ -45,6 +48,7 @@ use crate::{
     Shutdown,
     config::{HoldPolicy, RetryPolicy},
     errors::{self, Failure},
+    store::StoreError,
 };
 
 /// How long a message whose follow-up could not be published waits before it is requeued.
@@ -93,6 +97,22 @@ pub enum JobError {
     /// Will never work: retrying would only repeat the failure.
     #[error("{0}")]
     Permanent(String),
+    /// The database was unreachable or overloaded: nothing about this message failed, so
+    /// it waits for the database without spending an attempt.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for JobError {
+    /// Database trouble is worth a retry: the row is still there when the database is back.
+    /// An outage (`StoreError::is_connection_problem`) spends no attempt.
+    fn from(error: StoreError) -> Self {
+        if error.is_connection_problem() {
+            JobError::Unavailable(error.to_string())
+        } else {
+            JobError::Retryable(error.to_string())
+        }
+    }
 }
 
 /// A worker's logic for one queue.
@@ -263,6 +283,14 @@ impl Processor {
                 max: self.options.retry.max_attempts,
             };
             let mut result = self.handle(&envelope, attempt).await;
+            if let Err(JobError::Unavailable(reason)) = result {
+                tracing::info!(%reason, "the database is away; waiting for it without spending the attempt");
+                self.track("unavailable", &reason, Some(&envelope));
+                result = Ok(Handled::Again {
+                    after: self.options.retry.base_delay,
+                    next: envelope.clone(),
+                });
+            }
             if let Ok(Handled::Again { after, next }) = result {
                 match self.holds.wait(after, &self.shutdown).await {
                     HoldEnded::Waited => {
@@ -297,6 +325,7 @@ impl Processor {
             Ok(Handled::FollowUps(_)) => "again",
             Err(JobError::Retryable(_)) => "retryable",
             Err(JobError::Permanent(_)) => "permanent",
+            Err(JobError::Unavailable(_)) => "unavailable",
         };
         metrics::counter!("namaskah_jobs_total", "queue" => queue, "outcome" => outcome)
             .increment(1);
@@ -334,6 +363,14 @@ impl Processor {
                 self.track("retries_exhausted", &reason, Some(envelope));
                 self.park(delivery, "retries_exhausted", &reason, attempt.number)
                     .await;
+            }
+            // Turned into `Again` before the hold (`process_envelope`); an outage never parks.
+            Err(JobError::Unavailable(_)) => {
+                let next = FollowUp {
+                    after: self.options.retry.base_delay,
+                    next: envelope.clone(),
+                };
+                self.forward(delivery, &[next]).await;
             }
             Err(JobError::Permanent(reason)) => {
                 tracing::warn!(%reason, "permanent failure; parking");
