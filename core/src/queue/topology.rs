@@ -207,7 +207,6 @@ impl Topology {
         Ok(())
     }
 
-    /// Deletes everything `declare` made. Tests use it to clean up their prefix.
     /// Ready messages, consumers and parked messages of every work queue, through passive
     /// declares (which need no management plugin and create nothing).
     pub async fn depths(&self, channel: &Channel) -> Result<Vec<QueueDepth>, lapin::Error> {
@@ -237,6 +236,7 @@ impl Topology {
         Ok(depths)
     }
 
+    /// Deletes everything `declare` made. Tests use it to clean up their prefix.
     pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
         for queue in QueueName::ALL {
             for name in [self.queue(queue), self.parking_queue(queue)] {

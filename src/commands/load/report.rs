@@ -140,6 +140,9 @@ pub struct Report {
     /// Verifications the sweeper had to send on again (their message was lost or given up):
     /// nothing is lost with it, but each one is late by up to `SWEEP_ORDERING_AFTER`.
     pub nudged_by_sweeper: i64,
+    /// Messages in each queue's `.dead` parking queue at the end, by queue: each waits for
+    /// an operator, and its verification for the sweeper.
+    pub parked: BTreeMap<String, u32>,
     pub drain_seconds: f64,
     /// Transactions PostgreSQL committed in the run's database (`pg_stat_database`, read-only
     /// ones included) per accepted verification.
@@ -295,6 +298,12 @@ impl Report {
             "sweeper: {} verifications sent on again after their message was lost or given up",
             self.nudged_by_sweeper
         ));
+        let parked: Vec<String> = self
+            .parked
+            .iter()
+            .map(|(queue, count)| format!("{queue} {count}"))
+            .collect();
+        out.push(format!("parked: {}", parked.join(", ")));
         out.push(format!(
             "database: {:.1} commits per verification",
             self.commits_per_verification

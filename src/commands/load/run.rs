@@ -33,6 +33,7 @@ use namaskah::{
 use namaskah_core::{
     Config, Shutdown,
     config::{ProviderProtocol, ProviderSettings, Secret},
+    queue::{self, Topology},
     store::{self, webhook_endpoints},
 };
 use namaskah_load_tests::{
@@ -309,6 +310,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     let commits_after = commits(&pool).await?;
 
     let mut report = judge(&pool, &sink, driven, &args).await?;
+    report.parked = parked_messages(&config).await?;
     report.drain_seconds = drain_seconds;
     report.faults = faults;
     if second_provider.is_some() {
@@ -368,4 +370,16 @@ impl Pipeline {
             Pipeline::InProcess(_) => Vec::new(),
         }
     }
+}
+
+/// Messages in the run's parking queues, by queue.
+async fn parked_messages(config: &Config) -> Result<BTreeMap<String, u32>> {
+    let connection = queue::connect(&config.amqp_url, "load-parked").await?;
+    let channel = connection.create_channel().await?;
+    let depths = Topology::from_config(config).depths(&channel).await?;
+    let _ = connection.close(200, "counted".into()).await;
+    Ok(depths
+        .into_iter()
+        .map(|depth| (depth.queue.as_str().to_owned(), depth.parked))
+        .collect())
 }
