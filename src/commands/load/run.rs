@@ -373,7 +373,7 @@ impl Pipeline {
 }
 
 /// Messages in the run's parking queues, by queue.
-async fn parked_messages(config: &Config) -> Result<BTreeMap<String, u32>> {
+pub(super) async fn parked_messages(config: &Config) -> Result<BTreeMap<String, u32>> {
     let connection = queue::connect(&config.amqp_url, "load-parked").await?;
     let channel = connection.create_channel().await?;
     let depths = Topology::from_config(config).depths(&channel).await?;

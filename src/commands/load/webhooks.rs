@@ -29,14 +29,14 @@ use namaskah::{
 use namaskah_core::{
     Config, Shutdown,
     domain::{Cents, TenantId, Tier},
-    queue::{self, QueueName, Topology},
+    queue::QueueName,
     store::{self, accounts, webhook_endpoints},
     webhooks::WebhookSecret,
 };
 use namaskah_load_tests::webhook_sink::WebhookSink;
 use namaskah_workers::WorkerKind;
 
-use super::report::Distribution;
+use super::{report::Distribution, run::parked_messages};
 
 /// Events written per transaction, at most.
 const BATCH: u64 = 250;
@@ -200,7 +200,13 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
         })
         .context("reading the sink")?;
     let deliveries_per_second = expected as f64 / drained.as_secs_f64();
-    let parked_messages = parked_webhook_messages(&config).await?;
+    // Messages the webhook worker gave up on during the run (a stale message from another
+    // run would land here as "no such delivery").
+    let parked_messages = parked_messages(&config)
+        .await?
+        .get(QueueName::Webhooks.as_str())
+        .copied()
+        .unwrap_or(0);
     let report = json!({
         "events": load.events,
         "endpoints": load.endpoints,
@@ -237,18 +243,4 @@ pub async fn webhooks(config: Config, load: WebhookLoad) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Messages the webhook worker gave up on during the run (a stale message from another run
-/// would land here as "no such delivery").
-async fn parked_webhook_messages(config: &Config) -> Result<u32> {
-    let connection = queue::connect(&config.amqp_url, "load-webhooks-report").await?;
-    let channel = connection.create_channel().await?;
-    let depths = Topology::from_config(config).depths(&channel).await?;
-    let _ = connection.close(200, "counted".into()).await;
-    Ok(depths
-        .iter()
-        .filter(|depth| depth.queue == QueueName::Webhooks)
-        .map(|depth| depth.parked)
-        .sum())
 }
