@@ -50,7 +50,8 @@ pub struct Plan {
 struct Role {
     name: String,
     args: &'static [&'static str],
-    /// Its own listeners (API_ADDR, METRICS_ADDR), kept across restarts.
+    /// Its own listeners: API_ADDR, kept across restarts because the run sends to it, and
+    /// METRICS_ADDR, chosen again at each restart.
     env: Vec<(String, String)>,
     metrics: SocketAddr,
     child: Child,
@@ -59,6 +60,21 @@ struct Role {
 impl Role {
     fn is_api(&self) -> bool {
         self.args == ["api"]
+    }
+
+    /// Starts the role again, on a metrics port chosen afresh: a port free when the role
+    /// first started may have been taken since, and a role that cannot listen exits, so
+    /// keeping it would turn one lost port into a role that never comes back.
+    fn restart(&mut self, launcher: &Launcher) -> Result<()> {
+        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        for (name, value) in &mut self.env {
+            if name == "METRICS_ADDR" {
+                *value = metrics.to_string();
+            }
+        }
+        self.child = launcher.spawn(self.args, &self.env)?;
+        self.metrics = metrics;
+        Ok(())
     }
 }
 
@@ -134,7 +150,22 @@ const ROLES: [(&str, &[&str]); 6] = [
 ];
 
 /// A port free on 127.0.0.1 now, for a role process to listen on.
+///
+/// Chosen below the kernel's ephemeral range: a port from that range (what binding port 0
+/// returns) is also handed to outgoing connections, and one from any busy process on the
+/// machine can take it between this probe and the role's own bind.
 fn free_port() -> Result<u16> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let candidates = 10_000..ephemeral_start.max(10_001);
+    for _ in 0..64 {
+        let port = rand::rng().random_range(candidates.clone());
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(probe.local_addr()?.port())
 }
@@ -348,7 +379,7 @@ impl Fleet {
         let pid = role.child.id().unwrap_or(0);
         role.child.start_kill().context("SIGKILL")?;
         let _ = role.child.wait().await;
-        role.child = self.launcher.spawn(role.args, &role.env)?;
+        role.restart(&self.launcher)?;
         Ok(format!("SIGKILL {} (pid {pid}), restarted", role.name))
     }
 
@@ -390,10 +421,9 @@ async fn supervise(
         let mut roles = roles.lock().await;
         for role in roles.iter_mut() {
             if let Ok(Some(status)) = role.child.try_wait() {
-                let restarted = launcher.spawn(role.args, &role.env).map(|child| {
-                    role.child = child;
-                    format!("{} exited ({status}), restarted", role.name)
-                });
+                let restarted = role
+                    .restart(&launcher)
+                    .map(|()| format!("{} exited ({status}), restarted", role.name));
                 log.note(Instant::now(), restarted);
             }
         }
