@@ -233,6 +233,31 @@ async fn server_errors_are_retried_with_the_same_message_id_and_logged() {
 }
 
 #[tokio::test]
+async fn an_accounts_messages_are_listed_newest_first_page_by_page() {
+    let env = TestEnv::start().await;
+    let sink = Sink::start().await;
+    let account = env.account(1_000).await;
+    let (id, _) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        sent.push(send_test_event(&env, &account, &id).await);
+    }
+    sent.reverse();
+    let (_, first) = env.get("/v1/webhook-messages?limit=2", &account.key).await;
+    let (_, second) = env
+        .get("/v1/webhook-messages?limit=2&offset=2", &account.key)
+        .await;
+    let listed: Vec<&str> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["data"].as_array().into_iter().flatten())
+        .filter_map(|message| message["id"].as_str())
+        .collect();
+    assert_eq!(listed, sent);
+    assert_eq!(first["has_more"], true);
+    assert_eq!(second["has_more"], false);
+}
+
+#[tokio::test]
 async fn a_timeout_counts_as_a_failure() {
     let env = TestEnv::builder()
         .set("WEBHOOK_TIMEOUT", "500ms")

@@ -242,6 +242,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "time-ordered webhook ids",
             include_str!("../../../migrations/0023_time_ordered_webhook_ids.sql"),
         ),
+        (
+            24,
+            "fewer event indexes",
+            include_str!("../../../migrations/0024_fewer_event_indexes.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

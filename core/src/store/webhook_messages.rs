@@ -100,7 +100,8 @@ pub async fn send_test(
     Ok(message_id)
 }
 
-/// An account's messages, newest first, optionally of one event type.
+/// An account's messages, newest first, optionally of one event type: by the transaction
+/// that wrote them, then by insertion (the event stream's order, and its index).
 pub async fn list(
     pool: &PgPool,
     account: AccountId,
@@ -111,7 +112,7 @@ pub async fn list(
     Ok(sqlx::query_as::<_, Message>(
         "SELECT id, account_id, event_type, payload, trace_id, created_at FROM webhook_messages
          WHERE account_id = $1 AND ($2::text IS NULL OR event_type = $2)
-         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+         ORDER BY xact_id DESC, seq DESC LIMIT $3 OFFSET $4",
     )
     .bind(account)
     .bind(event_type)
