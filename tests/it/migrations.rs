@@ -3,7 +3,7 @@
 
 use namaskah_core::{
     domain::{AccountId, VerificationId},
-    store::{self, invariants, ledger, verifications},
+    store::{self, invariants, ledger, verifications, webhook_deliveries, webhook_messages},
 };
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use std::time::Duration;
@@ -181,6 +181,92 @@ async fn verifications_from_before_the_lean_data_path_carry_on_under_it() {
         .await
         .expect("check");
     assert!(report.is_clean(), "{:?}", report.violations);
+    pool.close().await;
+    store::drop_database(&url).await.expect("drop");
+}
+
+#[tokio::test]
+async fn webhook_attempts_from_before_their_key_changed_are_listed_with_the_new_ones() {
+    let (pool, url) = database_at_migration(24).await;
+    let account = Uuid::new_v4();
+    let endpoint = Uuid::new_v4();
+    let delivery = Uuid::new_v4();
+    sqlx::query(
+        "WITH account AS (
+             INSERT INTO accounts (id, tenant_id, email)
+             VALUES ($1, '00000000-0000-0000-0000-000000000001', 'hooks@example.com')
+         ), endpoint AS (
+             INSERT INTO webhook_endpoints (id, account_id, url, secret)
+             VALUES ($2, $1, 'https://hooks.example.com/in', 'whsec_old')
+         ), message AS (
+             INSERT INTO webhook_messages (id, account_id, event_type, payload, trace_id)
+             VALUES ('msg_old', $1, 'verification.completed', '{}', 'trace')
+         )
+         INSERT INTO webhook_deliveries (id, message_id, endpoint_id) VALUES ($3, 'msg_old', $2)",
+    )
+    .bind(account)
+    .bind(endpoint)
+    .bind(delivery)
+    .execute(&pool)
+    .await
+    .expect("an event with its delivery");
+    // Two failed attempts under the old key.
+    for attempt in 1..=2 {
+        sqlx::query(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, succeeded, status_code, latency_ms)
+             VALUES ($1, $2, false, 503, 40)",
+        )
+        .bind(delivery)
+        .bind(attempt)
+        .execute(&pool)
+        .await
+        .expect("an old attempt");
+    }
+
+    store::migrator()
+        .run(&pool)
+        .await
+        .expect("this release's schema");
+
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'webhook_attempts' ORDER BY indexname",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("indexes");
+    assert_eq!(
+        indexes.len(),
+        2,
+        "the key and the time index, one b-tree fewer per attempt: {indexes:?}"
+    );
+    assert!(
+        indexes[0].contains("(delivery_id, id)"),
+        "attempts are keyed by their delivery: {indexes:?}"
+    );
+
+    let third = webhook_deliveries::DeliveredAttempt {
+        delivery_id: delivery,
+        endpoint_id: endpoint,
+        outcome: webhook_deliveries::AttemptOutcome {
+            attempt: 3,
+            succeeded: true,
+            status_code: Some(200),
+            latency: Duration::from_millis(12),
+            response_excerpt: None,
+            error: None,
+        },
+    };
+    webhook_deliveries::record_successes(&pool, &[third])
+        .await
+        .expect("the third attempt succeeds");
+    let listed: Vec<(i32, bool)> = webhook_messages::attempts_of(&pool, "msg_old")
+        .await
+        .expect("attempts")
+        .into_iter()
+        .map(|attempt| (attempt.attempt, attempt.succeeded))
+        .collect();
+    assert_eq!(listed, [(1, false), (2, false), (3, true)]);
+
     pool.close().await;
     store::drop_database(&url).await.expect("drop");
 }

@@ -247,6 +247,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "fewer event indexes",
             include_str!("../../../migrations/0024_fewer_event_indexes.sql"),
         ),
+        (
+            25,
+            "attempts keyed by delivery",
+            include_str!("../../../migrations/0025_attempts_keyed_by_delivery.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
