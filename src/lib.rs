@@ -2,4 +2,5 @@
 //! that the services they need are there ([`prerequisites`]). Tests start pipelines with it.
 
 pub mod pipeline;
+pub mod ports;
 pub mod prerequisites;

@@ -1,7 +1,7 @@
 //! The README's two commands, `scripts/test` and `scripts/up`, set up what they can; a
 //! service they cannot start gets one line naming it and the command to fix it, and exit 2.
 
-use std::{net::TcpListener, path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -9,10 +9,7 @@ fn repository() -> PathBuf {
 
 /// A port on this machine that nothing listens on.
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let port = listener.local_addr().expect("local address").port();
-    drop(listener);
-    port
+    namaskah::ports::unused_local_port().expect("a free port")
 }
 
 /// Runs a script with one variable changed; returns its exit code and the lines it wrote to

@@ -66,7 +66,7 @@ impl Role {
     /// first started may have been taken since, and a role that cannot listen exits, so
     /// keeping it would turn one lost port into a role that never comes back.
     fn restart(&mut self, launcher: &Launcher) -> Result<()> {
-        let metrics: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let metrics: SocketAddr = ([127, 0, 0, 1], namaskah::ports::unused_local_port()?).into();
         for (name, value) in &mut self.env {
             if name == "METRICS_ADDR" {
                 *value = metrics.to_string();
@@ -149,27 +149,6 @@ const ROLES: [(&str, &[&str]); 6] = [
     ("scheduler", &["scheduler"]),
 ];
 
-/// A port free on 127.0.0.1 now, for a role process to listen on.
-///
-/// Chosen below the kernel's ephemeral range: a port from that range (what binding port 0
-/// returns) is also handed to outgoing connections, and one from any busy process on the
-/// machine can take it between this probe and the role's own bind.
-fn free_port() -> Result<u16> {
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let candidates = 10_000..ephemeral_start.max(10_001);
-    for _ in 0..64 {
-        let port = rand::rng().random_range(candidates.clone());
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(probe.local_addr()?.port())
-}
-
 impl Fleet {
     /// Starts every role as its own process of this binary, `replicas` of each, configured
     /// for the run, and waits until every API replica answers.
@@ -226,10 +205,11 @@ impl Fleet {
         let mut apis = Vec::new();
         for (name, args) in ROLES {
             for replica in 1..=replicas.max(1) {
-                let metrics: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+                let metrics: SocketAddr =
+                    ([127, 0, 0, 1], namaskah::ports::unused_local_port()?).into();
                 let mut env = vec![("METRICS_ADDR".to_owned(), metrics.to_string())];
                 if args == ["api"] {
-                    let address = format!("127.0.0.1:{}", free_port()?);
+                    let address = format!("127.0.0.1:{}", namaskah::ports::unused_local_port()?);
                     apis.push(format!("http://{address}"));
                     env.push(("API_ADDR".to_owned(), address));
                     // Replicas cannot share the web app's default port; runs do not use it.

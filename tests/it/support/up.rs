@@ -28,8 +28,8 @@ fn collect(output: impl AsyncRead + Unpin + Send + 'static, lines: &Lines) {
 
 /// A free port on 127.0.0.1, as `host:port` (for addresses other settings are built from).
 pub fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").to_string()
+    let port = namaskah::ports::unused_local_port().expect("a free port");
+    format!("127.0.0.1:{port}")
 }
 
 /// The first word after `prefix` on the first line that starts with it (trimmed).
