@@ -132,6 +132,42 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
     assert!(stdout.contains("machine limit: "), "{stdout}");
 }
 
+/// `--without-webhook-endpoints`, the run that shows what delivery costs: the pipeline works
+/// the same, and nothing is due to any receiver.
+#[tokio::test]
+async fn a_load_run_without_webhook_endpoints_completes_everything_and_delivers_nothing() {
+    let (report, stdout) = load_run(
+        "loadnohooks",
+        &[
+            "--count",
+            "100",
+            "--concurrency",
+            "8",
+            "--accounts",
+            "4",
+            "--sms-delay-ms",
+            "0",
+            "--no-sms-ratio",
+            "0",
+            "--out-of-stock-ratio",
+            "0",
+            "--provider-error-ratio",
+            "0",
+            "--cancel-ratio",
+            "0",
+            "--drain-secs",
+            "60",
+            "--without-webhook-endpoints",
+        ],
+    )
+    .await;
+    assert_eq!(report["accepted"], 100, "{stdout}");
+    assert_eq!(report["outcomes"]["completed"], 100, "{stdout}");
+    assert_eq!(report["webhooks"]["expected"], 0, "{stdout}");
+    assert_eq!(report["webhooks"]["delivered"], 0, "{stdout}");
+    assert!(stdout.contains("no webhook endpoints"), "{stdout}");
+}
+
 /// `namaskah load --chaos`, short: every role its own process, a worker SIGKILLed every
 /// second, RabbitMQ and PostgreSQL cut off for 3 s each (through proxies, so that the other
 /// tests running beside this one are not disturbed), the first of two providers hung for a

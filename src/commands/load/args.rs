@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Customer accounts, each with its key and webhook endpoint; submissions take turns.
     #[arg(long, default_value_t = 20)]
     pub(super) accounts: u32,
+    /// The accounts get no webhook endpoint: every event's message is still written, but
+    /// nothing is delivered. Against a run with endpoints, it shows what delivery costs.
+    #[arg(long)]
+    pub(super) without_webhook_endpoints: bool,
     /// How long after the purchase the simulator sends the SMS.
     #[arg(long, default_value_t = 1_000)]
     pub(super) sms_delay_ms: u64,
@@ -232,6 +236,11 @@ impl RunArgs {
             "; API and relay only"
         } else {
             ""
+        };
+        let roles = if self.without_webhook_endpoints {
+            format!("{roles}; no webhook endpoints")
+        } else {
+            roles.to_owned()
         };
         let chaos = if self.chaos {
             format!(

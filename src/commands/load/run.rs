@@ -124,7 +124,12 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         .lock()
         .map_err(|_| anyhow::anyhow!("secrets lock"))?
         .clone();
-    for (n, (account, secret)) in customers.accounts.iter().zip(&secrets).enumerate() {
+    let endpoint_owners = if args.without_webhook_endpoints {
+        &[][..]
+    } else {
+        &customers.accounts[..]
+    };
+    for (n, (account, secret)) in endpoint_owners.iter().zip(&secrets).enumerate() {
         let endpoint = webhook_endpoints::NewEndpoint {
             url: format!("http://{}/hooks/{n}", sink.address),
             description: "load".to_owned(),
