@@ -169,31 +169,21 @@ async fn consume_until_disconnected(
     handler: &Arc<dyn JobHandler>,
     shutdown: &Shutdown,
 ) -> Result<(), BrokerError> {
-    let (connection, channel) =
-        open_confirming(&options.amqp_url, options.queue.as_str(), &options.topology).await?;
-    // The broker may hand over the held messages on top of those being handled.
-    let unacknowledged = options.prefetch.saturating_add(options.hold.max_messages);
-    channel
-        .basic_qos(unacknowledged, BasicQosOptions::default())
-        .await
-        .map_err(BrokerError::Channel)?;
-    let handling = Arc::new(Semaphore::new(usize::from(options.prefetch.max(1))));
-    let holds = Arc::new(Holds::new(options.hold, options.queue));
     let consumer_tag = format!(
         "namaskah-{}-{}",
         options.queue,
         uuid::Uuid::new_v4().simple()
     );
-    let mut deliveries = channel
-        .basic_consume(
-            options.topology.queue(options.queue).into(),
-            consumer_tag.clone().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(BrokerError::Channel)?;
+    // The whole set-up has one deadline: a broker that goes away half-way through it (a
+    // connection cut between the handshake and the subscription) must end in a reconnect,
+    // not in a worker that is alive and consumes nothing.
+    let (connection, channel, mut deliveries) =
+        tokio::time::timeout(SET_UP_TIMEOUT, subscribe(options, &consumer_tag))
+            .await
+            .map_err(|_| BrokerError::Timeout(SET_UP_TIMEOUT))??;
     tracing::info!(queue = %options.queue, prefetch = options.prefetch, "consuming");
+    let handling = Arc::new(Semaphore::new(usize::from(options.prefetch.max(1))));
+    let holds = Arc::new(Holds::new(options.hold, options.queue));
 
     let mut in_flight = JoinSet::new();
     let outcome = loop {
@@ -227,6 +217,34 @@ async fn consume_until_disconnected(
     while in_flight.join_next().await.is_some() {}
     close(&connection, &channel).await;
     outcome
+}
+
+/// How long connecting, declaring and subscribing may take together.
+const SET_UP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A connection, its confirming channel with the topology declared, and the subscription.
+async fn subscribe(
+    options: &ConsumerOptions,
+    consumer_tag: &str,
+) -> Result<(Connection, Channel, lapin::Consumer), BrokerError> {
+    let (connection, channel) =
+        open_confirming(&options.amqp_url, options.queue.as_str(), &options.topology).await?;
+    // The broker may hand over the held messages on top of those being handled.
+    let unacknowledged = options.prefetch.saturating_add(options.hold.max_messages);
+    channel
+        .basic_qos(unacknowledged, BasicQosOptions::default())
+        .await
+        .map_err(BrokerError::Channel)?;
+    let deliveries = channel
+        .basic_consume(
+            options.topology.queue(options.queue).into(),
+            consumer_tag.to_owned().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(BrokerError::Channel)?;
+    Ok((connection, channel, deliveries))
 }
 
 async fn close(connection: &Connection, channel: &Channel) {
