@@ -10,6 +10,7 @@ mod audit;
 mod authorization;
 mod browser;
 mod compliance;
+mod consumer_recovery;
 mod contract;
 mod crm;
 mod customer_app;

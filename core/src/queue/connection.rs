@@ -2,6 +2,7 @@
 
 use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
 use std::{
+    future::Future,
     sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
@@ -89,6 +90,22 @@ fn is_certificate_refusal(error: &lapin::Error) -> bool {
         _ => false,
     }
 }
+/// How long one exchange with the broker (a declare, a publish and its confirm, an ack) may
+/// take before the connection is given up for lost. When a connection drops under it, lapin
+/// can leave a reply pending for ever (the consumer-recovery test caught acks doing so; see
+/// also amqp-rs/lapin#327), and a worker waiting on it would stay alive and do nothing.
+pub const BROKER_REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `exchange`, or `BrokerError::Timeout` if the broker has not answered within
+/// [`BROKER_REPLY_TIMEOUT`].
+pub async fn within_reply_timeout<T>(
+    exchange: impl Future<Output = Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    tokio::time::timeout(BROKER_REPLY_TIMEOUT, exchange)
+        .await
+        .map_err(|_| BrokerError::Timeout(BROKER_REPLY_TIMEOUT))?
+}
+
 /// A connection with one channel in publisher-confirm mode, the topology declared on it.
 pub async fn open_confirming(
     url: &str,
@@ -96,18 +113,22 @@ pub async fn open_confirming(
     topology: &super::Topology,
 ) -> Result<(Connection, lapin::Channel), BrokerError> {
     let connection = connect(url, role).await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(BrokerError::Channel)?;
-    topology
-        .declare(&channel)
-        .await
-        .map_err(BrokerError::Channel)?;
-    channel
-        .confirm_select(Default::default())
-        .await
-        .map_err(BrokerError::Channel)?;
+    let channel = within_reply_timeout(async {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)?;
+        topology
+            .declare(&channel)
+            .await
+            .map_err(BrokerError::Channel)?;
+        channel
+            .confirm_select(Default::default())
+            .await
+            .map_err(BrokerError::Channel)?;
+        Ok(channel)
+    })
+    .await?;
     Ok((connection, channel))
 }
 

@@ -21,6 +21,10 @@
 //! waits for its confirm before the ack, so a message is never dropped between the two; if
 //! the process dies in between, the broker redelivers and the handler's idempotence makes
 //! the second run harmless.
+//!
+//! Every exchange with the broker has a deadline ([`super::BROKER_REPLY_TIMEOUT`]), and a
+//! lost connection waits only briefly for the handlers at work: a worker that is alive must
+//! be consuming.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -43,6 +47,7 @@ use super::{
     open_confirming,
     relay::{expect_ack, publish},
     topology::long_string,
+    within_reply_timeout,
 };
 use crate::{
     Shutdown,
@@ -174,13 +179,7 @@ async fn consume_until_disconnected(
         options.queue,
         uuid::Uuid::new_v4().simple()
     );
-    // The whole set-up has one deadline: a broker that goes away half-way through it (a
-    // connection cut between the handshake and the subscription) must end in a reconnect,
-    // not in a worker that is alive and consumes nothing.
-    let (connection, channel, mut deliveries) =
-        tokio::time::timeout(SET_UP_TIMEOUT, subscribe(options, &consumer_tag))
-            .await
-            .map_err(|_| BrokerError::Timeout(SET_UP_TIMEOUT))??;
+    let (connection, channel, mut deliveries) = subscribe(options, &consumer_tag).await?;
     tracing::info!(queue = %options.queue, prefetch = options.prefetch, "consuming");
     let handling = Arc::new(Semaphore::new(usize::from(options.prefetch.max(1))));
     let holds = Arc::new(Holds::new(options.hold, options.queue));
@@ -213,14 +212,36 @@ async fn consume_until_disconnected(
             },
         }
     };
-    // Finish what was started; their acks go out on this channel before it closes.
-    while in_flight.join_next().await.is_some() {}
+    if outcome.is_ok() {
+        // Shutting down: finish what was started; their acks go out on this channel before
+        // it closes.
+        while in_flight.join_next().await.is_some() {}
+    } else {
+        finish_or_leave_behind(&mut in_flight, options.queue).await;
+    }
     close(&connection, &channel).await;
     outcome
 }
 
-/// How long connecting, declaring and subscribing may take together.
-const SET_UP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a consumer that lost its connection waits for the messages it was handling
+/// before it reconnects without them.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(5);
+
+/// After a lost connection, gives the handlers in flight a moment to finish their work (their
+/// acks fail; the broker delivers those messages again), then leaves the rest to finish in
+/// the background. A handler stuck on a hung provider must not keep the worker from
+/// consuming on a new connection: the broker has already given its message back, and the
+/// handlers are idempotent.
+async fn finish_or_leave_behind(in_flight: &mut JoinSet<()>, queue: QueueName) {
+    let finished = tokio::time::timeout(IN_FLIGHT_GRACE, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(%queue, left = in_flight.len(), "reconnecting while some handlers are still at work; their messages come again");
+        in_flight.detach_all();
+    }
+}
 
 /// A connection, its confirming channel with the topology declared, and the subscription.
 async fn subscribe(
@@ -231,19 +252,22 @@ async fn subscribe(
         open_confirming(&options.amqp_url, options.queue.as_str(), &options.topology).await?;
     // The broker may hand over the held messages on top of those being handled.
     let unacknowledged = options.prefetch.saturating_add(options.hold.max_messages);
-    channel
-        .basic_qos(unacknowledged, BasicQosOptions::default())
-        .await
-        .map_err(BrokerError::Channel)?;
-    let deliveries = channel
-        .basic_consume(
-            options.topology.queue(options.queue).into(),
-            consumer_tag.to_owned().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(BrokerError::Channel)?;
+    let deliveries = within_reply_timeout(async {
+        channel
+            .basic_qos(unacknowledged, BasicQosOptions::default())
+            .await
+            .map_err(BrokerError::Channel)?;
+        channel
+            .basic_consume(
+                options.topology.queue(options.queue).into(),
+                consumer_tag.to_owned().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BrokerError::Channel)
+    })
+    .await?;
     Ok((connection, channel, deliveries))
 }
 
@@ -419,7 +443,7 @@ impl Processor {
     /// (the follow-ups already out are duplicates the handlers shrug off).
     async fn forward(&self, delivery: &Delivery, follow_ups: &[FollowUp]) {
         let carried = carried_headers(delivery);
-        let published = async {
+        let published = within_reply_timeout(async {
             let mut confirms = Vec::with_capacity(follow_ups.len());
             for FollowUp { after, next } in follow_ups {
                 let mut headers = carried.clone();
@@ -438,8 +462,8 @@ impl Processor {
             for confirm in confirms {
                 expect_ack(confirm.await.map_err(BrokerError::Channel)?)?;
             }
-            Ok::<(), BrokerError>(())
-        }
+            Ok(())
+        })
         .await;
         match published {
             Ok(()) => self.ack(delivery).await,
@@ -464,7 +488,7 @@ impl Processor {
         );
         headers.insert("x-parked-at".into(), long_string(&Utc::now().to_rfc3339()));
         let parking = self.options.topology.parking_queue(self.options.queue);
-        let published = async {
+        let published = within_reply_timeout(async {
             let confirm = self
                 .channel
                 .basic_publish(
@@ -482,7 +506,7 @@ impl Processor {
                 .await
                 .map_err(BrokerError::Channel)?;
             expect_ack(confirm.await.map_err(BrokerError::Channel)?)
-        }
+        })
         .await;
         match published {
             Ok(()) => self.ack(delivery).await,
@@ -502,14 +526,28 @@ impl Processor {
             requeue: true,
             ..BasicNackOptions::default()
         };
-        if let Err(error) = delivery.acker.nack(options).await {
+        let nacked = within_reply_timeout(async {
+            delivery
+                .acker
+                .nack(options)
+                .await
+                .map_err(BrokerError::Channel)
+        });
+        if let Err(error) = nacked.await {
             // The channel is gone; the broker requeues unacknowledged messages itself.
             tracing::warn!(%error, "nack failed");
         }
     }
 
     async fn ack(&self, delivery: &Delivery) {
-        if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+        let acked = within_reply_timeout(async {
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(BrokerError::Channel)
+        });
+        if let Err(error) = acked.await {
             // The broker will redeliver it; handlers are idempotent.
             tracing::warn!(%error, "ack failed");
         }

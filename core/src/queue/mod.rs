@@ -14,7 +14,9 @@ mod relay;
 mod retry;
 mod topology;
 
-pub use connection::{BrokerError, BrokerProbe, connect, open_confirming};
+pub use connection::{
+    BROKER_REPLY_TIMEOUT, BrokerError, BrokerProbe, connect, open_confirming, within_reply_timeout,
+};
 pub use consumer::{
     Attempt, ConsumerOptions, FollowUp, Handled, JobError, JobHandler, run_consumer,
 };

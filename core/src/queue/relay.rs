@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 
 use super::{
     BrokerError, DelayTier, QueueName, TRACE_ID_HEADER, Topology, grouping::outgoing_messages,
-    open_confirming, topology::long_string,
+    open_confirming, topology::long_string, within_reply_timeout,
 };
 use crate::{
     Shutdown,
@@ -170,7 +170,7 @@ impl OutboxRelay {
         let Some(channel) = publisher.as_ref().map(|p| &p.channel) else {
             return Ok(0);
         };
-        publish_all(channel, &self.topology, &rows).await?;
+        within_reply_timeout(publish_all(channel, &self.topology, &rows)).await?;
         tx.commit().await.map_err(StoreError::from)?;
         metrics::counter!("namaskah_outbox_published_total").increment(rows.len() as u64);
         Ok(rows.len())
