@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use namaskah_core::{
     Config,
-    queue::{self, BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology},
+    queue::{
+        self, BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology, within_reply_timeout,
+    },
 };
 
 /// One work queue.
@@ -114,15 +116,8 @@ async fn from_management_api(config: &Config, http: &reqwest::Client) -> Option<
 
 async fn from_passive_declares(config: &Config) -> Result<Vec<QueueStats>, BrokerError> {
     let topology = Topology::from_config(config);
-    let connection = queue::connect(&config.amqp_url, "dashboard").await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(BrokerError::Channel)?;
-    let stats = topology
-        .depths(&channel)
-        .await
-        .map_err(BrokerError::Channel)?
+    let stats = queue::sample_depths(&config.amqp_url, "dashboard", &topology)
+        .await?
         .into_iter()
         .map(|depth| QueueStats {
             name: depth.queue.as_str().to_owned(),
@@ -132,7 +127,6 @@ async fn from_passive_declares(config: &Config) -> Result<Vec<QueueStats>, Broke
             ..QueueStats::default()
         })
         .collect();
-    let _ = connection.close(200, "done".into()).await;
     Ok(stats)
 }
 
@@ -174,19 +168,16 @@ fn message_id(body: &[u8], parked_at: &str) -> String {
 pub async fn peek(config: &Config, queue: QueueName) -> Result<Vec<Parked>, BrokerError> {
     let topology = Topology::from_config(config);
     let connection = queue::connect(&config.amqp_url, "dashboard-parked").await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(BrokerError::Channel)?;
+    let channel = within_reply_timeout(async {
+        connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)
+    })
+    .await?;
     let mut parked = Vec::new();
     while parked.len() < PEEK_LIMIT {
-        let Some(message) = channel
-            .basic_get(
-                topology.parking_queue(queue).into(),
-                BasicGetOptions { no_ack: false },
-            )
-            .await
-            .map_err(BrokerError::Channel)?
+        let Some(message) = within_reply_timeout(take_parked(&channel, &topology, queue)).await?
         else {
             break;
         };
@@ -206,9 +197,24 @@ pub async fn peek(config: &Config, queue: QueueName) -> Result<Vec<Parked>, Brok
             parked_at,
         });
     }
-    let _ = channel.close(200, "peeked".into()).await;
-    let _ = connection.close(200, "peeked".into()).await;
+    queue::close_within_timeout(&connection).await;
     Ok(parked)
+}
+
+/// The next parked message of `queue`, unacked: it goes back when the channel closes unless
+/// it is acked.
+async fn take_parked(
+    channel: &Channel,
+    topology: &Topology,
+    queue: QueueName,
+) -> Result<Option<lapin::message::BasicGetMessage>, BrokerError> {
+    channel
+        .basic_get(
+            topology.parking_queue(queue).into(),
+            BasicGetOptions { no_ack: false },
+        )
+        .await
+        .map_err(BrokerError::Channel)
 }
 
 /// Sends parked messages back to their queue (one, by id, or all), each with a fresh retry
@@ -224,13 +230,7 @@ pub async fn requeue(
     let mut requeued = 0;
     let mut examined = 0;
     while examined < PEEK_LIMIT * 50 {
-        let Some(message) = channel
-            .basic_get(
-                topology.parking_queue(queue).into(),
-                BasicGetOptions { no_ack: false },
-            )
-            .await
-            .map_err(BrokerError::Channel)?
+        let Some(message) = within_reply_timeout(take_parked(&channel, &topology, queue)).await?
         else {
             break;
         };
@@ -240,19 +240,21 @@ pub async fn requeue(
         if only.is_some_and(|id| id != message_id(&delivery.data, &parked_at)) {
             continue; // not this one: it goes back when the channel closes
         }
-        republish(&channel, &topology, queue, &delivery.data).await?;
-        delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(BrokerError::Channel)?;
+        within_reply_timeout(async {
+            republish(&channel, &topology, queue, &delivery.data).await?;
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(BrokerError::Channel)
+        })
+        .await?;
         requeued += 1;
         if only.is_some() {
             break;
         }
     }
-    let _ = channel.close(200, "requeued".into()).await;
-    let _ = connection.close(200, "requeued".into()).await;
+    queue::close_within_timeout(&connection).await;
     Ok(requeued)
 }
 
@@ -309,17 +311,20 @@ async fn republish(
 pub async fn purge(config: &Config, queue: QueueName) -> Result<u64, BrokerError> {
     let topology = Topology::from_config(config);
     let connection = queue::connect(&config.amqp_url, "dashboard-purge").await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(BrokerError::Channel)?;
-    let purged = channel
-        .queue_purge(
-            topology.parking_queue(queue).into(),
-            QueuePurgeOptions::default(),
-        )
-        .await
-        .map_err(BrokerError::Channel)?;
-    let _ = connection.close(200, "purged".into()).await;
+    let purged = within_reply_timeout(async {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)?;
+        channel
+            .queue_purge(
+                topology.parking_queue(queue).into(),
+                QueuePurgeOptions::default(),
+            )
+            .await
+            .map_err(BrokerError::Channel)
+    })
+    .await?;
+    queue::close_within_timeout(&connection).await;
     Ok(u64::from(purged))
 }

@@ -262,15 +262,6 @@ async fn sample(context: &JobContext) -> Result<u64, String> {
 
 /// Ready messages, consumers and parked messages per queue.
 pub async fn queue_depths(context: &JobContext) -> Result<Vec<QueueDepth>, queue::BrokerError> {
-    let connection = queue::connect(&context.config.amqp_url, "sampling").await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(queue::BrokerError::Channel)?;
-    let depths = Topology::from_config(&context.config)
-        .depths(&channel)
-        .await
-        .map_err(queue::BrokerError::Channel);
-    let _ = connection.close(200, "sampled".into()).await;
-    depths
+    let topology = Topology::from_config(&context.config);
+    queue::sample_depths(&context.config.amqp_url, "sampling", &topology).await
 }

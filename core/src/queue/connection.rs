@@ -132,6 +132,35 @@ pub async fn open_confirming(
     Ok((connection, channel))
 }
 
+/// Ready messages, consumers and parked messages of the topology's queues, sampled on a
+/// connection of its own (`role` names it).
+pub async fn sample_depths(
+    url: &str,
+    role: &str,
+    topology: &super::Topology,
+) -> Result<Vec<super::QueueDepth>, BrokerError> {
+    let connection = connect(url, role).await?;
+    let depths = within_reply_timeout(async {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)?;
+        topology
+            .depths(&channel)
+            .await
+            .map_err(BrokerError::Channel)
+    })
+    .await;
+    close_within_timeout(&connection).await;
+    depths
+}
+
+/// Closes `connection`, giving up after [`BROKER_REPLY_TIMEOUT`]: a connection already lost
+/// may never answer.
+pub async fn close_within_timeout(connection: &Connection) {
+    let _ = tokio::time::timeout(BROKER_REPLY_TIMEOUT, connection.close(200, "bye".into())).await;
+}
+
 /// Answers "is RabbitMQ reachable?" for readiness checks, reusing one connection while it
 /// stays up instead of opening one per check.
 pub struct BrokerProbe {

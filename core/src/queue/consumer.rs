@@ -42,7 +42,8 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tracing::Instrument;
 
 use super::{
-    BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology, backoff_delay,
+    BROKER_REPLY_TIMEOUT, BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology,
+    backoff_delay, close_within_timeout,
     hold::{HoldEnded, Holds},
     open_confirming,
     relay::{expect_ack, publish},
@@ -272,8 +273,8 @@ async fn subscribe(
 }
 
 async fn close(connection: &Connection, channel: &Channel) {
-    let _ = channel.close(200, "bye".into()).await;
-    let _ = connection.close(200, "bye".into()).await;
+    let _ = tokio::time::timeout(BROKER_REPLY_TIMEOUT, channel.close(200, "bye".into())).await;
+    close_within_timeout(connection).await;
 }
 
 /// Handles one delivery from decode to ack.
