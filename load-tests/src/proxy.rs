@@ -2,17 +2,22 @@
 //! nobody else. Chaos runs put PostgreSQL and RabbitMQ behind one each, so that an outage
 //! can be staged without stopping services other programs share; tests use it to cut one
 //! component off. It can also be repointed: failover drills use it as the stable address
-//! that follows the PostgreSQL primary.
+//! that follows the PostgreSQL primary. And it can freeze the connections it carries, as a
+//! network partition does: nothing goes through them any more and nobody is told.
 
 use std::{
     net::SocketAddr,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 use tokio::{
-    net::{TcpListener, TcpStream},
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        TcpListener, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::Mutex,
     task::JoinSet,
 };
@@ -33,6 +38,9 @@ pub struct TcpProxy {
     target: Arc<RwLock<SocketAddr>>,
     open: Arc<AtomicBool>,
     connections: Arc<Mutex<JoinSet<()>>>,
+    /// Connections are numbered as they come; those numbered below this are frozen.
+    frozen_below: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
 }
 
 impl TcpProxy {
@@ -43,13 +51,17 @@ impl TcpProxy {
         let open = Arc::new(AtomicBool::new(open));
         let target = Arc::new(RwLock::new(target));
         let connections = Arc::new(Mutex::new(JoinSet::new()));
-        let (flag, tasks, current) = (
+        let frozen_below = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (flag, tasks, current, frozen, counter) = (
             Arc::clone(&open),
             Arc::clone(&connections),
             Arc::clone(&target),
+            Arc::clone(&frozen_below),
+            Arc::clone(&accepted),
         );
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !flag.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -60,9 +72,20 @@ impl TcpProxy {
                 let mut tasks = tasks.lock().await;
                 // Finished connections leave the set, so it does not grow with every one.
                 while tasks.try_join_next().is_some() {}
+                let number = counter.fetch_add(1, Ordering::SeqCst);
+                let frozen = Arc::clone(&frozen);
                 tasks.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_server, to_server) = outbound.into_split();
+                        let link = Link {
+                            number,
+                            frozen_below: frozen,
+                        };
+                        tokio::join!(
+                            link.pump(from_client, to_server),
+                            link.pump(from_server, to_client)
+                        );
                     }
                 });
             }
@@ -72,6 +95,8 @@ impl TcpProxy {
             target,
             open,
             connections,
+            frozen_below,
+            accepted,
         })
     }
 
@@ -106,6 +131,13 @@ impl TcpProxy {
         self.connections.lock().await.abort_all();
     }
 
+    /// Every connection open now stops carrying anything, both ways, without being closed:
+    /// what either side sends is swallowed. New connections go through.
+    pub fn freeze(&self) {
+        self.frozen_below
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
     }
@@ -122,5 +154,38 @@ impl TcpProxy {
     /// Where new connections go.
     pub fn target(&self) -> Option<SocketAddr> {
         self.target.read().ok().map(|target| *target)
+    }
+}
+
+/// One proxied connection, which can be frozen.
+struct Link {
+    number: u64,
+    frozen_below: Arc<AtomicU64>,
+}
+
+impl Link {
+    /// Copies one direction until either side closes; once frozen, reads and drops.
+    async fn pump(&self, mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
+        let mut buffer = vec![0_u8; 16 * 1024];
+        loop {
+            let read = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            if self.is_frozen() {
+                continue;
+            }
+            if to.write_all(&buffer[..read]).await.is_err() {
+                break;
+            }
+        }
+        // Across a partition not even the close gets through.
+        if !self.is_frozen() {
+            let _ = to.shutdown().await;
+        }
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.number < self.frozen_below.load(Ordering::SeqCst)
     }
 }

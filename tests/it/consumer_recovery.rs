@@ -167,16 +167,23 @@ impl Consuming {
         let _ = connection.close(200, "published".into()).await;
     }
 
-    /// Waits up to `timeout` for every one of `ids` to be handled; stops the consumer and
-    /// deletes the topology either way; then says which were not.
-    async fn finish(self, ids: &[Uuid], timeout: Duration) -> usize {
+    /// Whether every one of `ids` is handled within `timeout`.
+    async fn handled_within(&self, ids: &[Uuid], timeout: Duration) -> bool {
         let expected: HashSet<Uuid> = ids.iter().copied().collect();
-        let _ = tokio::time::timeout(timeout, async {
+        tokio::time::timeout(timeout, async {
             while !self.handler.handled().is_superset(&expected) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
-        .await;
+        .await
+        .is_ok()
+    }
+
+    /// Waits up to `timeout` for every one of `ids` to be handled; stops the consumer and
+    /// deletes the topology either way; then says which were not.
+    async fn finish(self, ids: &[Uuid], timeout: Duration) -> usize {
+        let expected: HashSet<Uuid> = ids.iter().copied().collect();
+        self.handled_within(ids, timeout).await;
         self.shutdown.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.consumer).await;
         if let Ok(connection) = queue::connect(&amqp_url(), "test-cleanup").await
@@ -241,4 +248,29 @@ async fn a_handler_stuck_on_a_provider_does_not_keep_its_worker_from_reconnectin
     ids.push(stuck);
     let missing = consuming.finish(&ids, Duration::from_secs(30)).await;
     assert_eq!(missing, 0, "messages not handled within 30 s of the cut");
+}
+
+#[tokio::test]
+async fn a_consumer_whose_connection_goes_silent_consumes_again_on_a_new_one() {
+    let consuming = Consuming::start(Recording::new(None)).await;
+    let before = new_ids(5);
+    consuming.publish(&before).await;
+    assert!(
+        consuming
+            .handled_within(&before, Duration::from_secs(15))
+            .await,
+        "the consumer did not start"
+    );
+
+    // A partition: the consumer's connection carries nothing any more and is not closed.
+    // Only the heartbeat can tell; the default one gives it up after 20 s, the broker's
+    // own default (60 s) after two minutes.
+    consuming.proxy.freeze();
+    let after = new_ids(20);
+    consuming.publish(&after).await;
+    let missing = consuming.finish(&after, Duration::from_secs(40)).await;
+    assert_eq!(
+        missing, 0,
+        "messages not handled within 40 s of the partition"
+    );
 }

@@ -1,6 +1,6 @@
 //! Connecting to RabbitMQ.
 
-use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder};
+use lapin::{Connection, ConnectionProperties, DefaultConnectionBuilder, uri::AMQPUri};
 use std::{
     future::Future,
     sync::atomic::{AtomicUsize, Ordering},
@@ -63,6 +63,12 @@ pub async fn connect(url: &str, role: &str) -> Result<Connection, BrokerError> {
     Err(last_error)
 }
 
+/// The heartbeat asked for when `AMQP_URL` names none (`?heartbeat=N` there wins). A
+/// connection that goes silent without being closed (a partition, a broker host gone) is
+/// given up after two intervals; with the broker's default of 60 s that took two minutes,
+/// during which a worker waiting for deliveries did nothing.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+
 async fn connect_to_node(url: &str, role: &str) -> Result<Connection, BrokerError> {
     const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     let properties =
@@ -70,9 +76,16 @@ async fn connect_to_node(url: &str, role: &str) -> Result<Connection, BrokerErro
     let tls = crate::config::tls::amqp_tls(url).map_err(BrokerError::TlsSettings)?;
     let builder = DefaultConnectionBuilder::new()
         .map_err(BrokerError::Connect)?
-        .with_uri_str(url.to_owned())
         .with_properties(properties)
         .with_tls_config(tls);
+    let builder = match url.parse::<AMQPUri>() {
+        Ok(mut uri) => {
+            uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
+            builder.with_uri(uri)
+        }
+        // lapin parses it again and says what is wrong.
+        Err(_) => builder.with_uri_str(url.to_owned()),
+    };
     match tokio::time::timeout(CONNECT_TIMEOUT, builder.connect()).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(error)) if is_certificate_refusal(&error) => {
