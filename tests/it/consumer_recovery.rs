@@ -268,9 +268,9 @@ async fn a_consumer_whose_connection_goes_silent_consumes_again_on_a_new_one() {
     consuming.proxy.freeze();
     let after = new_ids(20);
     consuming.publish(&after).await;
-    let missing = consuming.finish(&after, Duration::from_secs(40)).await;
+    let missing = consuming.finish(&after, Duration::from_secs(60)).await;
     assert_eq!(
         missing, 0,
-        "messages not handled within 40 s of the partition"
+        "messages not handled within 60 s of the partition"
     );
 }

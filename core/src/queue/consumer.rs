@@ -217,10 +217,13 @@ async fn consume_until_disconnected(
         // Shutting down: finish what was started; their acks go out on this channel before
         // it closes.
         while in_flight.join_next().await.is_some() {}
+        close(&connection, &channel).await;
     } else {
         finish_or_leave_behind(&mut in_flight, options.queue).await;
+        // A lost connection may take its close's whole deadline to answer; the new one
+        // need not wait for that.
+        tokio::spawn(async move { close(&connection, &channel).await });
     }
-    close(&connection, &channel).await;
     outcome
 }
 
