@@ -103,6 +103,7 @@ fn is_certificate_refusal(error: &lapin::Error) -> bool {
         _ => false,
     }
 }
+
 /// How long one exchange with the broker (a declare, a publish and its confirm, an ack) may
 /// take before the connection is given up for lost. When a connection drops under it, lapin
 /// can leave a reply pending for ever (the consumer-recovery test caught acks doing so; see
@@ -168,7 +169,7 @@ pub async fn sample_depths(
     depths
 }
 
-/// Closes `connection`, giving up after [`BROKER_REPLY_TIMEOUT`]: a connection already lost
+/// Closes `connection` and its channels, giving up after [`BROKER_REPLY_TIMEOUT`]: a connection already lost
 /// may never answer.
 pub async fn close_within_timeout(connection: &Connection) {
     let _ = tokio::time::timeout(BROKER_REPLY_TIMEOUT, connection.close(200, "bye".into())).await;

@@ -42,8 +42,8 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tracing::Instrument;
 
 use super::{
-    BROKER_REPLY_TIMEOUT, BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology,
-    backoff_delay, close_within_timeout,
+    BrokerError, Envelope, QueueName, TRACE_ID_HEADER, Topology, backoff_delay,
+    close_within_timeout,
     hold::{HoldEnded, Holds},
     open_confirming,
     relay::{expect_ack, publish},
@@ -217,12 +217,12 @@ async fn consume_until_disconnected(
         // Shutting down: finish what was started; their acks go out on this channel before
         // it closes.
         while in_flight.join_next().await.is_some() {}
-        close(&connection, &channel).await;
+        close_within_timeout(&connection).await;
     } else {
         finish_or_leave_behind(&mut in_flight, options.queue).await;
         // A lost connection may take its close's whole deadline to answer; the new one
         // need not wait for that.
-        tokio::spawn(async move { close(&connection, &channel).await });
+        tokio::spawn(async move { close_within_timeout(&connection).await });
     }
     outcome
 }
@@ -273,11 +273,6 @@ async fn subscribe(
     })
     .await?;
     Ok((connection, channel, deliveries))
-}
-
-async fn close(connection: &Connection, channel: &Channel) {
-    let _ = tokio::time::timeout(BROKER_REPLY_TIMEOUT, channel.close(200, "bye".into())).await;
-    close_within_timeout(connection).await;
 }
 
 /// Handles one delivery from decode to ack.
