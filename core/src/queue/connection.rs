@@ -169,8 +169,8 @@ pub async fn sample_depths(
     depths
 }
 
-/// Closes `connection` and its channels, giving up after [`BROKER_REPLY_TIMEOUT`]: a connection already lost
-/// may never answer.
+/// Closes `connection` and its channels, giving up after [`BROKER_REPLY_TIMEOUT`]: a
+/// connection already lost may never answer.
 pub async fn close_within_timeout(connection: &Connection) {
     let _ = tokio::time::timeout(BROKER_REPLY_TIMEOUT, connection.close(200, "bye".into())).await;
 }
