@@ -6,7 +6,7 @@ use crate::support::{TestEnv, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_core::{
     domain::VerificationId,
-    queue::{Envelope, Job, QueueName},
+    queue::{Envelope, GroupedOrder, Job, QueueName},
     store::verifications::{self, AssignedNumber, OrderingClaim, OrderingClaimRequest},
 };
 use namaskah_load_tests::simulator::Behaviour;
@@ -96,6 +96,73 @@ async fn duplicates_delivered_at_the_same_moment_buy_one_number() {
     // Let the held-back duplicates come back from their delay tier and be dropped.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(env.sim.purchases(), 1);
+}
+
+#[tokio::test]
+async fn a_group_of_orders_delivered_twice_buys_one_number_each_and_a_busy_order_goes_on_alone() {
+    // No worker yet: the API's own messages and the group's two copies arrive together.
+    let env = TestEnv::builder()
+        .api_only()
+        .set("ORDERING_LEASE", "2s")
+        .behaviour(never_sms())
+        .start()
+        .await;
+    let account = env.account(1_000).await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        let id = env.create_verification(&account, "telegram", "us").await;
+        orders.push(GroupedOrder {
+            verification_id: VerificationId::parse(&id).expect("id"),
+            trace_id: env.column(&id, "trace_id").await,
+        });
+    }
+    // The last one is held by an attempt that died mid-purchase: the group finds it busy,
+    // and it goes on as a message of its own until the lease runs out.
+    let held = verifications::claim_for_ordering(
+        &env.pool,
+        &[OrderingClaimRequest {
+            id: orders[2].verification_id,
+            attempt: 1,
+        }],
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("claimed");
+    assert!(
+        matches!(held[..], [OrderingClaim::Claimed { .. }]),
+        "{held:?}"
+    );
+    let group = Envelope::first(
+        Job::OrderNumbers {
+            orders: orders.clone(),
+        },
+        "group",
+    );
+    for _ in 0..2 {
+        env.publish_raw(QueueName::Ordering, &group.to_bytes())
+            .await;
+    }
+    let _workers = env
+        .start_roles(Roles {
+            workers: vec![WorkerKind::Ordering],
+            ..Roles::default()
+        })
+        .await;
+    for order in &orders {
+        let id = order.verification_id.to_string();
+        env.wait_for_status(&account, &id, "waiting_sms", WAIT)
+            .await;
+    }
+    // Let the duplicates that were sent round a delay tier come back and be dropped.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(env.sim.purchases(), 3, "one number each");
+    for order in &orders[..2] {
+        let attempts: i32 = env
+            .column(&order.verification_id.to_string(), "order_attempts")
+            .await;
+        assert_eq!(attempts, 1, "one transition into ordering");
+    }
+    env.assert_invariants().await;
 }
 
 #[tokio::test]

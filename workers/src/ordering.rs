@@ -1,4 +1,6 @@
-//! The ordering worker: buys a number for a pending verification.
+//! The ordering worker: buys a number for a pending verification — or, for the group of
+//! orders the outbox relay publishes as one message, for each verification of the group, side
+//! by side; what does not finish goes on as a message of its own.
 //!
 //! 1. Claim the verification (`pending` → `ordering`), in one statement shared with the other
 //!    messages in hand (`batch::Batcher`). A duplicate message finds it claimed and looks again
@@ -17,16 +19,19 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use std::time::Duration;
-use tokio::time::Instant;
+use std::{sync::Arc, time::Duration};
+use tokio::{sync::Semaphore, time::Instant};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use namaskah_core::{
     Config,
-    domain::Transition,
+    domain::{Transition, VerificationId},
     pricing,
     providers::{self, ProviderError, Purchase, PurchasedNumber},
-    queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
+    queue::{
+        Attempt, Envelope, GroupedOrder, Handled, Job, JobError, JobHandler, member_follow_ups,
+    },
     store::{
         services::Offer,
         verifications::{
@@ -46,6 +51,9 @@ pub struct OrderingWorker {
     claims: Batcher<OrderingClaimRequest, OrderingClaim>,
     /// Records the numbers bought, with their first polls, in one statement.
     assignments: Batcher<AssignedNumber, Option<Verification>>,
+    /// The orders of groups worked on at once: as many as `WORKER_PREFETCH`, as if each had
+    /// come as a message of its own, so a group does not multiply the purchases in flight.
+    group_slots: Arc<Semaphore>,
 }
 
 impl OrderingWorker {
@@ -72,12 +80,44 @@ impl OrderingWorker {
             },
         );
         let catalogue = Catalogue::new(deps.pool.clone(), deps.providers.names());
+        let group_slots = Arc::new(Semaphore::new(usize::from(deps.config.worker_prefetch)));
         Self {
             deps,
             catalogue,
             claims,
             assignments,
+            group_slots,
         }
+    }
+
+    /// The orders of a group, side by side (their claims and assignments share statements
+    /// through the batchers), each as the message it would have been alone.
+    async fn order_group(&self, orders: &[GroupedOrder], attempt: Attempt) -> Handled {
+        let members = orders.iter().map(|order| {
+            let alone = Envelope {
+                attempt: attempt.number,
+                ..order.alone()
+            };
+            let span = tracing::info_span!(
+                "grouped_order",
+                subject = %order.verification_id,
+                trace_id = %order.trace_id,
+            );
+            async move {
+                let handled = match self.group_slots.acquire().await {
+                    Ok(_slot) => self.order(&alone, order.verification_id, attempt).await,
+                    Err(_) => Err(JobError::Retryable("the worker is closing".to_owned())),
+                };
+                member_follow_ups(alone, attempt, &self.deps.config.retry.ordering, handled)
+            }
+            .instrument(span)
+        });
+        let follow_ups = futures_util::future::join_all(members)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        Handled::FollowUps(follow_ups)
     }
 
     /// Step 3: the first provider that sells a number wins. A provider whose bulkhead or
@@ -252,13 +292,26 @@ impl Failures {
 #[async_trait]
 impl JobHandler for OrderingWorker {
     async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
-        let Job::OrderNumber { verification_id } = envelope.job else {
-            return Err(JobError::Permanent(format!(
-                "the ordering queue does not take {:?}",
-                envelope.job
-            )));
-        };
+        match &envelope.job {
+            Job::OrderNumber { verification_id } => {
+                self.order(envelope, *verification_id, attempt).await
+            }
+            Job::OrderNumbers { orders } => Ok(self.order_group(orders, attempt).await),
+            other => Err(JobError::Permanent(format!(
+                "the ordering queue does not take {other:?}"
+            ))),
+        }
+    }
+}
 
+impl OrderingWorker {
+    /// Steps 1–5 for one verification; `envelope` is its own message.
+    async fn order(
+        &self,
+        envelope: &Envelope,
+        verification_id: VerificationId,
+        attempt: Attempt,
+    ) -> Result<Handled, JobError> {
         // 1. Claim.
         let claimed = self
             .claims

@@ -34,8 +34,8 @@ use uuid::Uuid;
 use namaskah_core::{
     config::RetryPolicy,
     queue::{
-        Attempt, Envelope, FollowUp, GroupedDelivery, Handled, Job, JobError, JobHandler,
-        backoff_delay,
+        Attempt, Envelope, GroupedDelivery, Handled, Job, JobError, JobHandler, backoff_delay,
+        member_follow_ups,
     },
     store::{
         self,
@@ -267,12 +267,13 @@ impl JobHandler for WebhookWorker {
 impl WebhookWorker {
     /// The first attempts of a group, side by side (their claims and successes share
     /// statements through the batchers). A delivery that does not finish here goes on as a
-    /// message of its own: `Again` as asked, and a failure at once, to be retried or parked
-    /// by the consumer like any single message.
+    /// message of its own, as the consumer would have sent it on alone
+    /// (`queue::member_follow_ups`).
     async fn deliver_group(&self, deliveries: &[GroupedDelivery]) -> Handled {
+        let retry = &self.deps.config.retry.webhooks;
         let first_attempt = Attempt {
             number: 1,
-            max: self.deps.config.retry.webhooks.max_attempts,
+            max: retry.max_attempts,
         };
         let attempts = deliveries.iter().map(|delivery| async move {
             let alone = delivery.alone();
@@ -284,18 +285,7 @@ impl WebhookWorker {
                     first_attempt,
                 )
                 .await;
-            match handled {
-                Ok(Handled::Done) => Vec::new(),
-                Ok(Handled::Again { after, next }) => vec![FollowUp { after, next }],
-                Ok(Handled::FollowUps(follow_ups)) => follow_ups,
-                Err(error) => {
-                    tracing::info!(delivery = %delivery.delivery_id, %error, "a grouped delivery goes on alone");
-                    vec![FollowUp {
-                        after: Duration::ZERO,
-                        next: alone,
-                    }]
-                }
-            }
+            member_follow_ups(alone, first_attempt, retry, handled)
         });
         let follow_ups = futures_util::future::join_all(attempts)
             .await

@@ -1,16 +1,17 @@
 //! Which outbox rows the relay publishes together as one message.
 //!
-//! Every webhook event writes one outbox row per delivery, so webhook deliveries were the
-//! largest share of the broker's messages (two per verification). The rows the relay takes in
-//! one batch that start a delivery (`deliver_webhook`, first attempt, no delay) now go out
-//! as `deliver_webhooks` messages of up to [`MAX_GROUPED_DELIVERIES`]; every other row, and a
-//! start that has no company, goes out as it was written.
+//! Every webhook event writes one outbox row per delivery, and every order one row, so those
+//! were most of the broker's messages. The rows the relay takes in one batch that start a
+//! delivery (`deliver_webhook`) or an order (`order_number`), first attempt and no delay,
+//! now go out as `deliver_webhooks` messages of up to [`MAX_GROUPED_DELIVERIES`] and
+//! `order_numbers` messages of up to [`MAX_GROUPED_ORDERS`]; every other row, and a start
+//! that has no company, goes out as it was written.
 
 use serde::Deserialize;
 
 use super::{
     Envelope, Job, QueueName,
-    message::{GroupedDelivery, MAX_GROUPED_DELIVERIES},
+    message::{GroupedDelivery, GroupedOrder, MAX_GROUPED_DELIVERIES, MAX_GROUPED_ORDERS},
 };
 use crate::store::outbox::OutboxRow;
 
@@ -35,54 +36,103 @@ impl Outgoing {
     }
 }
 
+/// A row that starts work the relay may group with the like.
+enum Start {
+    Delivery(GroupedDelivery),
+    Order(GroupedOrder),
+}
+
 /// The messages for a batch of outbox rows: the rows in their order, with the starts of
-/// webhook deliveries gathered into groups placed where each group's first row was.
+/// webhook deliveries and of orders gathered into groups placed where each group's first row
+/// was.
 pub(super) fn outgoing_messages(rows: &[OutboxRow]) -> Vec<Outgoing> {
     let mut messages = Vec::with_capacity(rows.len());
-    let mut starts: Vec<(&OutboxRow, GroupedDelivery)> = Vec::new();
+    let mut deliveries: Vec<(&OutboxRow, GroupedDelivery)> = Vec::new();
+    let mut orders: Vec<(&OutboxRow, GroupedOrder)> = Vec::new();
     for row in rows {
-        match delivery_start(row) {
-            Some(delivery) => starts.push((row, delivery)),
+        match start(row) {
+            Some(Start::Delivery(delivery)) => deliveries.push((row, delivery)),
+            Some(Start::Order(order)) => orders.push((row, order)),
             None => messages.push((row.id, Outgoing::row(row))),
         }
     }
-    for group in starts.chunks(MAX_GROUPED_DELIVERIES) {
-        let (first, _) = group[0];
-        let message = if let [(row, _)] = group {
-            Outgoing::row(row)
-        } else {
-            let deliveries: Vec<GroupedDelivery> =
-                group.iter().map(|(_, delivery)| delivery.clone()).collect();
-            let trace_id = deliveries[0].trace_id.clone();
-            Outgoing {
-                first_row: first.id,
-                queue: first.queue.clone(),
-                payload: Envelope::first(Job::DeliverWebhooks { deliveries }, trace_id).to_json(),
-                delay_ms: 0,
-            }
-        };
-        messages.push((first.id, message));
-    }
+    messages.extend(groups(&deliveries, MAX_GROUPED_DELIVERIES, |deliveries| {
+        Job::DeliverWebhooks { deliveries }
+    }));
+    messages.extend(groups(&orders, MAX_GROUPED_ORDERS, |orders| {
+        Job::OrderNumbers { orders }
+    }));
     // Outbox ids grow with time: keep the batch's order, so older work goes out first.
     messages.sort_by_key(|(id, _)| *id);
     messages.into_iter().map(|(_, message)| message).collect()
 }
 
-/// The delivery a row starts, when it is the first attempt of one, due at once.
-fn delivery_start(row: &OutboxRow) -> Option<GroupedDelivery> {
-    if QueueName::parse(&row.queue) != Some(QueueName::Webhooks) || row.delay_ms > 0 {
+/// A member of a group: it carries the trace id of its own verification.
+trait Member: Clone {
+    fn trace_id(&self) -> &str;
+}
+
+impl Member for GroupedDelivery {
+    fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+}
+
+impl Member for GroupedOrder {
+    fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+}
+
+/// The starts in chunks of at most `max`, each keyed by its first row; a chunk of one goes
+/// out as its row was written.
+fn groups<'a, M: Member + 'a>(
+    starts: &'a [(&'a OutboxRow, M)],
+    max: usize,
+    job: impl Fn(Vec<M>) -> Job + 'a,
+) -> impl Iterator<Item = (i64, Outgoing)> + 'a {
+    starts.chunks(max).map(move |group| {
+        let (first, first_member) = &group[0];
+        let message = if let [(row, _)] = group {
+            Outgoing::row(row)
+        } else {
+            let members: Vec<M> = group.iter().map(|(_, member)| member.clone()).collect();
+            let trace_id = first_member.trace_id().to_owned();
+            Outgoing {
+                first_row: first.id,
+                queue: first.queue.clone(),
+                payload: Envelope::first(job(members), trace_id).to_json(),
+                delay_ms: 0,
+            }
+        };
+        (first.id, message)
+    })
+}
+
+/// The work a row starts, when it is the first attempt of a delivery or an order, due at
+/// once.
+fn start(row: &OutboxRow) -> Option<Start> {
+    let queue = QueueName::parse(&row.queue)?;
+    if row.delay_ms > 0 || !matches!(queue, QueueName::Webhooks | QueueName::Ordering) {
         return None;
     }
     let envelope = Envelope::deserialize(&row.payload).ok()?;
+    if envelope.attempt != 1 || envelope.job.queue() != queue {
+        return None;
+    }
     match envelope.job {
         Job::DeliverWebhook {
             delivery_id,
             endpoint_id,
-        } if envelope.attempt == 1 => Some(GroupedDelivery {
+        } => Some(Start::Delivery(GroupedDelivery {
             delivery_id,
             endpoint_id,
             trace_id: envelope.trace_id,
-        }),
+        })),
+        Job::OrderNumber { verification_id } => Some(Start::Order(GroupedOrder {
+            verification_id,
+            trace_id: envelope.trace_id,
+        })),
         _ => None,
     }
 }
@@ -114,27 +164,64 @@ mod tests {
         let job = Job::OrderNumber {
             verification_id: VerificationId::new(),
         };
-        row(id, "ordering", Envelope::first(job, "t").to_json(), 0)
+        let trace_id = format!("order-{id}");
+        row(id, "ordering", Envelope::first(job, trace_id).to_json(), 0)
     }
 
-    fn grouped(message: &Outgoing) -> Vec<GroupedDelivery> {
-        match Envelope::deserialize(&message.payload)
+    fn refund(id: i64) -> OutboxRow {
+        let job = Job::Refund {
+            verification_id: VerificationId::new(),
+        };
+        row(id, "refund", Envelope::first(job, "t").to_json(), 0)
+    }
+
+    fn job(message: &Outgoing) -> Job {
+        Envelope::deserialize(&message.payload)
             .expect("an envelope")
             .job
-        {
+    }
+
+    fn grouped_deliveries(message: &Outgoing) -> Vec<GroupedDelivery> {
+        match job(message) {
             Job::DeliverWebhooks { deliveries } => deliveries,
-            other => panic!("not a group: {other:?}"),
+            other => panic!("not a group of deliveries: {other:?}"),
+        }
+    }
+
+    fn grouped_orders(message: &Outgoing) -> Vec<GroupedOrder> {
+        match job(message) {
+            Job::OrderNumbers { orders } => orders,
+            other => panic!("not a group of orders: {other:?}"),
+        }
+    }
+
+    fn delivery_of(row: &OutboxRow) -> GroupedDelivery {
+        match super::start(row) {
+            Some(Start::Delivery(delivery)) => delivery,
+            _ => panic!("not a delivery start: {row:?}"),
+        }
+    }
+
+    fn order_of(row: &OutboxRow) -> GroupedOrder {
+        match super::start(row) {
+            Some(Start::Order(order)) => order,
+            _ => panic!("not an order start: {row:?}"),
         }
     }
 
     #[test]
-    fn delivery_starts_go_together_and_everything_else_as_written() {
+    fn starts_go_together_by_kind_and_everything_else_as_written() {
         let later = {
             let mut retry = start(5);
             retry.payload["attempt"] = json!(2);
             retry
         };
         let delayed = row(6, "webhooks", start(6).payload, 1_000);
+        let retried_order = {
+            let mut retry = order(9);
+            retry.payload["attempt"] = json!(2);
+            retry
+        };
         let rows = vec![
             order(1),
             start(2),
@@ -143,24 +230,49 @@ mod tests {
             later,
             delayed,
             start(7),
+            refund(8),
+            retried_order,
+            order(10),
         ];
         let messages = outgoing_messages(&rows);
 
         let firsts: Vec<i64> = messages.iter().map(|m| m.first_row).collect();
-        assert_eq!(firsts, [1, 2, 4, 5, 6]);
-        let group = grouped(&messages[1]);
-        let expected: Vec<GroupedDelivery> = [&rows[1], &rows[2], &rows[6]]
-            .iter()
-            .map(|row| delivery_start(row).expect("a start"))
+        assert_eq!(firsts, [1, 2, 5, 6, 8, 9]);
+        let orders = grouped_orders(&messages[0]);
+        let expected: Vec<GroupedOrder> = [&rows[0], &rows[3], &rows[9]]
+            .into_iter()
+            .map(order_of)
             .collect();
-        assert_eq!(group, expected);
-        assert_eq!(group[2].trace_id, "trace-7");
+        assert_eq!(orders, expected);
+        assert_eq!(orders[2].trace_id, "order-10");
+        assert_eq!(messages[0].payload["trace_id"], "order-1");
+        assert_eq!(messages[0].queue, "ordering");
+        let deliveries = grouped_deliveries(&messages[1]);
+        let expected: Vec<GroupedDelivery> = [&rows[1], &rows[2], &rows[6]]
+            .into_iter()
+            .map(delivery_of)
+            .collect();
+        assert_eq!(deliveries, expected);
+        assert_eq!(deliveries[2].trace_id, "trace-7");
         assert_eq!(messages[1].payload["trace_id"], "trace-2");
-        for (message, row) in [(0, &rows[0]), (2, &rows[3]), (3, &rows[4]), (4, &rows[5])] {
+        for (message, row) in [(2, &rows[4]), (3, &rows[5]), (4, &rows[7]), (5, &rows[8])] {
             assert_eq!(messages[message], Outgoing::row(row));
         }
-        let parsed = Envelope::parse(&serde_json::to_vec(&messages[1].payload).expect("json"));
-        assert!(parsed.is_ok(), "{parsed:?}");
+        for message in &messages[..2] {
+            let parsed = Envelope::parse(&serde_json::to_vec(&message.payload).expect("json"));
+            assert!(parsed.is_ok(), "{parsed:?}");
+        }
+    }
+
+    #[test]
+    fn a_row_on_another_queue_than_its_job_is_published_as_written() {
+        let misrouted = row(1, "webhooks", order(1).payload, 0);
+        let rows = vec![misrouted, order(2)];
+        let messages = outgoing_messages(&rows);
+        assert_eq!(
+            messages,
+            vec![Outgoing::row(&rows[0]), Outgoing::row(&rows[1])]
+        );
     }
 
     #[test]
@@ -173,8 +285,20 @@ mod tests {
             .collect();
         let messages = outgoing_messages(&many);
         assert_eq!(messages.len(), 3);
-        assert_eq!(grouped(&messages[0]).len(), MAX_GROUPED_DELIVERIES);
-        assert_eq!(grouped(&messages[1]).len(), MAX_GROUPED_DELIVERIES);
+        assert_eq!(
+            grouped_deliveries(&messages[0]).len(),
+            MAX_GROUPED_DELIVERIES
+        );
+        assert_eq!(
+            grouped_deliveries(&messages[1]).len(),
+            MAX_GROUPED_DELIVERIES
+        );
         assert_eq!(messages[2], Outgoing::row(&many[many.len() - 1]));
+
+        let orders: Vec<OutboxRow> = (1..=(MAX_GROUPED_ORDERS as i64 + 2)).map(order).collect();
+        let messages = outgoing_messages(&orders);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(grouped_orders(&messages[0]).len(), MAX_GROUPED_ORDERS);
+        assert_eq!(grouped_orders(&messages[1]).len(), 2);
     }
 }

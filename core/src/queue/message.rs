@@ -16,6 +16,11 @@ use crate::domain::VerificationId;
 pub enum Job {
     /// Buy a number for a pending verification.
     OrderNumber { verification_id: VerificationId },
+    /// Buy numbers for several pending verifications, each at its first attempt. The outbox
+    /// relay groups the orders it publishes together (see `queue::grouping`), as it does
+    /// webhook deliveries; an order that does not finish goes on as an `OrderNumber` message
+    /// of its own.
+    OrderNumbers { orders: Vec<GroupedOrder> },
     /// Ask the provider whether the SMS has arrived.
     PollSms { verification_id: VerificationId },
     /// Cancel the provider order of a verification the customer cancelled.
@@ -58,11 +63,35 @@ impl GroupedDelivery {
 /// The most deliveries one [`Job::DeliverWebhooks`] message may carry.
 pub const MAX_GROUPED_DELIVERIES: usize = 64;
 
+/// One order of a [`Job::OrderNumbers`] group, with the trace id of its own verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupedOrder {
+    pub verification_id: VerificationId,
+    pub trace_id: String,
+}
+
+impl GroupedOrder {
+    /// The order as a message of its own, at its first attempt.
+    pub fn alone(&self) -> Envelope {
+        Envelope::first(
+            Job::OrderNumber {
+                verification_id: self.verification_id,
+            },
+            self.trace_id.clone(),
+        )
+    }
+}
+
+/// The most orders one [`Job::OrderNumbers`] message may carry. Fewer than a group of
+/// deliveries: the ordering worker works on at most `WORKER_PREFETCH` orders at once, so a
+/// large group would only wait for its turn in one worker while another sat idle.
+pub const MAX_GROUPED_ORDERS: usize = 16;
+
 impl Job {
     /// The queue whose worker does this job.
     pub fn queue(&self) -> QueueName {
         match self {
-            Job::OrderNumber { .. } => QueueName::Ordering,
+            Job::OrderNumber { .. } | Job::OrderNumbers { .. } => QueueName::Ordering,
             Job::PollSms { .. } | Job::CancelOrder { .. } => QueueName::Polling,
             Job::Refund { .. } => QueueName::Refund,
             Job::DeliverWebhook { .. } | Job::DeliverWebhooks { .. } => QueueName::Webhooks,
@@ -70,13 +99,16 @@ impl Job {
     }
 
     /// The id of the row the job is about: a verification, or a webhook delivery (the
-    /// first of a group).
+    /// first of a group, for a group).
     pub fn subject_id(&self) -> Uuid {
         match self {
             Job::OrderNumber { verification_id }
             | Job::PollSms { verification_id }
             | Job::CancelOrder { verification_id }
             | Job::Refund { verification_id } => verification_id.0,
+            Job::OrderNumbers { orders } => orders
+                .first()
+                .map_or_else(Uuid::nil, |order| order.verification_id.0),
             Job::DeliverWebhook { delivery_id, .. } => *delivery_id,
             Job::DeliverWebhooks { deliveries } => deliveries
                 .first()
@@ -151,18 +183,38 @@ impl Envelope {
             return Err(MalformedMessage("attempt must be 1 or more".to_owned()));
         }
         check_trace_id(&envelope.trace_id)?;
-        if let Job::DeliverWebhooks { deliveries } = &envelope.job {
-            if deliveries.is_empty() || deliveries.len() > MAX_GROUPED_DELIVERIES {
-                return Err(MalformedMessage(format!(
-                    "deliveries must hold 1 to {MAX_GROUPED_DELIVERIES} entries"
-                )));
-            }
-            for delivery in deliveries {
-                check_trace_id(&delivery.trace_id)?;
-            }
+        match &envelope.job {
+            Job::DeliverWebhooks { deliveries } => check_group(
+                "deliveries",
+                MAX_GROUPED_DELIVERIES,
+                deliveries.iter().map(|delivery| delivery.trace_id.as_str()),
+            )?,
+            Job::OrderNumbers { orders } => check_group(
+                "orders",
+                MAX_GROUPED_ORDERS,
+                orders.iter().map(|order| order.trace_id.as_str()),
+            )?,
+            _ => {}
         }
         Ok(envelope)
     }
+}
+
+/// A group holds 1 to `max` members, each with a trace id of its own.
+fn check_group<'a>(
+    field: &str,
+    max: usize,
+    trace_ids: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), MalformedMessage> {
+    if trace_ids.len() == 0 || trace_ids.len() > max {
+        return Err(MalformedMessage(format!(
+            "{field} must hold 1 to {max} entries"
+        )));
+    }
+    for trace_id in trace_ids {
+        check_trace_id(trace_id)?;
+    }
+    Ok(())
 }
 
 fn check_trace_id(trace_id: &str) -> Result<(), MalformedMessage> {
@@ -231,6 +283,34 @@ mod tests {
     }
 
     #[test]
+    fn a_group_of_orders_round_trips_and_splits_into_single_orders() {
+        let order = GroupedOrder {
+            verification_id: VerificationId::new(),
+            trace_id: "t2".to_owned(),
+        };
+        let group = Envelope::first(
+            Job::OrderNumbers {
+                orders: vec![order.clone()],
+            },
+            "t1",
+        );
+        let parsed = Envelope::parse(&group.to_bytes()).expect("parses");
+        assert_eq!(parsed, group);
+        assert_eq!(parsed.job.queue(), QueueName::Ordering);
+        assert_eq!(parsed.job.subject_id(), order.verification_id.0);
+        assert!(parsed.job.is_about_a_verification());
+        let alone = order.alone();
+        assert_eq!(alone.trace_id, "t2");
+        assert_eq!(alone.attempt, 1);
+        assert_eq!(
+            alone.job,
+            Job::OrderNumber {
+                verification_id: order.verification_id
+            }
+        );
+    }
+
+    #[test]
     fn malformed_bodies_are_refused() {
         for body in [
             &b"not json"[..],
@@ -240,6 +320,9 @@ mod tests {
             br#"{"type":"refund","verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","attempt":0,"trace_id":"t"}"#,
             br#"{"type":"deliver_webhooks","deliveries":[],"attempt":1,"trace_id":"t"}"#,
             br#"{"type":"deliver_webhooks","deliveries":[{"delivery_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","endpoint_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a01","trace_id":""}],"attempt":1,"trace_id":"t"}"#,
+            br#"{"type":"order_numbers","orders":[],"attempt":1,"trace_id":"t"}"#,
+            br#"{"type":"order_numbers","orders":[{"verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00"}],"attempt":1,"trace_id":"t"}"#,
+            br#"{"type":"order_numbers","orders":[{"verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","trace_id":""}],"attempt":1,"trace_id":"t"}"#,
         ] {
             assert!(Envelope::parse(body).is_err(), "{}", String::from_utf8_lossy(body));
         }

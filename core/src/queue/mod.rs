@@ -7,6 +7,7 @@
 mod connection;
 mod consumer;
 mod delay;
+mod group;
 mod grouping;
 mod hold;
 mod message;
@@ -22,8 +23,10 @@ pub use consumer::{
     Attempt, ConsumerOptions, FollowUp, Handled, JobError, JobHandler, run_consumer,
 };
 pub use delay::DelayTier;
+pub use group::member_follow_ups;
 pub use message::{
-    Envelope, GroupedDelivery, Job, MAX_GROUPED_DELIVERIES, MalformedMessage, TRACE_ID_HEADER,
+    Envelope, GroupedDelivery, GroupedOrder, Job, MAX_GROUPED_DELIVERIES, MAX_GROUPED_ORDERS,
+    MalformedMessage, TRACE_ID_HEADER,
 };
 pub use relay::{OutboxRelay, OutboxSignal, RelayError};
 pub use retry::backoff_delay;
