@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::support::{TestEnv, never_sms};
-use namaskah::pipeline::Roles;
+use namaskah::pipeline::{Roles, Running};
 use namaskah_core::{
     domain::VerificationId,
     queue::{Envelope, GroupedOrder, Job, QueueName},
@@ -81,16 +81,7 @@ async fn duplicates_delivered_at_the_same_moment_buy_one_number() {
         },
         "dup",
     );
-    for _ in 0..3 {
-        env.publish_raw(QueueName::Ordering, &duplicate.to_bytes())
-            .await;
-    }
-    let _workers = env
-        .start_roles(Roles {
-            workers: vec![WorkerKind::Ordering],
-            ..Roles::default()
-        })
-        .await;
+    let _workers = publish_then_start_an_orderer(&env, &duplicate, 3).await;
     env.wait_for_status(&account, &id, "waiting_sms", WAIT)
         .await;
     // Let the held-back duplicates come back from their delay tier and be dropped.
@@ -138,16 +129,7 @@ async fn a_group_of_orders_delivered_twice_buys_one_number_each_and_a_busy_order
         },
         "group",
     );
-    for _ in 0..2 {
-        env.publish_raw(QueueName::Ordering, &group.to_bytes())
-            .await;
-    }
-    let _workers = env
-        .start_roles(Roles {
-            workers: vec![WorkerKind::Ordering],
-            ..Roles::default()
-        })
-        .await;
+    let _workers = publish_then_start_an_orderer(&env, &group, 2).await;
     for order in &orders {
         let id = order.verification_id.to_string();
         env.wait_for_status(&account, &id, "waiting_sms", WAIT)
@@ -361,4 +343,22 @@ async fn a_batch_records_each_number_once_and_only_for_the_claim_holder() {
         "a number bought after the customer cancelled is given back"
     );
     env.assert_invariants().await;
+}
+
+/// Publishes `envelope` `times` times (as a broker may deliver it), then starts an ordering
+/// worker to take them all at once.
+async fn publish_then_start_an_orderer(
+    env: &TestEnv,
+    envelope: &Envelope,
+    times: usize,
+) -> Running {
+    for _ in 0..times {
+        env.publish_raw(QueueName::Ordering, &envelope.to_bytes())
+            .await;
+    }
+    env.start_roles(Roles {
+        workers: vec![WorkerKind::Ordering],
+        ..Roles::default()
+    })
+    .await
 }
