@@ -19,7 +19,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 use tokio::{sync::Semaphore, time::Instant};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -53,7 +53,7 @@ pub struct OrderingWorker {
     assignments: Batcher<AssignedNumber, Option<Verification>>,
     /// The orders of groups worked on at once: as many as `WORKER_PREFETCH`, as if each had
     /// come as a message of its own, so a group does not multiply the purchases in flight.
-    group_slots: Arc<Semaphore>,
+    group_slots: Semaphore,
 }
 
 impl OrderingWorker {
@@ -80,7 +80,7 @@ impl OrderingWorker {
             },
         );
         let catalogue = Catalogue::new(deps.pool.clone(), deps.providers.names());
-        let group_slots = Arc::new(Semaphore::new(usize::from(deps.config.worker_prefetch)));
+        let group_slots = Semaphore::new(usize::from(deps.config.worker_prefetch));
         Self {
             deps,
             catalogue,

@@ -83,8 +83,8 @@ impl GroupedOrder {
 }
 
 /// The most orders one [`Job::OrderNumbers`] message may carry. Fewer than a group of
-/// deliveries: the ordering worker works on at most `WORKER_PREFETCH` orders at once, so a
-/// large group would only wait for its turn in one worker while another sat idle.
+/// deliveries: the ordering worker works on at most `WORKER_PREFETCH` members of groups at
+/// once, so a large group would only wait for its turn in one worker while another sat idle.
 pub const MAX_GROUPED_ORDERS: usize = 16;
 
 impl Job {
