@@ -9,7 +9,7 @@ use crate::support::{Account, TestEnv, eventually, never_sms};
 use namaskah::pipeline::Roles;
 use namaskah_core::{
     domain::{AccountId, VerificationId},
-    queue::{Envelope, Job, QueueName},
+    queue::{Envelope, GroupedVerification, Job, QueueName},
     store::{
         services::{self, Offer},
         verifications::{self, ReceivedSms},
@@ -221,6 +221,20 @@ async fn publish_every_message_type(env: &TestEnv, id: &str) {
         (QueueName::Polling, Job::CancelOrder { verification_id }),
         (QueueName::Refund, Job::Refund { verification_id }),
     ];
+    let as_a_group = vec![GroupedVerification {
+        verification_id,
+        trace_id: "duplicate".to_owned(),
+    }];
+    let groups = [
+        (
+            QueueName::Ordering,
+            Job::OrderNumbers {
+                orders: as_a_group.clone(),
+            },
+        ),
+        (QueueName::Polling, Job::PollSmsGroup { polls: as_a_group }),
+    ];
+    let jobs = jobs.into_iter().chain(groups);
     for (queue, job) in jobs {
         let envelope = Envelope::first(job, "duplicate");
         env.publish_raw(queue, &envelope.to_bytes()).await;

@@ -30,6 +30,7 @@ mod outbox;
 mod outside_scan;
 mod parking;
 mod payments;
+mod polling;
 mod privacy;
 mod provider_resilience;
 mod scheduler;

@@ -6,7 +6,7 @@ use crate::support::{TestEnv, never_sms};
 use namaskah::pipeline::{Roles, Running};
 use namaskah_core::{
     domain::VerificationId,
-    queue::{Envelope, GroupedOrder, Job, QueueName},
+    queue::{Envelope, GroupedVerification, Job, QueueName},
     store::verifications::{self, AssignedNumber, OrderingClaim, OrderingClaimRequest},
 };
 use namaskah_load_tests::simulator::Behaviour;
@@ -102,7 +102,7 @@ async fn a_group_of_orders_delivered_twice_buys_one_number_each_and_a_busy_order
     let mut orders = Vec::new();
     for _ in 0..3 {
         let id = env.create_verification(&account, "telegram", "us").await;
-        orders.push(GroupedOrder {
+        orders.push(GroupedVerification {
             verification_id: VerificationId::parse(&id).expect("id"),
             trace_id: env.column(&id, "trace_id").await,
         });

@@ -30,7 +30,8 @@ use namaskah_core::{
     pricing,
     providers::{self, ProviderError, Purchase, PurchasedNumber},
     queue::{
-        Attempt, Envelope, GroupedOrder, Handled, Job, JobError, JobHandler, member_follow_ups,
+        Attempt, Envelope, GroupedVerification, Handled, Job, JobError, JobHandler,
+        member_follow_ups,
     },
     store::{
         services::Offer,
@@ -92,11 +93,11 @@ impl OrderingWorker {
 
     /// The orders of a group, side by side (their claims and assignments share statements
     /// through the batchers), each as the message it would have been alone.
-    async fn order_group(&self, orders: &[GroupedOrder], attempt: Attempt) -> Handled {
+    async fn order_group(&self, orders: &[GroupedVerification], attempt: Attempt) -> Handled {
         let members = orders.iter().map(|order| {
             let alone = Envelope {
                 attempt: attempt.number,
-                ..order.alone()
+                ..order.order_alone()
             };
             let span = tracing::info_span!(
                 "grouped_order",

@@ -1,17 +1,22 @@
 //! Which outbox rows the relay publishes together as one message.
 //!
-//! Every webhook event writes one outbox row per delivery, and every order one row, so those
-//! were most of the broker's messages. The rows the relay takes in one batch that start a
-//! delivery (`deliver_webhook`) or an order (`order_number`), first attempt and no delay,
-//! now go out as `deliver_webhooks` messages of up to [`MAX_GROUPED_DELIVERIES`] and
-//! `order_numbers` messages of up to [`MAX_GROUPED_ORDERS`]; every other row, and a start
-//! that has no company, goes out as it was written.
+//! Every webhook event writes one outbox row per delivery, and every verification one row for
+//! its order and one for its first poll, so those were most of the broker's messages. The
+//! rows the relay takes in one batch that start a delivery (`deliver_webhook`), an order
+//! (`order_number`) or the polls of a number (`poll_sms`), first attempt and no delay, now go
+//! out as `deliver_webhooks` messages of up to [`MAX_GROUPED_DELIVERIES`], `order_numbers`
+//! messages of up to [`MAX_GROUPED_ORDERS`] and `poll_sms_group` messages of up to
+//! [`MAX_GROUPED_POLLS`]; every other row, and a start that has no company, goes out as it
+//! was written.
 
 use serde::Deserialize;
 
 use super::{
     Envelope, Job, QueueName,
-    message::{GroupedDelivery, GroupedOrder, MAX_GROUPED_DELIVERIES, MAX_GROUPED_ORDERS},
+    message::{
+        GroupedDelivery, GroupedVerification, MAX_GROUPED_DELIVERIES, MAX_GROUPED_ORDERS,
+        MAX_GROUPED_POLLS,
+    },
 };
 use crate::store::outbox::OutboxRow;
 
@@ -39,20 +44,23 @@ impl Outgoing {
 /// A row that starts work the relay may group with the like.
 enum Start {
     Delivery(GroupedDelivery),
-    Order(GroupedOrder),
+    Order(GroupedVerification),
+    Poll(GroupedVerification),
 }
 
 /// The messages for a batch of outbox rows: the rows in their order, with the starts of
-/// webhook deliveries and of orders gathered into groups placed where each group's first row
-/// was.
+/// webhook deliveries, of orders and of polls gathered into groups placed where each group's
+/// first row was.
 pub(super) fn outgoing_messages(rows: &[OutboxRow]) -> Vec<Outgoing> {
     let mut messages = Vec::with_capacity(rows.len());
     let mut deliveries: Vec<(&OutboxRow, GroupedDelivery)> = Vec::new();
-    let mut orders: Vec<(&OutboxRow, GroupedOrder)> = Vec::new();
+    let mut orders: Vec<(&OutboxRow, GroupedVerification)> = Vec::new();
+    let mut polls: Vec<(&OutboxRow, GroupedVerification)> = Vec::new();
     for row in rows {
         match start(row) {
             Some(Start::Delivery(delivery)) => deliveries.push((row, delivery)),
             Some(Start::Order(order)) => orders.push((row, order)),
+            Some(Start::Poll(poll)) => polls.push((row, poll)),
             None => messages.push((row.id, Outgoing::row(row))),
         }
     }
@@ -61,6 +69,9 @@ pub(super) fn outgoing_messages(rows: &[OutboxRow]) -> Vec<Outgoing> {
     }));
     messages.extend(groups(&orders, MAX_GROUPED_ORDERS, |orders| {
         Job::OrderNumbers { orders }
+    }));
+    messages.extend(groups(&polls, MAX_GROUPED_POLLS, |polls| {
+        Job::PollSmsGroup { polls }
     }));
     // Outbox ids grow with time: keep the batch's order, so older work goes out first.
     messages.sort_by_key(|(id, _)| *id);
@@ -78,7 +89,7 @@ impl Member for GroupedDelivery {
     }
 }
 
-impl Member for GroupedOrder {
+impl Member for GroupedVerification {
     fn trace_id(&self) -> &str {
         &self.trace_id
     }
@@ -109,11 +120,15 @@ fn groups<'a, M: Member + 'a>(
     })
 }
 
-/// The work a row starts, when it is the first attempt of a delivery or an order, due at
-/// once.
+/// The work a row starts, when it is the first attempt of a delivery, an order or a poll,
+/// due at once.
 fn start(row: &OutboxRow) -> Option<Start> {
     let queue = QueueName::parse(&row.queue)?;
-    if row.delay_ms > 0 || !matches!(queue, QueueName::Webhooks | QueueName::Ordering) {
+    let groupable = matches!(
+        queue,
+        QueueName::Webhooks | QueueName::Ordering | QueueName::Polling
+    );
+    if row.delay_ms > 0 || !groupable {
         return None;
     }
     let envelope = Envelope::deserialize(&row.payload).ok()?;
@@ -129,7 +144,11 @@ fn start(row: &OutboxRow) -> Option<Start> {
             endpoint_id,
             trace_id: envelope.trace_id,
         })),
-        Job::OrderNumber { verification_id } => Some(Start::Order(GroupedOrder {
+        Job::OrderNumber { verification_id } => Some(Start::Order(GroupedVerification {
+            verification_id,
+            trace_id: envelope.trace_id,
+        })),
+        Job::PollSms { verification_id } => Some(Start::Poll(GroupedVerification {
             verification_id,
             trace_id: envelope.trace_id,
         })),
@@ -175,6 +194,19 @@ mod tests {
         row(id, "refund", Envelope::first(job, "t").to_json(), 0)
     }
 
+    fn poll(id: i64, delay_ms: i32) -> OutboxRow {
+        let job = Job::PollSms {
+            verification_id: VerificationId::new(),
+        };
+        let trace_id = format!("poll-{id}");
+        row(
+            id,
+            "polling",
+            Envelope::first(job, trace_id).to_json(),
+            delay_ms,
+        )
+    }
+
     fn job(message: &Outgoing) -> Job {
         Envelope::deserialize(&message.payload)
             .expect("an envelope")
@@ -188,7 +220,7 @@ mod tests {
         }
     }
 
-    fn grouped_orders(message: &Outgoing) -> Vec<GroupedOrder> {
+    fn grouped_orders(message: &Outgoing) -> Vec<GroupedVerification> {
         match job(message) {
             Job::OrderNumbers { orders } => orders,
             other => panic!("not a group of orders: {other:?}"),
@@ -202,7 +234,7 @@ mod tests {
         }
     }
 
-    fn order_of(row: &OutboxRow) -> GroupedOrder {
+    fn order_of(row: &OutboxRow) -> GroupedVerification {
         match super::start(row) {
             Some(Start::Order(order)) => order,
             _ => panic!("not an order start: {row:?}"),
@@ -239,7 +271,7 @@ mod tests {
         let firsts: Vec<i64> = messages.iter().map(|m| m.first_row).collect();
         assert_eq!(firsts, [1, 2, 5, 6, 8, 9]);
         let orders = grouped_orders(&messages[0]);
-        let expected: Vec<GroupedOrder> = [&rows[0], &rows[3], &rows[9]]
+        let expected: Vec<GroupedVerification> = [&rows[0], &rows[3], &rows[9]]
             .into_iter()
             .map(order_of)
             .collect();
@@ -261,6 +293,56 @@ mod tests {
         for message in &messages[..2] {
             let parsed = Envelope::parse(&serde_json::to_vec(&message.payload).expect("json"));
             assert!(parsed.is_ok(), "{parsed:?}");
+        }
+    }
+
+    #[test]
+    fn first_polls_due_at_once_go_together_and_the_rest_as_written() {
+        let cancel = {
+            let job = Job::CancelOrder {
+                verification_id: VerificationId::new(),
+            };
+            row(3, "polling", Envelope::first(job, "c").to_json(), 0)
+        };
+        let later = {
+            let mut again = poll(5, 0);
+            again.payload["attempt"] = json!(2);
+            again
+        };
+        let rows = vec![
+            poll(1, 0),
+            order(2),
+            cancel,
+            poll(4, 0),
+            later,
+            poll(6, 3_000),
+            poll(7, 0),
+        ];
+        let messages = outgoing_messages(&rows);
+
+        let firsts: Vec<i64> = messages.iter().map(|m| m.first_row).collect();
+        assert_eq!(firsts, [1, 2, 3, 5, 6]);
+        let polls: Vec<VerificationId> = match job(&messages[0]) {
+            Job::PollSmsGroup { polls } => polls.iter().map(|p| p.verification_id).collect(),
+            other => panic!("not a group of polls: {other:?}"),
+        };
+        let expected: Vec<VerificationId> = [&rows[0], &rows[3], &rows[6]]
+            .into_iter()
+            .map(|row| {
+                Envelope::deserialize(&row.payload)
+                    .expect("an envelope")
+                    .job
+            })
+            .map(|job| match job {
+                Job::PollSms { verification_id } => verification_id,
+                other => panic!("not a poll: {other:?}"),
+            })
+            .collect();
+        assert_eq!(polls, expected);
+        assert_eq!(messages[0].queue, "polling");
+        assert_eq!(messages[0].payload["trace_id"], "poll-1");
+        for (message, row) in [(1, &rows[1]), (2, &rows[2]), (3, &rows[4]), (4, &rows[5])] {
+            assert_eq!(messages[message], Outgoing::row(row));
         }
     }
 

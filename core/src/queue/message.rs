@@ -20,9 +20,14 @@ pub enum Job {
     /// relay groups the orders it publishes together (see `queue::grouping`), as it does
     /// webhook deliveries; an order that does not finish goes on as an `OrderNumber` message
     /// of its own.
-    OrderNumbers { orders: Vec<GroupedOrder> },
+    OrderNumbers { orders: Vec<GroupedVerification> },
     /// Ask the provider whether the SMS has arrived.
     PollSms { verification_id: VerificationId },
+    /// Ask about several verifications whose numbers were recorded together. The outbox
+    /// relay groups the first polls it publishes together; the polling worker holds the
+    /// group until every member is due, and the members that must look again go on together
+    /// (see `polling`); one that fails goes on as a `PollSms` message of its own.
+    PollSmsGroup { polls: Vec<GroupedVerification> },
     /// Cancel the provider order of a verification the customer cancelled.
     CancelOrder { verification_id: VerificationId },
     /// Give the price of a timed-out, cancelled or failed verification back.
@@ -63,22 +68,31 @@ impl GroupedDelivery {
 /// The most deliveries one [`Job::DeliverWebhooks`] message may carry.
 pub const MAX_GROUPED_DELIVERIES: usize = 64;
 
-/// One order of a [`Job::OrderNumbers`] group, with the trace id of its own verification.
+/// One member of a [`Job::OrderNumbers`] or [`Job::PollSmsGroup`] group, with the trace id
+/// of its own verification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupedOrder {
+pub struct GroupedVerification {
     pub verification_id: VerificationId,
     pub trace_id: String,
 }
 
-impl GroupedOrder {
+impl GroupedVerification {
     /// The order as a message of its own, at its first attempt.
-    pub fn alone(&self) -> Envelope {
-        Envelope::first(
-            Job::OrderNumber {
-                verification_id: self.verification_id,
-            },
-            self.trace_id.clone(),
-        )
+    pub fn order_alone(&self) -> Envelope {
+        self.alone(Job::OrderNumber {
+            verification_id: self.verification_id,
+        })
+    }
+
+    /// The poll as a message of its own, at its first attempt.
+    pub fn poll_alone(&self) -> Envelope {
+        self.alone(Job::PollSms {
+            verification_id: self.verification_id,
+        })
+    }
+
+    fn alone(&self, job: Job) -> Envelope {
+        Envelope::first(job, self.trace_id.clone())
     }
 }
 
@@ -87,12 +101,19 @@ impl GroupedOrder {
 /// once, so a large group would only wait for its turn in one worker while another sat idle.
 pub const MAX_GROUPED_ORDERS: usize = 16;
 
+/// The most polls one [`Job::PollSmsGroup`] message may carry. A poll is a short call to the
+/// provider, and the members of groups a polling worker asks about at once are bounded by
+/// `WORKER_PREFETCH` whatever the size of the groups.
+pub const MAX_GROUPED_POLLS: usize = 32;
+
 impl Job {
     /// The queue whose worker does this job.
     pub fn queue(&self) -> QueueName {
         match self {
             Job::OrderNumber { .. } | Job::OrderNumbers { .. } => QueueName::Ordering,
-            Job::PollSms { .. } | Job::CancelOrder { .. } => QueueName::Polling,
+            Job::PollSms { .. } | Job::PollSmsGroup { .. } | Job::CancelOrder { .. } => {
+                QueueName::Polling
+            }
             Job::Refund { .. } => QueueName::Refund,
             Job::DeliverWebhook { .. } | Job::DeliverWebhooks { .. } => QueueName::Webhooks,
         }
@@ -106,9 +127,9 @@ impl Job {
             | Job::PollSms { verification_id }
             | Job::CancelOrder { verification_id }
             | Job::Refund { verification_id } => verification_id.0,
-            Job::OrderNumbers { orders } => orders
+            Job::OrderNumbers { orders: members } | Job::PollSmsGroup { polls: members } => members
                 .first()
-                .map_or_else(Uuid::nil, |order| order.verification_id.0),
+                .map_or_else(Uuid::nil, |member| member.verification_id.0),
             Job::DeliverWebhook { delivery_id, .. } => *delivery_id,
             Job::DeliverWebhooks { deliveries } => deliveries
                 .first()
@@ -193,6 +214,11 @@ impl Envelope {
                 "orders",
                 MAX_GROUPED_ORDERS,
                 orders.iter().map(|order| order.trace_id.as_str()),
+            )?,
+            Job::PollSmsGroup { polls } => check_group(
+                "polls",
+                MAX_GROUPED_POLLS,
+                polls.iter().map(|poll| poll.trace_id.as_str()),
             )?,
             _ => {}
         }
@@ -284,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_group_of_orders_round_trips_and_splits_into_single_orders() {
-        let order = GroupedOrder {
+        let order = GroupedVerification {
             verification_id: VerificationId::new(),
             trace_id: "t2".to_owned(),
         };
@@ -299,13 +325,40 @@ mod tests {
         assert_eq!(parsed.job.queue(), QueueName::Ordering);
         assert_eq!(parsed.job.subject_id(), order.verification_id.0);
         assert!(parsed.job.is_about_a_verification());
-        let alone = order.alone();
+        let alone = order.order_alone();
         assert_eq!(alone.trace_id, "t2");
         assert_eq!(alone.attempt, 1);
         assert_eq!(
             alone.job,
             Job::OrderNumber {
                 verification_id: order.verification_id
+            }
+        );
+    }
+
+    #[test]
+    fn a_group_of_polls_round_trips_and_splits_into_single_polls() {
+        let poll = GroupedVerification {
+            verification_id: VerificationId::new(),
+            trace_id: "t2".to_owned(),
+        };
+        let group = Envelope::first(
+            Job::PollSmsGroup {
+                polls: vec![poll.clone()],
+            },
+            "t1",
+        );
+        let parsed = Envelope::parse(&group.to_bytes()).expect("parses");
+        assert_eq!(parsed, group);
+        assert_eq!(parsed.job.queue(), QueueName::Polling);
+        assert_eq!(parsed.job.subject_id(), poll.verification_id.0);
+        assert!(parsed.job.is_about_a_verification());
+        let alone = poll.poll_alone();
+        assert_eq!(alone.trace_id, "t2");
+        assert_eq!(
+            alone.job,
+            Job::PollSms {
+                verification_id: poll.verification_id
             }
         );
     }
@@ -323,6 +376,8 @@ mod tests {
             br#"{"type":"order_numbers","orders":[],"attempt":1,"trace_id":"t"}"#,
             br#"{"type":"order_numbers","orders":[{"verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00"}],"attempt":1,"trace_id":"t"}"#,
             br#"{"type":"order_numbers","orders":[{"verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","trace_id":""}],"attempt":1,"trace_id":"t"}"#,
+            br#"{"type":"poll_sms_group","polls":[],"attempt":1,"trace_id":"t"}"#,
+            br#"{"type":"poll_sms_group","polls":[{"verification_id":"0193a0e6-3b1c-7c52-9a4e-5d2f8c9b1a00","trace_id":""}],"attempt":1,"trace_id":"t"}"#,
         ] {
             assert!(Envelope::parse(body).is_err(), "{}", String::from_utf8_lossy(body));
         }

@@ -25,8 +25,8 @@ pub use consumer::{
 pub use delay::DelayTier;
 pub use group::member_follow_ups;
 pub use message::{
-    Envelope, GroupedDelivery, GroupedOrder, Job, MAX_GROUPED_DELIVERIES, MAX_GROUPED_ORDERS,
-    MalformedMessage, TRACE_ID_HEADER,
+    Envelope, GroupedDelivery, GroupedVerification, Job, MAX_GROUPED_DELIVERIES,
+    MAX_GROUPED_ORDERS, MAX_GROUPED_POLLS, MalformedMessage, TRACE_ID_HEADER,
 };
 pub use relay::{OutboxRelay, OutboxSignal, RelayError};
 pub use retry::backoff_delay;

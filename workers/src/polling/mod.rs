@@ -8,6 +8,8 @@
 //!   past the deadline;
 //! - a first poll that comes before its time (published at once for the consumer to hold,
 //!   see `ordering`) waits until it is due;
+//! - a group of polls (the first polls of numbers recorded together) is asked about member
+//!   by member, side by side, once all are due (`group`);
 //! - the deadline has passed → cancel the order at the provider, `timed_out`, refund queued;
 //! - the provider ended the order itself → `failed` (or `timed_out`), refund queued.
 //!
@@ -16,9 +18,12 @@
 //! cancel and the verification completes instead. Every ending is one conditional update
 //! from `waiting_sms`, so a cancel racing an SMS ends in exactly one of the two.
 
+mod group;
+
 use async_trait::async_trait;
 use chrono::Utc;
 use std::{sync::Arc, time::Duration};
+use tokio::sync::Semaphore;
 
 use namaskah_core::{
     config::Config,
@@ -47,6 +52,9 @@ pub struct PollingWorker {
     /// A provider that refuses cancels or finishes refuses them all: one warning a minute
     /// per provider (each call is counted in `namaskah_provider_requests_total`).
     provider_warnings: LogLimit,
+    /// The members of groups asked about at once: as many as `WORKER_PREFETCH`, as if each
+    /// had come as a message of its own, so a group does not multiply the calls in flight.
+    group_slots: Semaphore,
 }
 
 impl PollingWorker {
@@ -66,11 +74,13 @@ impl PollingWorker {
                 async move { verifications::complete_many(&pool, &received).await }
             },
         );
+        let group_slots = Semaphore::new(usize::from(deps.config.worker_prefetch));
         Self {
             deps,
             loads,
             completions,
             provider_warnings: LogLimit::new(PROVIDER_WARNING_INTERVAL),
+            group_slots,
         }
     }
 
@@ -306,10 +316,13 @@ impl PollingWorker {
 
 #[async_trait]
 impl JobHandler for PollingWorker {
-    async fn handle(&self, envelope: &Envelope, _attempt: Attempt) -> Result<Handled, JobError> {
-        let verification_id = match envelope.job {
+    async fn handle(&self, envelope: &Envelope, attempt: Attempt) -> Result<Handled, JobError> {
+        let verification_id = match &envelope.job {
             Job::PollSms { verification_id } | Job::CancelOrder { verification_id } => {
-                verification_id
+                *verification_id
+            }
+            Job::PollSmsGroup { polls } => {
+                return Ok(self.poll_group(envelope, polls, attempt).await);
             }
             _ => {
                 return Err(JobError::Permanent(format!(
