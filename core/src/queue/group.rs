@@ -1,7 +1,7 @@
-//! The members of a grouped message (`deliver_webhooks`, `order_numbers`): each is handled
-//! as if it were a message of its own, and what the consumer would have done with that
-//! message's answer becomes a follow-up, so that the group is acked once every member is
-//! done or under way on its own.
+//! The members of a grouped message (`deliver_webhooks`, `order_numbers`, `poll_sms_group`):
+//! each is handled as if it were a message of its own, and what the consumer would have done
+//! with that message's answer becomes a follow-up, so that the group is acked once every
+//! member is done or under way on its own.
 
 use std::time::Duration;
 
