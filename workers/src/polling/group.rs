@@ -63,9 +63,12 @@ impl PollingWorker {
             .max();
         if let Some(wait) = last_due {
             let rest = waiting.iter().map(|(poll, _)| (*poll).clone()).collect();
+            // The same attempt as the group: only the members still waiting, without cloning
+            // the group's own list first.
             let next = Envelope {
                 job: Job::PollSmsGroup { polls: rest },
-                ..group.clone()
+                attempt: group.attempt,
+                trace_id: group.trace_id.clone(),
             };
             return go_on(follow_ups, vec![FollowUp { after: wait, next }]);
         }
