@@ -232,6 +232,65 @@ async fn server_errors_are_retried_with_the_same_message_id_and_logged() {
     assert_eq!(list["data"][0]["deliveries"][0]["status"], "succeeded");
 }
 
+/// The event tables keep no foreign keys (migration 0026): a delivered event leaves a message,
+/// a delivery and an attempt that each find their parent, and `namaskah check` names a row
+/// that does not.
+#[tokio::test]
+async fn event_rows_find_their_parents_and_an_orphan_breaks_an_invariant() {
+    let env = TestEnv::start().await;
+    let sink = Sink::start().await;
+    let account = env.account(1_000).await;
+    let (endpoint_id, _) = endpoint(&env, &account, &sink.url("/hooks"), json!([])).await;
+    let message = send_test_event(&env, &account, &endpoint_id).await;
+    eventually(WAIT, "the attempt logged", || async {
+        let (_, body) = env
+            .get(
+                &format!("/v1/webhook-messages/{message}/attempts"),
+                &account.key,
+            )
+            .await;
+        (body["data"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(orphans(&env).await, Vec::<String>::new());
+
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, message_id, endpoint_id)
+         VALUES (gen_random_uuid(), 'msg_gone', $1::uuid)",
+    )
+    .bind(&endpoint_id)
+    .execute(&env.pool)
+    .await
+    .expect("a delivery of no message");
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, succeeded, latency_ms)
+         VALUES (gen_random_uuid(), 1, false, 0)",
+    )
+    .execute(&env.pool)
+    .await
+    .expect("an attempt of no delivery");
+    let found = orphans(&env).await;
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found.iter().any(|o| o.ends_with("no message msg_gone")),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|o| o.starts_with("attempt ")), "{found:?}");
+}
+
+/// What `namaskah check` says of the event rows' parents.
+async fn orphans(env: &TestEnv) -> Vec<String> {
+    let report = namaskah_core::store::invariants::check(&env.pool, Duration::from_secs(3600))
+        .await
+        .expect("check");
+    report
+        .violations
+        .into_iter()
+        .filter(|v| v.invariant == "webhook_rows_have_their_parents")
+        .flat_map(|v| v.examples)
+        .collect()
+}
+
 #[tokio::test]
 async fn an_accounts_messages_are_listed_newest_first_page_by_page() {
     let env = TestEnv::start().await;

@@ -40,7 +40,7 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
         .fetch_one(pool)
         .await?;
     // Each check lists the rows that break it, as short human-readable lines.
-    let checks: [(&'static str, &'static str); 8] = [
+    let checks: [(&'static str, &'static str); 9] = [
         (
             "balance_equals_ledger",
             "SELECT a.id::text || ': balance ' || a.balance_cents || ', ledger ' || coalesce(l.total, 0)
@@ -97,6 +97,26 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
              FROM verifications v, usage_rollup r
              WHERE v.open_since IS NOT NULL
                AND v.created_at < (r.closed_through + 1)::timestamp AT TIME ZONE 'UTC'",
+        ),
+        (
+            // The event tables keep no foreign keys (migration 0026): their rows are written
+            // from their parents and no parent is ever deleted, and this says so.
+            "webhook_rows_have_their_parents",
+            "SELECT 'message ' || m.id || ': no account ' || m.account_id
+             FROM webhook_messages m
+             WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = m.account_id)
+             UNION ALL
+             SELECT 'delivery ' || d.id || ': no message ' || d.message_id
+             FROM webhook_deliveries d
+             WHERE NOT EXISTS (SELECT 1 FROM webhook_messages m WHERE m.id = d.message_id)
+             UNION ALL
+             SELECT 'delivery ' || d.id || ': no endpoint ' || d.endpoint_id
+             FROM webhook_deliveries d
+             WHERE NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id)
+             UNION ALL
+             SELECT 'attempt ' || a.id || ': no delivery ' || a.delivery_id
+             FROM webhook_attempts a
+             WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id)",
         ),
         (
             // Before a number is assigned there is no deadline; ordering (with its retries)

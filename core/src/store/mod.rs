@@ -252,6 +252,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "attempts keyed by delivery",
             include_str!("../../../migrations/0025_attempts_keyed_by_delivery.sql"),
         ),
+        (
+            26,
+            "event tables without foreign keys",
+            include_str!("../../../migrations/0026_event_tables_without_foreign_keys.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

@@ -189,6 +189,7 @@ pub(super) async fn judge(
         "open_count_matches",
         "open_since_matches_status",
         "usage_closed_days_final",
+        "webhook_rows_have_their_parents",
     ] {
         report
             .invariants
