@@ -6,7 +6,7 @@
 -- locks the parent row FOR KEY SHARE, which writes WAL. The message's check locks the
 -- account row that the order batches hold while they debit it, so both transactions share
 -- the lock through a MultiXact. In the pipeline that was 120,000 checks for 15,000
--- verifications: 73 % of all foreign-key checks and one WAL record in ten
+-- verifications: 73 % of all foreign-key checks, and about 9 % of all WAL records
 -- (docs/benchmarks.md, "The event tables without foreign keys").
 --
 -- The checks guarded against nothing that can happen:
