@@ -6,7 +6,14 @@ use std::time::Duration;
 
 use crate::support::{Account, TestEnv, TestEnvBuilder, eventually};
 use namaskah::pipeline::Roles;
-use namaskah_core::{queue::QueueName, store::admins};
+use namaskah_core::{
+    domain::VerificationId,
+    queue::QueueName,
+    store::{
+        admins,
+        verifications::{self, AssignedNumber, OrderingClaim, OrderingClaimRequest},
+    },
+};
 use namaskah_dashboard::security::credentials;
 use namaskah_workers::WorkerKind;
 
@@ -624,4 +631,71 @@ async fn every_page_renders_for_a_logged_in_operator() {
             "{asked}: {compressed} ≥ {plain_length}"
         );
     }
+}
+
+/// The search by number reads `verification_numbers` (migration 0027), which the number's
+/// assignment fills in the same statement.
+#[tokio::test]
+async fn a_verification_is_found_by_its_number() {
+    let env = dashboard_env().start().await;
+    let ops = admin(&env, "ops").await;
+    let session = session(&env, &ops).await;
+    let account = env.account(1_000).await;
+    let id = VerificationId(insert_verification(&env, &account).await);
+    let claim = match verifications::claim_for_ordering(
+        &env.pool,
+        &[OrderingClaimRequest { id, attempt: 1 }],
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("claim")
+    .pop()
+    {
+        Some(OrderingClaim::Claimed { claim, .. }) => claim,
+        other => panic!("not claimed: {other:?}"),
+    };
+    verifications::assign_numbers(
+        &env.pool,
+        &[AssignedNumber {
+            id,
+            claim,
+            provider: "sim".to_owned(),
+            provider_order_id: "7".to_owned(),
+            phone_number: "+15550007".to_owned(),
+            sms_timeout_secs: 120,
+            trace_id: "trace-1".to_owned(),
+        }],
+        0,
+    )
+    .await
+    .expect("assigned");
+
+    let search = |number: &'static str| {
+        let env = &env;
+        let cookie = session.cookie.clone();
+        async move {
+            get(
+                env,
+                &cookie,
+                &format!("/verifications?q={}", number.replace('+', "%2B")),
+            )
+            .await
+            .text()
+            .await
+            .expect("page")
+        }
+    };
+    assert!(search("+15550007").await.contains(&id.to_string()));
+    assert!(!search("+15550008").await.contains(&id.to_string()));
+    // The fixture's verification carries no charge, so only this invariant is asked.
+    let report = namaskah_core::store::invariants::check(&env.pool, Duration::from_secs(3600))
+        .await
+        .expect("check");
+    assert!(
+        report
+            .violations
+            .iter()
+            .all(|v| v.invariant != "phone_numbers_listed"),
+        "{report:?}"
+    );
 }

@@ -342,6 +342,20 @@ async fn a_batch_records_each_number_once_and_only_for_the_claim_holder() {
         ["order_number", "cancel_order"],
         "a number bought after the customer cancelled is given back"
     );
+    let listed: Vec<(String, uuid::Uuid)> = sqlx::query_as(
+        "SELECT phone_number, verification_id FROM verification_numbers ORDER BY phone_number",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("numbers");
+    assert_eq!(
+        listed,
+        [
+            ("+15550001".to_owned(), waits.0),
+            ("+15550003".to_owned(), cancelled.0)
+        ],
+        "each recorded number is listed once, for the dashboard's search"
+    );
     env.assert_invariants().await;
 }
 

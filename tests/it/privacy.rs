@@ -54,6 +54,11 @@ async fn the_export_holds_everything_and_erasure_leaves_no_personal_data() {
         .expect("number")
         .to_owned();
     eventually_delivered(&sink).await;
+    assert_eq!(
+        mentions(&env, "verification_numbers", &phone).await,
+        1,
+        "the dashboard's search finds the number"
+    );
 
     let (_, payment) = env
         .post(
@@ -149,6 +154,7 @@ async fn the_export_holds_everything_and_erasure_leaves_no_personal_data() {
         "webhook_attempts",
         "idempotency_keys",
         "outbox",
+        "verification_numbers",
     ];
     for needle in [email.as_str(), phone.as_str(), "731904", "private-hooks"] {
         for table in tables {

@@ -432,6 +432,15 @@ async fn retention_erases_exactly_what_is_older_than_the_window() {
     .await
     .expect("count");
     assert_eq!(leaked, 0, "webhook payloads are erased too");
+    let listed: Vec<String> = sqlx::query_scalar(
+        "SELECT verification_id::text FROM verification_numbers ORDER BY verification_id",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("numbers");
+    let mut kept = ids[1..].to_vec();
+    kept.sort();
+    assert_eq!(listed, kept, "the erased number leaves the search's list");
     env.assert_invariants().await;
 }
 

@@ -9,17 +9,22 @@ use super::StoreError;
 /// `older_than` ago, and the same fields in their webhook payloads. Rows stay for accounting.
 pub async fn erase_personal_data(pool: &PgPool, older_than: Duration) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    let erased = sqlx::query(
-        "UPDATE verifications SET sms_text = NULL, code = NULL, phone_number = NULL,
-                                  personal_data_erased_at = now()
-         WHERE personal_data_erased_at IS NULL
-           AND created_at < now() - make_interval(secs => $1)
-           AND status IN ('completed', 'refunded')",
+    let erased: i64 = sqlx::query_scalar(
+        "WITH erased AS (
+             UPDATE verifications SET sms_text = NULL, code = NULL, phone_number = NULL,
+                                      personal_data_erased_at = now()
+             WHERE personal_data_erased_at IS NULL
+               AND created_at < now() - make_interval(secs => $1)
+               AND status IN ('completed', 'refunded')
+             RETURNING id
+         ), unlisted AS (
+             DELETE FROM verification_numbers n USING erased e WHERE n.verification_id = e.id
+         )
+         SELECT count(*) FROM erased",
     )
     .bind(older_than.as_secs_f64())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_one(&mut *tx)
+    .await?;
     sqlx::query(
         "UPDATE webhook_messages
          SET payload = jsonb_set(jsonb_set(jsonb_set(payload, '{data,sms_text}', 'null'),
@@ -33,7 +38,8 @@ pub async fn erase_personal_data(pool: &PgPool, older_than: Duration) -> Result<
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(erased)
+    // A count is never negative.
+    Ok(u64::try_from(erased).unwrap_or_default())
 }
 
 /// Deletes webhook delivery attempts older than `older_than`: they keep the first KiB of

@@ -40,7 +40,7 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
         .fetch_one(pool)
         .await?;
     // Each check lists the rows that break it, as short human-readable lines.
-    let checks: [(&'static str, &'static str); 9] = [
+    let checks: [(&'static str, &'static str); 10] = [
         (
             "balance_equals_ledger",
             "SELECT a.id::text || ': balance ' || a.balance_cents || ', ledger ' || coalesce(l.total, 0)
@@ -117,6 +117,21 @@ pub async fn check(pool: &PgPool, grace: Duration) -> Result<Report, StoreError>
              SELECT 'attempt ' || a.id || ': no delivery ' || a.delivery_id
              FROM webhook_attempts a
              WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = a.delivery_id)",
+        ),
+        (
+            // The dashboard's search by number reads the list, not the rows (migration 0027).
+            // The examples name verifications, never numbers: they reach the scheduler's log.
+            "phone_numbers_listed",
+            "SELECT v.id::text || ': its number is not listed'
+             FROM verifications v
+             WHERE v.phone_number IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM verification_numbers n
+                               WHERE n.phone_number = v.phone_number AND n.verification_id = v.id)
+             UNION ALL
+             SELECT n.verification_id::text || ': listed under a number it does not hold'
+             FROM verification_numbers n
+             WHERE NOT EXISTS (SELECT 1 FROM verifications v
+                               WHERE v.id = n.verification_id AND v.phone_number = n.phone_number)",
         ),
         (
             // Before a number is assigned there is no deadline; ordering (with its retries)

@@ -257,6 +257,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "event tables without foreign keys",
             include_str!("../../../migrations/0026_event_tables_without_foreign_keys.sql"),
         ),
+        (
+            27,
+            "numbers off the hot row",
+            include_str!("../../../migrations/0027_numbers_off_the_hot_row.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

@@ -73,6 +73,8 @@ pub async fn erase(pool: &PgPool, account: AccountId) -> Result<Erasure, StoreEr
         "UPDATE verifications SET phone_number = NULL, code = NULL, sms_text = NULL,
                                   personal_data_erased_at = coalesce(personal_data_erased_at, now())
          WHERE account_id = $1",
+        "DELETE FROM verification_numbers
+         WHERE verification_id IN (SELECT id FROM verifications WHERE account_id = $1)",
         "UPDATE webhook_messages
          SET payload = payload #- '{data,phone_number}' #- '{data,code}' #- '{data,sms_text}'
                                #- '{data,email}'

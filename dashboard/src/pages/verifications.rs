@@ -39,7 +39,8 @@ pub async fn search(state: &DashboardState, request: &Request, session: &Session
     let sql = format!(
         "SELECT {COLUMNS} FROM verifications
          WHERE ($1::uuid IS NULL OR id = $1 OR account_id = $1)
-           AND ($2::text IS NULL OR phone_number = $2)
+           AND ($2::text IS NULL OR id IN (SELECT verification_id FROM verification_numbers
+                                           WHERE phone_number = $2))
            AND ($3::text IS NULL OR status = $3)
          ORDER BY created_at DESC LIMIT 100"
     );

@@ -190,6 +190,7 @@ pub(super) async fn judge(
         "open_since_matches_status",
         "usage_closed_days_final",
         "webhook_rows_have_their_parents",
+        "phone_numbers_listed",
     ] {
         report
             .invariants

@@ -58,6 +58,12 @@ pub async fn assign_numbers(
                        wanted_timeout, wanted_poll, wanted_cancel)
              WHERE id = w.wanted_id AND status = ANY($10) AND ordering_claim = w.wanted_claim
              RETURNING {COLUMNS}, w.wanted_poll, w.wanted_cancel
+         ), numbered AS (
+             -- The dashboard finds a verification by its number through this list, so that
+             -- no index covers `phone_number` and this update stays HOT (migration 0027).
+             INSERT INTO verification_numbers (phone_number, verification_id)
+             SELECT phone_number, id FROM assigned
+             ON CONFLICT DO NOTHING
          ), message AS (
              INSERT INTO outbox (queue, payload, delay_ms)
              SELECT $11,
