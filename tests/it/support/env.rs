@@ -582,6 +582,19 @@ impl TestEnv {
         assert!(report.is_clean(), "invariants broken: {report:#?}");
     }
 
+    /// The examples `namaskah check` gives of one broken invariant: empty while it holds.
+    pub async fn violations_of(&self, invariant: &str) -> Vec<String> {
+        let report = store::invariants::check(&self.pool, Duration::from_secs(3600))
+            .await
+            .expect("invariant check runs");
+        report
+            .violations
+            .into_iter()
+            .filter(|v| v.invariant == invariant)
+            .flat_map(|v| v.examples)
+            .collect()
+    }
+
     /// Waits until a relay has published (and so deleted) every outbox row.
     pub async fn wait_for_empty_outbox(&self, timeout: Duration) {
         eventually(timeout, "the outbox to be published", || async {
