@@ -9,7 +9,8 @@
 --
 -- Erasure takes a verification's number out of the list with the number itself
 -- (`store::privacy`, `store::housekeeping`); `namaskah check` compares the two
--- ("phone_numbers_listed").
+-- ("phone_numbers_listed"). Numbers that an ordering worker of the release before records
+-- during the rollout are listed by one statement afterwards (docs/deployment.md).
 CREATE TABLE verification_numbers (
     phone_number    text NOT NULL,
     verification_id uuid NOT NULL,
