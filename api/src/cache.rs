@@ -57,9 +57,12 @@ where
     }
 
     /// The cached value, or `load`'s, kept when it is `Some` and nothing changed meanwhile.
-    async fn get_or_load<F>(&self, key: K, load: F) -> Result<Option<V>, StoreError>
+    /// Requests that miss the same key at the same moment (a cold start, an expiry under
+    /// load) share one load instead of each sending its own query.
+    async fn get_or_load<F, Fut>(&self, key: K, load: F) -> Result<Option<V>, StoreError>
     where
-        F: Future<Output = Result<Option<V>, StoreError>>,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<V>, StoreError>>,
     {
         if let Some(value) = self.cache.get(&key).await {
             metrics::counter!("namaskah_cache_requests_total", "cache" => self.name, "result" => "hit")
@@ -68,14 +71,35 @@ where
         }
         metrics::counter!("namaskah_cache_requests_total", "cache" => self.name, "result" => "miss")
             .increment(1);
-        let generation = self.generation.load(Ordering::Acquire);
-        let loaded = load.await?;
-        if let Some(value) = &loaded
-            && self.generation.load(Ordering::Acquire) == generation
-        {
-            self.cache.insert(key, value.clone()).await;
+        // Only an `Ok` is kept: whatever must not be cached leaves as a `NotKept`.
+        let shared = self.cache.try_get_with(key, async {
+            let generation = self.generation.load(Ordering::Acquire);
+            match load().await {
+                Ok(Some(value)) if self.generation.load(Ordering::Acquire) == generation => {
+                    Ok(value)
+                }
+                Ok(Some(value)) => Err(NotKept::Raced(value)),
+                Ok(None) => Err(NotKept::Absent),
+                Err(error) => Err(NotKept::Failed(error)),
+            }
+        });
+        let not_kept = match shared.await {
+            Ok(value) => return Ok(Some(value)),
+            Err(not_kept) => not_kept,
+        };
+        match Arc::try_unwrap(not_kept) {
+            Ok(NotKept::Raced(value)) => Ok(Some(value)),
+            Ok(NotKept::Absent) => Ok(None),
+            Ok(NotKept::Failed(error)) => Err(error),
+            Err(shared) => match &*shared {
+                NotKept::Raced(value) => Ok(Some(value.clone())),
+                NotKept::Absent => Ok(None),
+                // A failed load shared with others: ask again, for an error of our own to
+                // answer with (the database is failing anyway, one more query costs
+                // little).
+                NotKept::Failed(_) => load().await,
+            },
         }
-        Ok(loaded)
     }
 
     async fn invalidate(&self, key: &K) {
@@ -87,6 +111,17 @@ where
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
     }
+}
+
+/// A load's outcome that the cache must not keep.
+enum NotKept<V> {
+    /// The value was read while an invalidation came in: the caller may use it, the next
+    /// caller must read again.
+    Raced(V),
+    /// Nothing has that key (an unknown API key, say): not cached, so that a key created a
+    /// moment later is found.
+    Absent,
+    Failed(StoreError),
 }
 
 pub struct Caches {
@@ -125,14 +160,14 @@ impl Caches {
         hash: &ApiKeyHash,
     ) -> Result<Option<KeyOwner>, StoreError> {
         self.keys
-            .get_or_load(hash.0.clone(), api_keys::find_by_hash(pool, hash))
+            .get_or_load(hash.0.clone(), || api_keys::find_by_hash(pool, hash))
             .await
     }
 
     pub async fn tier_plan(&self, pool: &PgPool, tier: Tier) -> Result<TierPlan, StoreError> {
         let plans = self
             .tiers
-            .get_or_load((), async {
+            .get_or_load((), || async {
                 let plans = tiers::all(pool).await?;
                 Ok(Some(Arc::new(
                     plans.into_iter().map(|plan| (plan.tier, plan)).collect(),
@@ -156,7 +191,7 @@ impl Caches {
     ) -> Result<Arc<Vec<Offer>>, StoreError> {
         Ok(self
             .catalogue
-            .get_or_load((), async {
+            .get_or_load((), || async {
                 Ok(Some(Arc::new(
                     services::enabled_offers(pool, providers, None, None).await?,
                 )))
@@ -172,7 +207,7 @@ impl Caches {
         id: TenantId,
     ) -> Result<Arc<TenantProfile>, StoreError> {
         self.tenants
-            .get_or_load(id, async {
+            .get_or_load(id, || async move {
                 let Some(tenant) = tenants::find(pool, id).await? else {
                     return Ok(None);
                 };
@@ -195,7 +230,7 @@ impl Caches {
         };
         let found = self
             .domains
-            .get_or_load(host.clone(), async {
+            .get_or_load(host.clone(), || async {
                 Ok(Some(
                     tenants::find_by_domain(pool, &host)
                         .await?
@@ -300,5 +335,94 @@ pub async fn listen_for_changes(database_url: String, caches: Arc<Caches>, shutd
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn cache() -> Generational<u32, u32> {
+        Generational::new("test", 10, Duration::from_secs(60))
+    }
+
+    /// A load that counts its runs and takes long enough for the others to arrive meanwhile.
+    async fn slow_load(runs: &AtomicUsize, value: Option<u32>) -> Result<Option<u32>, StoreError> {
+        runs.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(value)
+    }
+
+    #[tokio::test]
+    async fn misses_of_one_key_at_one_moment_share_one_load() {
+        let cache = cache();
+        let runs = AtomicUsize::new(0);
+        let answers = futures_util::future::join_all(
+            (0..16).map(|_| cache.get_or_load(7, || slow_load(&runs, Some(42)))),
+        )
+        .await;
+        assert!(answers.iter().all(|answer| matches!(answer, Ok(Some(42)))));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "one load for sixteen misses"
+        );
+        cache
+            .get_or_load(7, || slow_load(&runs, Some(0)))
+            .await
+            .ok();
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "and then a hit");
+    }
+
+    #[tokio::test]
+    async fn nothing_found_is_answered_but_not_kept() {
+        let cache = cache();
+        let runs = AtomicUsize::new(0);
+        let answer = cache.get_or_load(7, || slow_load(&runs, None)).await;
+        assert!(matches!(answer, Ok(None)));
+        let answer = cache.get_or_load(7, || slow_load(&runs, Some(3))).await;
+        assert!(matches!(answer, Ok(Some(3))), "created since: found");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_value_read_across_an_invalidation_is_answered_but_not_kept() {
+        let cache = cache();
+        let runs = AtomicUsize::new(0);
+        let (answer, ()) =
+            tokio::join!(cache.get_or_load(7, || slow_load(&runs, Some(1))), async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                cache.invalidate(&7).await;
+            });
+        assert!(
+            matches!(answer, Ok(Some(1))),
+            "the caller gets what it read"
+        );
+        let answer = cache.get_or_load(7, || slow_load(&runs, Some(2))).await;
+        assert!(matches!(answer, Ok(Some(2))), "the next one reads again");
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_an_error_for_every_caller_and_is_not_kept() {
+        let cache = cache();
+        let runs = AtomicUsize::new(0);
+        let failing = || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err::<Option<u32>, _>(StoreError::Missing("a test row"))
+        };
+        let answers =
+            futures_util::future::join_all((0..4).map(|_| cache.get_or_load(7, failing))).await;
+        assert!(
+            answers
+                .iter()
+                .all(|answer| matches!(answer, Err(StoreError::Missing("a test row"))))
+        );
+        let answer = cache.get_or_load(7, || slow_load(&runs, Some(5))).await;
+        assert!(
+            matches!(answer, Ok(Some(5))),
+            "the database is back: read again"
+        );
     }
 }
