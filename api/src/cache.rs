@@ -87,17 +87,15 @@ where
             Ok(value) => return Ok(Some(value)),
             Err(not_kept) => not_kept,
         };
-        match Arc::try_unwrap(not_kept) {
-            Ok(NotKept::Raced(value)) => Ok(Some(value)),
-            Ok(NotKept::Absent) => Ok(None),
-            Ok(NotKept::Failed(error)) => Err(error),
-            Err(shared) => match &*shared {
-                NotKept::Raced(value) => Ok(Some(value.clone())),
-                NotKept::Absent => Ok(None),
+        match &*not_kept {
+            NotKept::Raced(value) => Ok(Some(value.clone())),
+            NotKept::Absent => Ok(None),
+            NotKept::Failed(_) => match Arc::try_unwrap(not_kept) {
+                Ok(NotKept::Failed(error)) => Err(error),
                 // A failed load shared with others: ask again, for an error of our own to
                 // answer with (the database is failing anyway, one more query costs
                 // little).
-                NotKept::Failed(_) => load().await,
+                _ => load().await,
             },
         }
     }
