@@ -691,3 +691,116 @@ async fn a_verification_is_found_by_its_number() {
     let unlisted = env.violations_of("phone_numbers_listed").await;
     assert!(unlisted.is_empty(), "{unlisted:?}");
 }
+
+/// The webhooks page reads attempts, not every delivery (migration 0028): the endpoints'
+/// counts are of the last hour, and a delivery is failing when an attempt of it failed and
+/// it has not succeeded since, newest failure first.
+#[tokio::test]
+async fn the_webhooks_page_counts_the_hour_and_lists_what_has_not_succeeded_since_failing() {
+    let env = dashboard_env().start().await;
+    let ops = admin(&env, "ops").await;
+    let session = session(&env, &ops).await;
+    let account = env.account(1_000).await;
+    struct Delivery {
+        message: &'static str,
+        endpoint: &'static str,
+        status: &'static str,
+        /// (minutes ago, succeeded), oldest first.
+        attempts: &'static [(i32, bool)],
+    }
+    let delivery = |message, endpoint, status, attempts| Delivery {
+        message,
+        endpoint,
+        status,
+        attempts,
+    };
+    let deliveries = [
+        delivery(
+            "msg_retried_then_delivered",
+            "a",
+            "succeeded",
+            &[(9, false), (8, true)],
+        ),
+        delivery("msg_given_up", "a", "failed", &[(7, false), (6, false)]),
+        delivery("msg_retrying", "b", "pending", &[(5, false)]),
+        delivery("msg_delivered_at_once", "b", "succeeded", &[(4, true)]),
+        delivery("msg_failed_hours_ago", "b", "failed", &[(120, false)]),
+    ];
+    for endpoint in ["a", "b"] {
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, account_id, url, secret)
+             VALUES (gen_random_uuid(), $1, $2, 'whsec_test')",
+        )
+        .bind(account.id)
+        .bind(format!("https://{endpoint}.example/hooks"))
+        .execute(&env.pool)
+        .await
+        .expect("endpoint");
+    }
+    for Delivery {
+        message,
+        endpoint,
+        status,
+        attempts,
+    } in deliveries
+    {
+        sqlx::query(
+            "WITH m AS (
+                 INSERT INTO webhook_messages (id, account_id, event_type, payload, trace_id)
+                 VALUES ($1, $2, 'verification.completed', '{}', 'trace-1') RETURNING id
+             )
+             INSERT INTO webhook_deliveries (id, message_id, endpoint_id, status, attempts, last_attempt_at)
+             SELECT gen_random_uuid(), m.id, e.id, $4, $5, now()
+             FROM m, webhook_endpoints e WHERE e.url = $3",
+        )
+        .bind(message)
+        .bind(account.id)
+        .bind(format!("https://{endpoint}.example/hooks"))
+        .bind(status)
+        .bind(i32::try_from(attempts.len()).expect("few attempts"))
+        .execute(&env.pool)
+        .await
+        .expect("delivery");
+        for (number, (minutes_ago, succeeded)) in (1..).zip(attempts) {
+            sqlx::query(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, succeeded, latency_ms)
+                 SELECT id, $2, now() - make_interval(mins => $3), $4, 5
+                 FROM webhook_deliveries WHERE message_id = $1",
+            )
+            .bind(message)
+            .bind(number)
+            .bind(minutes_ago)
+            .bind(succeeded)
+            .execute(&env.pool)
+            .await
+            .expect("attempt");
+        }
+    }
+
+    let page = get(&env, &session.cookie, "/webhooks")
+        .await
+        .text()
+        .await
+        .expect("page");
+    // Attempts and failures of the last hour: the failure two hours ago is not counted.
+    for (endpoint, counts) in [("a", "<td>4</td><td>3</td>"), ("b", "<td>2</td><td>1</td>")] {
+        assert!(
+            page.contains(&format!(
+                "https://{endpoint}.example/hooks</td><td>enabled</td>{counts}"
+            )),
+            "{endpoint}: {page}"
+        );
+    }
+    let failing = page
+        .split("<h2>Failing deliveries</h2>")
+        .nth(1)
+        .expect("the failing list");
+    let listed: Vec<usize> = ["msg_retrying", "msg_given_up", "msg_failed_hours_ago"]
+        .iter()
+        .map(|message| failing.find(message).expect(message))
+        .collect();
+    assert!(listed.is_sorted(), "newest failure first: {failing}");
+    for delivered in ["msg_retried_then_delivered", "msg_delivered_at_once"] {
+        assert!(!failing.contains(delivered), "{delivered}: {failing}");
+    }
+}

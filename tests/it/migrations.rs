@@ -234,13 +234,18 @@ async fn webhook_attempts_from_before_their_key_changed_are_listed_with_the_new_
     .fetch_all(&pool)
     .await
     .expect("indexes");
+    // The failed attempts' partial index (migration 0028) takes no entry from a success.
+    let entered_by_every_attempt: Vec<&String> = indexes
+        .iter()
+        .filter(|definition| !definition.contains(" WHERE "))
+        .collect();
     assert_eq!(
-        indexes.len(),
+        entered_by_every_attempt.len(),
         2,
         "the key and the time index, one b-tree fewer per attempt: {indexes:?}"
     );
     assert!(
-        indexes[0].contains("(delivery_id, id)"),
+        entered_by_every_attempt[0].contains("(delivery_id, id)"),
         "attempts are keyed by their delivery: {indexes:?}"
     );
 

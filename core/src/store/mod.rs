@@ -262,6 +262,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "numbers off the hot row",
             include_str!("../../../migrations/0027_numbers_off_the_hot_row.sql"),
         ),
+        (
+            28,
+            "failed attempts indexed",
+            include_str!("../../../migrations/0028_failed_attempts_indexed.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations

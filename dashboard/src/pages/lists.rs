@@ -31,27 +31,54 @@ struct FailingRow {
     last: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Failing deliveries the webhooks page shows.
+const FAILING_SHOWN: i64 = 100;
+/// Failed attempts of still failing deliveries read to find them: a delivery gives up
+/// after eight attempts with the default `WEBHOOK_RETRY_SCHEDULE`, so this many name at
+/// least `FAILING_SHOWN` deliveries.
+const FAILED_ATTEMPTS_READ: i64 = 1_000;
+
 pub async fn webhooks(state: &DashboardState, session: &Session) -> Response {
     let pool = &state.pool;
+    // Both lists start from the attempts (kept `RETENTION_HISTORY`), never from the
+    // deliveries, which are kept for replays and grow with the service's whole history.
     let endpoints = sqlx::query_as::<_, EndpointRow>(
         "SELECT e.url, e.enabled, e.disabled_reason,
-                count(a.id) FILTER (WHERE a.attempted_at > now() - interval '1 hour') AS attempts,
-                count(a.id) FILTER (WHERE a.attempted_at > now() - interval '1 hour' AND NOT a.succeeded) AS failed
+                coalesce(h.attempts, 0) AS attempts, coalesce(h.failed, 0) AS failed
          FROM webhook_endpoints e
-         LEFT JOIN webhook_deliveries d ON d.endpoint_id = e.id
-         LEFT JOIN webhook_attempts a ON a.delivery_id = d.id
+         LEFT JOIN (
+             SELECT d.endpoint_id, count(*) AS attempts, count(*) FILTER (WHERE NOT a.succeeded) AS failed
+             FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+             WHERE a.attempted_at > now() - interval '1 hour'
+             GROUP BY d.endpoint_id
+         ) h ON h.endpoint_id = e.id
          WHERE e.deleted_at IS NULL
-         GROUP BY e.id ORDER BY e.created_at DESC LIMIT 200",
+         ORDER BY e.created_at DESC LIMIT 200",
     )
     .fetch_all(pool)
     .await;
+    // A delivery is failing when one of its attempts failed and it has not succeeded since:
+    // given up, or waiting for its next retry. The newest failed attempts, through their
+    // partial index (migration 0028), name the deliveries to show; the scan stops once it
+    // has found enough of them that are still failing.
     let failing = sqlx::query_as::<_, FailingRow>(
-        "SELECT m.id, m.event_type AS event, e.url, d.attempts, d.last_attempt_at AS last
-         FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id
+        "WITH recent_failures AS (
+             SELECT newest.delivery_id, max(newest.attempted_at) AS failed_at
+             FROM (SELECT a.delivery_id, a.attempted_at
+                   FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+                   WHERE NOT a.succeeded AND d.status <> 'succeeded'
+                   ORDER BY a.attempted_at DESC LIMIT $1) newest
+             GROUP BY newest.delivery_id
+         )
+         SELECT m.id, m.event_type AS event, e.url, d.attempts, d.last_attempt_at AS last
+         FROM recent_failures f
+         JOIN webhook_deliveries d ON d.id = f.delivery_id
+         JOIN webhook_messages m ON m.id = d.message_id
          JOIN webhook_endpoints e ON e.id = d.endpoint_id
-         WHERE d.status = 'failed' OR (d.status = 'pending' AND d.attempts > 1)
-         ORDER BY d.updated_at DESC LIMIT 100",
+         ORDER BY f.failed_at DESC LIMIT $2",
     )
+    .bind(FAILED_ATTEMPTS_READ)
+    .bind(FAILING_SHOWN)
     .fetch_all(pool)
     .await;
     let (Ok(endpoints), Ok(failing)) = (endpoints, failing) else {

@@ -1,0 +1,14 @@
+-- The dashboard's webhooks page reads attempts, not every delivery ever made.
+--
+-- Its two lists read `webhook_deliveries` whole: the endpoints' counts of the last hour joined
+-- every delivery to its attempts, and the failing deliveries filtered `status`, which no
+-- index covers. Deliveries are kept (a customer can replay any message), so each page view
+-- grew with the service's whole history. Both lists now start from `webhook_attempts`: the
+-- counts from its time index (`webhook_attempts_time_idx`), the failing deliveries from the
+-- failed attempts, newest first, through this partial index.
+--
+-- An index on the deliveries' `status` would have cost every delivery's success its HOT
+-- update; this one costs nothing when an attempt succeeds (the row does not enter it), only
+-- an entry per failed attempt. Built inside the migration's transaction: attempts are kept
+-- `RETENTION_HISTORY` (seven days by default), and their inserts wait while it builds.
+CREATE INDEX webhook_attempts_failed_idx ON webhook_attempts (attempted_at) WHERE NOT succeeded;
