@@ -310,21 +310,15 @@ async fn republish(
 /// Deletes every parked message of `queue`; returns how many.
 pub async fn purge(config: &Config, queue: QueueName) -> Result<u64, BrokerError> {
     let topology = Topology::from_config(config);
-    let connection = queue::connect(&config.amqp_url, "dashboard-purge").await?;
-    let purged = within_reply_timeout(async {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(BrokerError::Channel)?;
-        channel
-            .queue_purge(
-                topology.parking_queue(queue).into(),
-                QueuePurgeOptions::default(),
-            )
-            .await
-            .map_err(BrokerError::Channel)
-    })
-    .await?;
-    queue::close_within_timeout(&connection).await;
+    let purged =
+        queue::on_a_channel_of_its_own(&config.amqp_url, "dashboard-purge", async |channel| {
+            channel
+                .queue_purge(
+                    topology.parking_queue(queue).into(),
+                    QueuePurgeOptions::default(),
+                )
+                .await
+        })
+        .await?;
     Ok(u64::from(purged))
 }

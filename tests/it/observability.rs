@@ -274,3 +274,45 @@ async fn a_freshly_started_pipeline_exports_every_family_at_zero() {
         "promtool check metrics",
     );
 }
+
+/// ERROR events from lapin, counted wherever lapin's own tasks run.
+#[derive(Clone, Default)]
+struct LapinErrors(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LapinErrors {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let metadata = event.metadata();
+        if *metadata.level() == tracing::Level::ERROR && metadata.target().starts_with("lapin") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// The scheduler samples the queues every minute on a connection of its own, and so does
+/// the dashboard on every page: neither may log an error when nothing is wrong. The channel
+/// used to be dropped just before its connection closed, and lapin logged the refused
+/// close as "Connection error" once a sample.
+#[tokio::test]
+async fn sampling_the_queues_logs_no_error() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let env = TestEnv::api_only().await;
+    let errors = LapinErrors::default();
+    let _logging =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(errors.clone()));
+    let topology = namaskah_core::queue::Topology::from_config(&env.config);
+    for _ in 0..5 {
+        let depths =
+            namaskah_core::queue::sample_depths(&env.config.amqp_url, "sampling", &topology)
+                .await
+                .expect("sampled");
+        assert_eq!(depths.len(), QueueName::ALL.len());
+    }
+    // lapin closes in a task of its own: give it the time to log.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(errors.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

@@ -153,20 +153,36 @@ pub async fn sample_depths(
     role: &str,
     topology: &super::Topology,
 ) -> Result<Vec<super::QueueDepth>, BrokerError> {
+    on_a_channel_of_its_own(url, role, async |channel| topology.depths(channel).await).await
+}
+
+/// Opens a connection of its own (`role` names it), runs `exchange` on one channel within
+/// [`BROKER_REPLY_TIMEOUT`], and closes both.
+///
+/// The channel is closed before its connection, never left to its `Drop`: a dropped channel
+/// sends its close later, from lapin's own task, and when the connection's close has begun
+/// by then lapin reports the refused close as a connection error, at ERROR, once a minute
+/// from the scheduler's queue sampling.
+pub async fn on_a_channel_of_its_own<T>(
+    url: &str,
+    role: &str,
+    exchange: impl AsyncFnOnce(&lapin::Channel) -> Result<T, lapin::Error>,
+) -> Result<T, BrokerError> {
     let connection = connect(url, role).await?;
-    let depths = within_reply_timeout(async {
+    let outcome = within_reply_timeout(async {
         let channel = connection
             .create_channel()
             .await
             .map_err(BrokerError::Channel)?;
-        topology
-            .depths(&channel)
-            .await
-            .map_err(BrokerError::Channel)
+        let outcome = exchange(&channel).await.map_err(BrokerError::Channel);
+        // A channel the broker has closed already (a failed passive declare) refuses this;
+        // the exchange's own error is the one to report.
+        let _ = channel.close(200, "done".into()).await;
+        outcome
     })
     .await;
     close_within_timeout(&connection).await;
-    depths
+    outcome
 }
 
 /// Closes `connection` and its channels, giving up after [`BROKER_REPLY_TIMEOUT`]: a

@@ -16,8 +16,8 @@ mod retry;
 mod topology;
 
 pub use connection::{
-    BROKER_REPLY_TIMEOUT, BrokerError, BrokerProbe, close_within_timeout, connect, open_confirming,
-    sample_depths, within_reply_timeout,
+    BROKER_REPLY_TIMEOUT, BrokerError, BrokerProbe, close_within_timeout, connect,
+    on_a_channel_of_its_own, open_confirming, sample_depths, within_reply_timeout,
 };
 pub use consumer::{
     Attempt, ConsumerOptions, FollowUp, Handled, JobError, JobHandler, run_consumer,

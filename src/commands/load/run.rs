@@ -379,10 +379,12 @@ impl Pipeline {
 
 /// Messages in the run's parking queues, by queue.
 pub(super) async fn parked_messages(config: &Config) -> Result<BTreeMap<String, u32>> {
-    let connection = queue::connect(&config.amqp_url, "load-parked").await?;
-    let channel = connection.create_channel().await?;
-    let depths = Topology::from_config(config).depths(&channel).await?;
-    let _ = connection.close(200, "counted".into()).await;
+    let depths = queue::sample_depths(
+        &config.amqp_url,
+        "load-parked",
+        &Topology::from_config(config),
+    )
+    .await?;
     Ok(depths
         .into_iter()
         .map(|depth| (depth.queue.as_str().to_owned(), depth.parked))

@@ -26,13 +26,14 @@ pub async fn reset(config: &Config) -> Result<(), store::StoreError> {
 /// Drops the database and deletes the queues and exchanges.
 pub async fn clean_up(config: &Config) -> Result<(), store::StoreError> {
     store::drop_database(&config.database_url).await?;
-    if let Ok(connection) = queue::connect(&config.amqp_url, "load-cleanup").await
-        && let Ok(channel) = connection.create_channel().await
-    {
-        if let Err(error) = Topology::from_config(config).delete(&channel).await {
-            tracing::warn!(%error, "could not delete the load run's queues");
-        }
-        let _ = connection.close(200, "cleaned up".into()).await;
+    let topology = Topology::from_config(config);
+    let deleted =
+        queue::on_a_channel_of_its_own(&config.amqp_url, "load-cleanup", async |channel| {
+            topology.delete(channel).await
+        })
+        .await;
+    if let Err(error) = deleted {
+        tracing::warn!(%error, "could not delete the load run's queues");
     }
     Ok(())
 }
