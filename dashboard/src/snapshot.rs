@@ -5,7 +5,10 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
-use namaskah_core::store::{self, error_groups, outbox, provider_calls, scheduler_runs};
+use namaskah_core::{
+    queue::QueueName,
+    store::{self, error_groups, outbox, provider_calls, scheduler_runs},
+};
 
 use crate::{DashboardState, rabbit};
 
@@ -297,6 +300,7 @@ pub fn context(snapshot: &Snapshot) -> Value {
             "publish_rate": rate(q.publish_rate),
             "ack_rate": rate(q.ack_rate),
             "parked": q.parked,
+            "jobs_per_message": QueueName::parse(&q.name).map_or(1, QueueName::most_jobs_per_message),
         })).collect::<Vec<_>>(),
         "providers": snapshot.providers.iter().map(|p| json!({
             "name": p.name,

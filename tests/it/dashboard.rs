@@ -352,6 +352,16 @@ async fn overview_shows_seven_ready_refunds(env: &TestEnv, source: &str) {
         page.contains(source),
         "the numbers should come from the {source}"
     );
+    // Depths count messages; the page says how many jobs one message may hold.
+    for (queue, jobs) in [
+        ("ordering", 16),
+        ("polling", 32),
+        ("refund", 1),
+        ("webhooks", 64),
+    ] {
+        let cell = format!(r#"data-jobs-per-message="{queue}">{jobs}<"#);
+        assert!(page.contains(&cell), "{cell} missing");
+    }
 }
 
 #[tokio::test]

@@ -4,19 +4,15 @@
 //! its order and one for its first poll, so those were most of the broker's messages. The
 //! rows the relay takes in one batch that start a delivery (`deliver_webhook`), an order
 //! (`order_number`) or the polls of a number (`poll_sms`), first attempt and no delay, now go
-//! out as `deliver_webhooks` messages of up to [`MAX_GROUPED_DELIVERIES`], `order_numbers`
-//! messages of up to [`MAX_GROUPED_ORDERS`] and `poll_sms_group` messages of up to
-//! [`MAX_GROUPED_POLLS`]; every other row, and a start that has no company, goes out as it
-//! was written.
+//! out as `deliver_webhooks`, `order_numbers` and `poll_sms_group` messages of up to
+//! [`QueueName::most_jobs_per_message`] each; every other row, and a start that has no
+//! company, goes out as it was written.
 
 use serde::Deserialize;
 
 use super::{
     Envelope, Job, QueueName,
-    message::{
-        GroupedDelivery, GroupedVerification, MAX_GROUPED_DELIVERIES, MAX_GROUPED_ORDERS,
-        MAX_GROUPED_POLLS,
-    },
+    message::{GroupedDelivery, GroupedVerification},
 };
 use crate::store::outbox::OutboxRow;
 
@@ -64,13 +60,16 @@ pub(super) fn outgoing_messages(rows: &[OutboxRow]) -> Vec<Outgoing> {
             None => messages.push((row.id, Outgoing::row(row))),
         }
     }
-    messages.extend(groups(&deliveries, MAX_GROUPED_DELIVERIES, |deliveries| {
-        Job::DeliverWebhooks { deliveries }
-    }));
-    messages.extend(groups(&orders, MAX_GROUPED_ORDERS, |orders| {
+    let most = |queue: QueueName| queue.most_jobs_per_message();
+    messages.extend(groups(
+        &deliveries,
+        most(QueueName::Webhooks),
+        |deliveries| Job::DeliverWebhooks { deliveries },
+    ));
+    messages.extend(groups(&orders, most(QueueName::Ordering), |orders| {
         Job::OrderNumbers { orders }
     }));
-    messages.extend(groups(&polls, MAX_GROUPED_POLLS, |polls| {
+    messages.extend(groups(&polls, most(QueueName::Polling), |polls| {
         Job::PollSmsGroup { polls }
     }));
     // Outbox ids grow with time: keep the batch's order, so older work goes out first.
@@ -160,6 +159,7 @@ fn start(row: &OutboxRow) -> Option<Start> {
 mod tests {
     use super::*;
     use crate::domain::VerificationId;
+    use crate::queue::message::{MAX_GROUPED_DELIVERIES, MAX_GROUPED_ORDERS};
     use serde_json::json;
     use uuid::Uuid;
 
@@ -382,5 +382,34 @@ mod tests {
         assert_eq!(messages.len(), 2);
         assert_eq!(grouped_orders(&messages[0]).len(), MAX_GROUPED_ORDERS);
         assert_eq!(grouped_orders(&messages[1]).len(), 2);
+    }
+
+    /// How many jobs a message carries.
+    fn jobs_in(message: &Outgoing) -> usize {
+        match job(message) {
+            Job::DeliverWebhooks { deliveries } => deliveries.len(),
+            Job::OrderNumbers { orders: members } | Job::PollSmsGroup { polls: members } => {
+                members.len()
+            }
+            _ => 1,
+        }
+    }
+
+    #[test]
+    fn the_largest_message_on_each_queue_carries_what_the_dashboard_says_it_may() {
+        let kinds: [(QueueName, fn(i64) -> OutboxRow); 4] = [
+            (QueueName::Webhooks, start),
+            (QueueName::Ordering, order),
+            (QueueName::Polling, |id| poll(id, 0)),
+            (QueueName::Refund, refund),
+        ];
+        for (queue, make) in kinds {
+            let rows: Vec<OutboxRow> = (1..=200).map(make).collect();
+            let messages = outgoing_messages(&rows);
+            assert!(messages.iter().all(|m| m.queue == queue.as_str()));
+            let largest = messages.iter().map(jobs_in).max();
+            assert_eq!(largest, Some(queue.most_jobs_per_message()), "{queue}");
+            assert_eq!(messages.iter().map(jobs_in).sum::<usize>(), 200, "{queue}");
+        }
     }
 }

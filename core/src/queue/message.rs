@@ -106,6 +106,19 @@ pub const MAX_GROUPED_ORDERS: usize = 16;
 /// `WORKER_PREFETCH` whatever the size of the groups.
 pub const MAX_GROUPED_POLLS: usize = 32;
 
+impl QueueName {
+    /// The most jobs one message on this queue carries: a queue's depth counts messages,
+    /// and a grouped message holds up to this many orders, polls or deliveries.
+    pub fn most_jobs_per_message(self) -> usize {
+        match self {
+            QueueName::Ordering => MAX_GROUPED_ORDERS,
+            QueueName::Polling => MAX_GROUPED_POLLS,
+            QueueName::Refund => 1,
+            QueueName::Webhooks => MAX_GROUPED_DELIVERIES,
+        }
+    }
+}
+
 impl Job {
     /// The queue whose worker does this job.
     pub fn queue(&self) -> QueueName {
