@@ -397,7 +397,8 @@ mod tests {
 
     #[test]
     fn the_largest_message_on_each_queue_carries_what_the_dashboard_says_it_may() {
-        let kinds: [(QueueName, fn(i64) -> OutboxRow); 4] = [
+        type RowOf = fn(i64) -> OutboxRow;
+        let kinds: [(QueueName, RowOf); 4] = [
             (QueueName::Webhooks, start),
             (QueueName::Ordering, order),
             (QueueName::Polling, |id| poll(id, 0)),
