@@ -189,3 +189,85 @@ async fn a_deadlock_is_recognised_as_a_conflict_worth_running_again() {
     assert!(aborted[0].is_transient_conflict(), "{:?}", aborted[0]);
     assert!(!aborted[0].is_connection_problem());
 }
+
+/// A foreign-key check on an account (a refund's or a payment's ledger entry) takes a key
+/// share on its row. Orders of that account at the same moment must not deadlock on it: the
+/// order statement once locked its account with NO KEY UPDATE, which lets the key share in,
+/// and then waited behind the queue to lock its own row again for the debit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_of_one_account_do_not_deadlock_with_the_key_shares_of_its_ledger_entries() {
+    const ORDERERS: usize = 4;
+    const ORDERS_EACH: usize = 100;
+    let env = TestEnv::builder().roles(Roles::default()).start().await;
+    let account = env.account(1_000_000).await;
+    let orders_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let key_sharer = {
+        let (pool, done) = (env.pool.clone(), std::sync::Arc::clone(&orders_done));
+        tokio::spawn(async move {
+            let mut shares = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut tx = pool.begin().await.expect("begin");
+                // What the foreign key of a ledger entry's insert runs on its account.
+                sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR KEY SHARE")
+                    .bind(account.id)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("key share");
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                tx.commit().await.expect("commit");
+                shares += 1;
+            }
+            shares
+        })
+    };
+    let orderers = (0..ORDERERS).map(|_| {
+        let pool = env.pool.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.acquire().await.expect("connection");
+            let mut deadlocks = 0;
+            for _ in 0..ORDERS_EACH {
+                let order = ChargedOrder {
+                    new: NewVerification {
+                        id: VerificationId::new(),
+                        account_id: account.id,
+                        service: "telegram".to_owned(),
+                        country: "us".to_owned(),
+                        price_cents: 1,
+                        trace_id: new_trace_id(),
+                    },
+                    max_open: 1_000_000,
+                };
+                match verifications::insert_charged(&mut conn, &order).await {
+                    Ok(answer) => {
+                        answer.expect("charged");
+                    }
+                    Err(error) if error.is_transient_conflict() => deadlocks += 1,
+                    Err(error) => panic!("{error}"),
+                }
+            }
+            deadlocks
+        })
+    });
+    let mut deadlocks = 0;
+    for orderer in futures_util::future::join_all(orderers).await {
+        deadlocks += orderer.expect("orderer");
+    }
+    orders_done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let shares = key_sharer.await.expect("key sharer");
+
+    assert!(
+        shares > 10,
+        "the key shares ran beside the orders: {shares}"
+    );
+    assert_eq!(deadlocks, 0, "orders aborted to break a deadlock");
+    let charges: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'charge'",
+    )
+    .bind(account.id)
+    .fetch_one(&env.pool)
+    .await
+    .expect("count");
+    assert_eq!(charges, (ORDERERS * ORDERS_EACH) as i64);
+    env.assert_invariants().await;
+}

@@ -144,7 +144,11 @@ async fn charge_round(
     // verification (migration 0018); usage is counted from the verifications themselves
     // (migration 0020). Accounts are locked in key order before anything else, the order
     // every writer of accounts follows, so two batches never wait for each other in a
-    // circle; NO KEY UPDATE, the lock an UPDATE takes (see migration 0019).
+    // circle. FOR UPDATE, not the NO KEY UPDATE an UPDATE takes: the debit locks the row a
+    // second time, and a foreign-key check's KEY SHARE (a refund's ledger entry) that got in
+    // between made that second lock queue behind the orders waiting for the first, a
+    // deadlock PostgreSQL broke after a second (`money::orders_of_one_account_do_not_deadlock…`).
+    // A key share now waits for the statement, which takes well under a millisecond.
     let inserted = sqlx::query_as::<_, Verification>(sql("WITH wanted AS (
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
                                   $6::text[], $7::int[], $8::jsonb[])
@@ -152,7 +156,7 @@ async fn charge_round(
          ), locked AS (
              SELECT a.id FROM accounts a
              WHERE a.id IN (SELECT account_id FROM wanted)
-             ORDER BY a.id FOR NO KEY UPDATE
+             ORDER BY a.id FOR UPDATE
          ), debit AS (
              UPDATE accounts a SET balance_cents = a.balance_cents - w.price_cents,
                                    open_verifications = a.open_verifications + 1
