@@ -10,6 +10,17 @@ use namaskah_core::{
     store::verifications::{self, ChargedOrder, NewVerification, Refusal},
 };
 
+/// How many charges the ledger holds for `account`.
+async fn charges_of(env: &TestEnv, account: &crate::support::Account) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'charge'",
+    )
+    .bind(account.id)
+    .fetch_one(&env.pool)
+    .await
+    .expect("count")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_submissions_against_a_balance_for_thirty_accept_exactly_thirty() {
     let env = TestEnv::api_only().await;
@@ -43,13 +54,7 @@ async fn fifty_concurrent_submissions_against_a_balance_for_thirty_accept_exactl
     }
     assert_eq!((accepted, refused), (30, 20));
     assert_eq!(env.balance(&account).await, 0);
-    let charges: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'charge'",
-    )
-    .bind(account.id)
-    .fetch_one(&env.pool)
-    .await
-    .expect("count");
+    let charges = charges_of(&env, &account).await;
     assert_eq!(charges, 30);
     env.assert_invariants().await;
 }
@@ -78,13 +83,7 @@ async fn concurrent_orders_with_idempotency_keys_on_one_account_all_succeed() {
             assert_eq!(status, StatusCode::CREATED, "{body}");
         }
     }
-    let charges: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'charge'",
-    )
-    .bind(account.id)
-    .fetch_one(&env.pool)
-    .await
-    .expect("count");
+    let charges = charges_of(&env, &account).await;
     assert_eq!(charges, 320);
     env.assert_invariants().await;
 }
@@ -261,13 +260,7 @@ async fn orders_of_one_account_do_not_deadlock_with_the_key_shares_of_its_ledger
         "the key shares ran beside the orders: {shares}"
     );
     assert_eq!(deadlocks, 0, "orders aborted to break a deadlock");
-    let charges: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM ledger_entries WHERE account_id = $1 AND kind = 'charge'",
-    )
-    .bind(account.id)
-    .fetch_one(&env.pool)
-    .await
-    .expect("count");
+    let charges = charges_of(&env, &account).await;
     assert_eq!(charges, (ORDERERS * ORDERS_EACH) as i64);
     env.assert_invariants().await;
 }
