@@ -7,7 +7,10 @@ use crate::support::TestEnv;
 use namaskah::pipeline::Roles;
 use namaskah_core::{
     domain::{VerificationId, new_trace_id},
-    store::verifications::{self, ChargedOrder, NewVerification, Refusal},
+    store::verifications::{
+        self, AssignedNumber, ChargedOrder, NewVerification, OrderingClaim, OrderingClaimRequest,
+        ReceivedSms, Refusal,
+    },
 };
 
 /// How many charges the ledger holds for `account`.
@@ -189,27 +192,24 @@ async fn a_deadlock_is_recognised_as_a_conflict_worth_running_again() {
     assert!(!aborted[0].is_connection_problem());
 }
 
-/// A foreign-key check on an account (a refund's or a payment's ledger entry) takes a key
-/// share on its row. Orders of that account at the same moment must not deadlock on it: the
-/// order statement once locked its account with NO KEY UPDATE, which lets the key share in,
-/// and then waited behind the queue to lock its own row again for the debit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_of_one_account_do_not_deadlock_with_the_key_shares_of_its_ledger_entries() {
-    const ORDERERS: usize = 4;
-    const ORDERS_EACH: usize = 100;
-    let env = TestEnv::builder().roles(Roles::default()).start().await;
-    let account = env.account(1_000_000).await;
-    let orders_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// Key shares on one account, taken and held for 2 ms over and over, as the foreign-key
+/// checks of the rows that reference it take them (an idempotent order's claim, a payment's
+/// or a referral's ledger entry), until [`KeyShares::stop`].
+struct KeyShares {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    taker: tokio::task::JoinHandle<u32>,
+}
 
-    let key_sharer = {
-        let (pool, done) = (env.pool.clone(), std::sync::Arc::clone(&orders_done));
-        tokio::spawn(async move {
+impl KeyShares {
+    fn start(env: &TestEnv, account: &crate::support::Account) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (pool, stopped, account) = (env.pool.clone(), std::sync::Arc::clone(&stop), account.id);
+        let taker = tokio::spawn(async move {
             let mut shares = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 let mut tx = pool.begin().await.expect("begin");
-                // What the foreign key of a ledger entry's insert runs on its account.
                 sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR KEY SHARE")
-                    .bind(account.id)
+                    .bind(account)
                     .execute(&mut *tx)
                     .await
                     .expect("key share");
@@ -218,25 +218,51 @@ async fn orders_of_one_account_do_not_deadlock_with_the_key_shares_of_its_ledger
                 shares += 1;
             }
             shares
-        })
-    };
+        });
+        Self { stop, taker }
+    }
+
+    /// Stops taking them, and checks that enough were taken to have raced with the test.
+    async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let shares = self.taker.await.expect("key shares");
+        assert!(shares > 10, "the key shares ran beside the test: {shares}");
+    }
+}
+
+/// An order for `account` of one cent, charged at once.
+fn order_of_a_cent(account: &crate::support::Account) -> ChargedOrder {
+    ChargedOrder {
+        new: NewVerification {
+            id: VerificationId::new(),
+            account_id: account.id,
+            service: "telegram".to_owned(),
+            country: "us".to_owned(),
+            price_cents: 1,
+            trace_id: new_trace_id(),
+        },
+        max_open: 1_000_000,
+    }
+}
+
+/// Orders of an account must not deadlock on the key shares of its foreign keys: the order
+/// statement once locked its account with NO KEY UPDATE, which lets a key share in, and then
+/// waited behind the queue to lock its own row again for the debit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_of_one_account_do_not_deadlock_with_the_key_shares_of_its_ledger_entries() {
+    const ORDERERS: usize = 4;
+    const ORDERS_EACH: usize = 100;
+    let env = TestEnv::builder().roles(Roles::default()).start().await;
+    let account = env.account(1_000_000).await;
+
+    let key_shares = KeyShares::start(&env, &account);
     let orderers = (0..ORDERERS).map(|_| {
-        let pool = env.pool.clone();
+        let (pool, order) = (env.pool.clone(), || order_of_a_cent(&account));
+        let orders: Vec<ChargedOrder> = (0..ORDERS_EACH).map(|_| order()).collect();
         tokio::spawn(async move {
             let mut conn = pool.acquire().await.expect("connection");
             let mut deadlocks = 0;
-            for _ in 0..ORDERS_EACH {
-                let order = ChargedOrder {
-                    new: NewVerification {
-                        id: VerificationId::new(),
-                        account_id: account.id,
-                        service: "telegram".to_owned(),
-                        country: "us".to_owned(),
-                        price_cents: 1,
-                        trace_id: new_trace_id(),
-                    },
-                    max_open: 1_000_000,
-                };
+            for order in orders {
                 match verifications::insert_charged(&mut conn, &order).await {
                     Ok(answer) => {
                         answer.expect("charged");
@@ -252,15 +278,118 @@ async fn orders_of_one_account_do_not_deadlock_with_the_key_shares_of_its_ledger
     for orderer in futures_util::future::join_all(orderers).await {
         deadlocks += orderer.expect("orderer");
     }
-    orders_done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let shares = key_sharer.await.expect("key sharer");
+    key_shares.stop().await;
 
-    assert!(
-        shares > 10,
-        "the key shares ran beside the orders: {shares}"
-    );
     assert_eq!(deadlocks, 0, "orders aborted to break a deadlock");
     let charges = charges_of(&env, &account).await;
     assert_eq!(charges, (ORDERERS * ORDERS_EACH) as i64);
     env.assert_invariants().await;
+}
+
+/// The same for completions: the status trigger locked the accounts whose open counters it
+/// moves with NO KEY UPDATE and then updated them (migration 0029).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_of_one_account_do_not_deadlock_with_the_key_shares_of_its_foreign_keys() {
+    const COMPLETERS: usize = 4;
+    const COMPLETIONS_EACH: usize = 100;
+    let env = TestEnv::builder().roles(Roles::default()).start().await;
+    let account = env.account(1_000_000).await;
+    let waiting = waiting_for_sms(&env, &account, COMPLETERS * COMPLETIONS_EACH).await;
+
+    let key_shares = KeyShares::start(&env, &account);
+    let completers = waiting.chunks(COMPLETIONS_EACH).map(|ids| {
+        let (pool, ids) = (env.pool.clone(), ids.to_vec());
+        let account_id = account.id;
+        tokio::spawn(async move {
+            let mut deadlocks = 0;
+            for id in ids {
+                let sms = ReceivedSms {
+                    id,
+                    account_id,
+                    code: "123456".to_owned(),
+                    text: "Your code is 123456".to_owned(),
+                };
+                match verifications::complete_many(&pool, &[sms]).await {
+                    Ok(answers) => assert!(answers[0].is_some(), "{id} was waiting"),
+                    Err(error) if error.is_transient_conflict() => deadlocks += 1,
+                    Err(error) => panic!("{error}"),
+                }
+            }
+            deadlocks
+        })
+    });
+    let mut deadlocks = 0;
+    for completer in futures_util::future::join_all(completers).await {
+        deadlocks += completer.expect("completer");
+    }
+    key_shares.stop().await;
+
+    assert_eq!(deadlocks, 0, "completions aborted to break a deadlock");
+    let (completed, open): (i64, i32) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM verifications WHERE account_id = $1 AND status = 'completed'),
+                (SELECT open_verifications FROM accounts WHERE id = $1)",
+    )
+    .bind(account.id)
+    .fetch_one(&env.pool)
+    .await
+    .expect("counts");
+    assert_eq!(
+        (completed, open),
+        ((COMPLETERS * COMPLETIONS_EACH) as i64, 0)
+    );
+    env.assert_invariants().await;
+}
+
+/// `count` charged verifications of `account`, each with a number and waiting for its SMS.
+async fn waiting_for_sms(
+    env: &TestEnv,
+    account: &crate::support::Account,
+    count: usize,
+) -> Vec<VerificationId> {
+    let orders: Vec<ChargedOrder> = (0..count).map(|_| order_of_a_cent(account)).collect();
+    let mut conn = env.pool.acquire().await.expect("connection");
+    for answer in verifications::insert_charged_many(&mut conn, &orders)
+        .await
+        .expect("orders")
+    {
+        answer.expect("charged");
+    }
+    let requests: Vec<OrderingClaimRequest> = orders
+        .iter()
+        .map(|order| OrderingClaimRequest {
+            id: order.new.id,
+            attempt: 1,
+        })
+        .collect();
+    let claims =
+        verifications::claim_for_ordering(&env.pool, &requests, std::time::Duration::from_secs(60))
+            .await
+            .expect("claims");
+    let numbers: Vec<AssignedNumber> = claims
+        .into_iter()
+        .enumerate()
+        .map(|(index, claim)| match claim {
+            OrderingClaim::Claimed {
+                verification,
+                claim,
+            } => AssignedNumber {
+                id: verification.id,
+                claim,
+                provider: "sim".to_owned(),
+                provider_order_id: index.to_string(),
+                phone_number: format!("+1555{index:07}"),
+                sms_timeout_secs: 600,
+                trace_id: new_trace_id(),
+            },
+            other => panic!("not claimed: {other:?}"),
+        })
+        .collect();
+    let assigned = verifications::assign_numbers(&env.pool, &numbers, 60_000)
+        .await
+        .expect("numbers");
+    assert!(
+        assigned.iter().all(Option::is_some),
+        "every number recorded"
+    );
+    numbers.into_iter().map(|number| number.id).collect()
 }

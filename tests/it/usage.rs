@@ -269,3 +269,93 @@ async fn a_verification_open_on_a_closed_day_breaks_an_invariant() {
         "the open verification on a closed day is named"
     );
 }
+
+/// The roll-up's inserts check their accounts' foreign keys, each check a key share on its
+/// account, in the order the rows are inserted. The order and completion batches lock their
+/// accounts FOR UPDATE in key order; a roll-up that inserts in key order too only ever waits
+/// for an account below every one it holds, so it never closes a circle with them
+/// (migration 0029). Here a batch holds the first account while the roll-up runs, and then
+/// takes the others: none of them may be held by the roll-up.
+#[tokio::test]
+async fn the_roll_up_takes_its_accounts_key_shares_in_key_order() {
+    const ACCOUNTS: usize = 8;
+    let env = TestEnv::api_only().await;
+    let mut accounts = Vec::new();
+    for _ in 0..ACCOUNTS {
+        let account = env.account(10_000).await;
+        past_verification(&env, &account, 2, "completed", 3.0).await;
+        accounts.push(account.id.0);
+    }
+    accounts.sort();
+    sqlx::query("UPDATE usage_rollup SET closed_through = current_date - 5")
+        .execute(&env.pool)
+        .await
+        .expect("an old mark");
+
+    let mut batch = env.pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(accounts[0])
+        .execute(&mut *batch)
+        .await
+        .expect("the first account");
+    let roll_up = {
+        let pool = env.pool.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.acquire().await.expect("connection");
+            // Hashing, not sorting, groups the days: without its ORDER BY the roll-up would
+            // insert its rows in no particular order.
+            sqlx::query("SET enable_sort = off")
+                .execute(&mut *conn)
+                .await
+                .expect("no sorting");
+            sqlx::query_scalar::<_, i32>("SELECT roll_up_usage()")
+                .fetch_one(&mut *conn)
+                .await
+        })
+    };
+    wait_until_a_roll_up_waits_for_a_lock(&env).await;
+
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *batch)
+        .await
+        .expect("a lock timeout");
+    let taken: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE) l",
+    )
+    .bind(&accounts[1..])
+    .fetch_one(&mut *batch)
+    .await
+    .expect("the other accounts, none held by the roll-up");
+    assert_eq!(taken, (ACCOUNTS - 1) as i64);
+    batch.commit().await.expect("commit");
+
+    let closed = roll_up
+        .await
+        .expect("roll-up task")
+        .expect("the roll-up, never aborted to break a deadlock");
+    assert!(closed >= 1, "{closed}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_daily")
+        .fetch_one(&env.pool)
+        .await
+        .expect("rows");
+    assert_eq!(rows, ACCOUNTS as i64);
+}
+
+async fn wait_until_a_roll_up_waits_for_a_lock(env: &TestEnv) {
+    for _ in 0..200 {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE datname = current_database() AND pid <> pg_backend_pid()
+                              AND wait_event_type = 'Lock'
+                              AND query LIKE '%roll_up_usage()%')",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .expect("activity");
+        if waiting {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the roll-up never waited for the first account");
+}

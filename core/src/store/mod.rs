@@ -267,6 +267,11 @@ pub fn migrator_until(last_version: i64) -> Migrator {
             "failed attempts indexed",
             include_str!("../../../migrations/0028_failed_attempts_indexed.sql"),
         ),
+        (
+            29,
+            "accounts locked in one mode",
+            include_str!("../../../migrations/0029_accounts_locked_in_one_mode.sql"),
+        ),
     ];
     Migrator::with_migrations(
         migrations
