@@ -94,6 +94,9 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
             "0.05",
             "--cancel-ratio",
             "0.1",
+            // Orders with keys run in transactions of their own beside the batched ones.
+            "--idempotency-key-ratio",
+            "0.5",
             "--drain-secs",
             "90",
             // The machine's limit, measured first: only that it works, not how fast.
@@ -121,6 +124,12 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
     assert_eq!(webhooks["delivered"], webhooks["expected"], "{stdout}");
     assert!(report["api_latency_ms"]["p99"].as_f64() > Some(0.0));
     assert!(report["commits_per_verification"].as_f64() > Some(1.0));
+    let keyed = report["submitted_with_idempotency_key"].as_u64();
+    assert!(
+        keyed > Some(90) && keyed < Some(210),
+        "about half: {stdout}"
+    );
+    assert_eq!(report["deadlocks"], 0, "{stdout}");
     let against = &report["against_limit"];
     assert!(
         against["machine"]["commits_per_second"].as_f64() > Some(10.0),

@@ -48,6 +48,12 @@ pub struct RunArgs {
     /// Share of accepted verifications the customer cancels 300 ms later.
     #[arg(long, default_value_t = 0.05)]
     pub(super) cancel_ratio: f64,
+    /// Share of orders sent with an `Idempotency-Key`, as careful integrators send them. Such
+    /// an order claims its key first and then runs in a transaction of its own, beside the
+    /// orders batched together; the claim's foreign key locks the account row it shares
+    /// with them.
+    #[arg(long, default_value_t = 0.0)]
+    pub(super) idempotency_key_ratio: f64,
     /// Every service's SMS timeout during the run (10–1800 s), so the run ends soon.
     #[arg(long, default_value_t = 15)]
     pub(super) sms_timeout_secs: i32,
@@ -127,6 +133,7 @@ impl RunArgs {
             ("--out-of-stock-ratio", self.out_of_stock_ratio),
             ("--provider-error-ratio", self.provider_error_ratio),
             ("--cancel-ratio", self.cancel_ratio),
+            ("--idempotency-key-ratio", self.idempotency_key_ratio),
         ] {
             if !(0.0..=1.0).contains(&ratio) {
                 return Err(format!("{name} must be from 0 to 1, got {ratio}"));
@@ -256,6 +263,11 @@ impl RunArgs {
                 self.replicas
             ),
             None => chaos,
+        };
+        let roles = if self.idempotency_key_ratio > 0.0 {
+            format!("{roles}; idempotency keys {}", self.idempotency_key_ratio)
+        } else {
+            roles
         };
         let providers = match (self.hang(), self.wants_second_provider()) {
             (Some(hang), _) => format!("; two providers, {hang}"),

@@ -58,15 +58,26 @@ async fn remaining_work(pool: &sqlx::PgPool) -> Result<Remaining, sqlx::Error> {
     Ok(Remaining::Webhooks { due })
 }
 
-/// Transactions committed so far in the run's database.
-pub(super) async fn commits(pool: &sqlx::PgPool) -> Result<i64> {
-    // Statistics reach the view when a backend reports them; ask for this one's now.
-    sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(pool)
+/// What PostgreSQL has counted so far in the run's database.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct DatabaseCounters {
+    /// Transactions committed.
+    pub commits: i64,
+    /// Transactions aborted to break a deadlock.
+    pub deadlocks: i64,
+}
+
+impl DatabaseCounters {
+    pub(super) async fn read(pool: &sqlx::PgPool) -> Result<Self> {
+        // Statistics reach the view when a backend reports them; ask for this one's now.
+        sqlx::query("SELECT pg_stat_force_next_flush()")
+            .execute(pool)
+            .await?;
+        let (commits, deadlocks) = sqlx::query_as(
+            "SELECT xact_commit, deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(pool)
         .await?;
-    Ok(sqlx::query_scalar(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-    )
-    .fetch_one(pool)
-    .await?)
+        Ok(Self { commits, deadlocks })
+    }
 }

@@ -46,6 +46,8 @@ pub struct Plan {
     /// under load, however long a broker node takes to start again).
     pub go_on_while: Option<Arc<AtomicBool>>,
     pub cancel_ratio: f64,
+    /// Share of orders sent with an `Idempotency-Key` (unique to the submission).
+    pub idempotency_key_ratio: f64,
     /// (service, country) pairs to order, picked at random.
     pub orders: Vec<(String, String)>,
 }
@@ -82,6 +84,8 @@ pub struct Driven {
     pub samples: Vec<Sample>,
     pub seconds: f64,
     pub cancels_requested: usize,
+    /// Submissions sent with an `Idempotency-Key`.
+    pub submitted_with_idempotency_key: u64,
     /// Cancel requests answered with something other than 200, 202 or 409 (already final).
     pub cancel_errors: BTreeMap<String, usize>,
 }
@@ -93,6 +97,8 @@ struct Client {
     keys: Vec<String>,
     plan: Plan,
     issued: AtomicU64,
+    /// Submissions sent with an `Idempotency-Key` so far.
+    keyed: AtomicU64,
     started: Instant,
 }
 
@@ -122,15 +128,20 @@ impl Client {
             let mut rng = rand::rng();
             &self.plan.orders[rng.random_range(0..self.plan.orders.len())]
         };
-        let submitted_at = Utc::now();
-        let clock = Instant::now();
-        let answer = self
+        let mut request = self
             .http
             .post(format!("{}/v1/verifications", self.api(n)))
             .bearer_auth(key)
-            .json(&serde_json::json!({ "service": service, "country": country }))
-            .send()
-            .await;
+            .json(&serde_json::json!({ "service": service, "country": country }));
+        if self.plan.idempotency_key_ratio > 0.0
+            && rand::rng().random_bool(self.plan.idempotency_key_ratio)
+        {
+            request = request.header("Idempotency-Key", format!("load-{n}"));
+            self.keyed.fetch_add(1, Ordering::Relaxed);
+        }
+        let submitted_at = Utc::now();
+        let clock = Instant::now();
+        let answer = request.send().await;
         let outcome = match answer {
             Ok(response) => {
                 let status = response.status();
@@ -213,6 +224,7 @@ pub async fn drive(
         keys,
         plan,
         issued: AtomicU64::new(0),
+        keyed: AtomicU64::new(0),
         started: Instant::now(),
     });
     let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -287,6 +299,7 @@ pub async fn drive(
         samples: Vec::new(),
         seconds: seconds_submitting,
         cancels_requested: 0,
+        submitted_with_idempotency_key: client.keyed.load(Ordering::Relaxed),
         cancel_errors: BTreeMap::new(),
     };
     while let Some(event) = received.recv().await {

@@ -48,6 +48,7 @@ pub(super) async fn judge(
         target: args.describe(),
         submitted: driven.samples.len(),
         cancels_requested: driven.cancels_requested,
+        submitted_with_idempotency_key: driven.submitted_with_idempotency_key,
         ..Report::default()
     };
     let mut submitted_at: HashMap<String, DateTime<Utc>> = HashMap::new();

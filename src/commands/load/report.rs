@@ -133,6 +133,8 @@ pub struct Report {
     /// Final states: `completed`, `refunded (timed_out)`, …
     pub outcomes: BTreeMap<String, usize>,
     pub cancels_requested: usize,
+    /// Submissions sent with an `Idempotency-Key` (`--idempotency-key-ratio`).
+    pub submitted_with_idempotency_key: u64,
     pub api_latency_ms: Distribution,
     pub submit_to_number_ms: Distribution,
     pub submit_to_completed_webhook_ms: Distribution,
@@ -147,6 +149,10 @@ pub struct Report {
     /// Transactions PostgreSQL committed in the run's database (`pg_stat_database`, read-only
     /// ones included) per accepted verification.
     pub commits_per_verification: f64,
+    /// Transactions PostgreSQL aborted to break a deadlock in the run's database. The paths
+    /// run them again, so nothing is lost, but each one kept its caller waiting for
+    /// `deadlock_timeout` (1 s).
+    pub deadlocks: i64,
     /// With `--pgbench-seconds`: the run against the machine's limit, measured just before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub against_limit: Option<AgainstLimit>,
@@ -259,6 +265,12 @@ impl Report {
         for (outcome, count) in &self.outcomes {
             out.push(format!("  {outcome:<46} {count:>8}"));
         }
+        if self.submitted_with_idempotency_key > 0 {
+            out.push(format!(
+                "  submitted with an idempotency key {:>22}",
+                self.submitted_with_idempotency_key
+            ));
+        }
         if self.cancels_requested > 0 {
             out.push(format!(
                 "  cancels requested {:>37}",
@@ -305,8 +317,8 @@ impl Report {
             .collect();
         out.push(format!("parked: {}", parked.join(", ")));
         out.push(format!(
-            "database: {:.1} commits per verification",
-            self.commits_per_verification
+            "database: {:.1} commits per verification, {} deadlocks",
+            self.commits_per_verification, self.deadlocks
         ));
         if let Some(against) = &self.against_limit {
             out.extend(against.rows());

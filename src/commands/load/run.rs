@@ -45,7 +45,7 @@ use namaskah_workers::WorkerKind;
 pub use super::args::RunArgs;
 use super::{
     chaos, cpu,
-    drain::{commits, drain},
+    drain::{DatabaseCounters, drain},
     drive::{self, Plan, Until},
     failover,
     judge::judge,
@@ -209,9 +209,10 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         until: args.until(),
         go_on_while: faults_pending.clone(),
         cancel_ratio: args.cancel_ratio,
+        idempotency_key_ratio: args.idempotency_key_ratio,
         orders,
     };
-    let commits_before = commits(&pool).await?;
+    let counted_before = DatabaseCounters::read(&pool).await?;
     let cpu_before = cpu::sample(&pipeline.role_pids().await);
     let first_submission = Utc::now();
     let first_submission_instant = Instant::now();
@@ -312,7 +313,7 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
     };
     // The roles' connections are closed now, and a closing backend reports its statistics.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let commits_after = commits(&pool).await?;
+    let counted_after = DatabaseCounters::read(&pool).await?;
 
     let mut report = judge(&pool, &sink, driven, &args).await?;
     report.parked = parked_messages(&config).await?;
@@ -334,8 +335,10 @@ pub async fn run(config: Config, args: RunArgs) -> Result<ExitCode> {
         .map(|(who, seconds)| (who, seconds * 1_000.0 / report.accepted.max(1) as f64))
         .collect();
     // (A drill's new primary counts from its own start: its figure is not comparable.)
-    report.commits_per_verification =
-        (commits_after - commits_before).max(0) as f64 / report.accepted.max(1) as f64;
+    report.commits_per_verification = (counted_after.commits - counted_before.commits).max(0)
+        as f64
+        / report.accepted.max(1) as f64;
+    report.deadlocks = (counted_after.deadlocks - counted_before.deadlocks).max(0);
     report.against_limit = machine_limit.map(|machine| {
         AgainstLimit::new(
             machine,
