@@ -14,10 +14,7 @@ use namaskah_core::{
     config::PaymentSettings,
     payments::gateway::Gateways,
     queue::{BrokerProbe, OutboxSignal},
-    store::{
-        self,
-        verifications::{self, ChargedOrder, Refusal, Verification},
-    },
+    store::verifications::{self, ChargedOrder, Refusal, Verification},
     webhooks::ssrf::UrlPolicy,
 };
 
@@ -121,22 +118,6 @@ impl AppState {
 fn order_batcher(pool: PgPool) -> OrderBatcher {
     Batcher::spawn("api_orders", ORDER_BATCH_LIMIT, move |orders| {
         let pool = pool.clone();
-        async move {
-            let mut conn = pool.acquire().await?;
-            // Each round is one statement on its own: one that PostgreSQL aborted to break a
-            // deadlock wrote nothing and is run again.
-            let mut attempt = 1;
-            loop {
-                match verifications::insert_charged_many(&mut conn, &orders).await {
-                    Err(error)
-                        if error.is_transient_conflict() && attempt < store::CONFLICT_ATTEMPTS =>
-                    {
-                        tracing::info!(%error, attempt, "order batch aborted by a conflict; running it again");
-                        attempt += 1;
-                    }
-                    answered => return answered,
-                }
-            }
-        }
+        async move { verifications::insert_charged_many(&pool, &orders).await }
     })
 }

@@ -120,8 +120,7 @@ async fn a_batch_of_orders_charges_each_account_in_turn_and_refuses_each_order_f
         order(&rich, 100, 2),  // two open already
         order(&poor, 50, 10),  // exactly the 50 left
     ];
-    let mut conn = env.pool.acquire().await.expect("connection");
-    let answers = verifications::insert_charged_many(&mut conn, &batch)
+    let answers = verifications::insert_charged_many(&env.pool, &batch)
         .await
         .expect("charged");
 
@@ -347,8 +346,7 @@ async fn waiting_for_sms(
     count: usize,
 ) -> Vec<VerificationId> {
     let orders: Vec<ChargedOrder> = (0..count).map(|_| order_of_a_cent(account)).collect();
-    let mut conn = env.pool.acquire().await.expect("connection");
-    for answer in verifications::insert_charged_many(&mut conn, &orders)
+    for answer in verifications::insert_charged_many(&env.pool, &orders)
         .await
         .expect("orders")
     {
@@ -392,4 +390,66 @@ async fn waiting_for_sms(
         "every number recorded"
     );
     numbers.into_iter().map(|number| number.id).collect()
+}
+
+/// A batch of orders runs in rounds, each committed on its own. When PostgreSQL aborts a
+/// later round to break a deadlock, that round runs again by itself. Until 2026-12-06 the
+/// API ran the whole batch again: the committed rounds' verifications then failed on their
+/// primary key, and the batch's callers got a 500 for orders that had been charged.
+#[tokio::test]
+async fn a_round_of_orders_aborted_by_a_deadlock_runs_again_without_the_rounds_before_it() {
+    let env = TestEnv::api_only().await;
+    let account = env.account(1_000).await;
+    let orders = [order_of_a_cent(&account), order_of_a_cent(&account)];
+    // What PostgreSQL does to the statement it picks to break a deadlock, done once to the
+    // second round. A sequence counts the attempts: it is not rolled back with them.
+    for statement in [
+        "CREATE SEQUENCE second_round_attempts",
+        "CREATE TABLE second_round (id uuid)",
+        "CREATE FUNCTION abort_the_second_round_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id IN (SELECT id FROM second_round) THEN
+                 IF nextval('second_round_attempts') = 1 THEN
+                     RAISE EXCEPTION 'deadlock detected (by the test)' USING ERRCODE = '40P01';
+                 END IF;
+             END IF;
+             RETURN NEW;
+         END $$",
+    ] {
+        sqlx::query(statement)
+            .execute(&env.pool)
+            .await
+            .expect(statement);
+    }
+    sqlx::query("INSERT INTO second_round (id) VALUES ($1)")
+        .bind(orders[1].new.id)
+        .execute(&env.pool)
+        .await
+        .expect("the second round's order");
+    sqlx::query(
+        "CREATE TRIGGER abort_the_second_round_once BEFORE INSERT ON verifications
+         FOR EACH ROW EXECUTE FUNCTION abort_the_second_round_once()",
+    )
+    .execute(&env.pool)
+    .await
+    .expect("trigger");
+
+    let answers = verifications::insert_charged_many(&env.pool, &orders)
+        .await
+        .expect("both rounds, the second run again");
+    for (answer, order) in answers.iter().zip(&orders) {
+        let charged = answer.as_ref().expect("charged");
+        assert_eq!(charged.id, order.new.id);
+    }
+    let attempts: i64 = sqlx::query_scalar("SELECT last_value FROM second_round_attempts")
+        .fetch_one(&env.pool)
+        .await
+        .expect("attempts");
+    assert_eq!(
+        attempts, 2,
+        "the second round was aborted once and ran again"
+    );
+    assert_eq!(charges_of(&env, &account).await, 2);
+    assert_eq!(env.balance(&account).await, 998);
+    env.assert_invariants().await;
 }

@@ -1,11 +1,12 @@
 //! Accepting verifications: the charge, the row, its ledger entry and its ordering message,
 //! written by one statement for a whole batch of orders.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{StoreError, Verification, sql};
+use crate::store::CONFLICT_ATTEMPTS;
 use crate::{
     domain::{AccountId, VerificationId},
     queue::{Envelope, Job, QueueName},
@@ -40,36 +41,61 @@ pub enum Refusal {
 
 /// Charges the account and inserts the verification, its charge and its ordering message,
 /// all in one statement, so it is atomic even outside a transaction.
+///
+/// `conn` may be in a transaction: a statement that PostgreSQL aborted (a deadlock) aborts it,
+/// and the caller runs the whole transaction again.
 pub async fn insert_charged(
     conn: &mut PgConnection,
     order: &ChargedOrder,
 ) -> Result<Result<Verification, Refusal>, StoreError> {
-    insert_charged_many(conn, std::slice::from_ref(order))
+    charge_in_rounds(conn, std::slice::from_ref(order), OnConflict::Fail)
         .await?
         .pop()
         .ok_or(StoreError::Missing("the answer to an order"))
 }
 
-/// [`insert_charged`] for many orders, with one answer per order in their order.
+/// What to do with a round that PostgreSQL aborted for a transient conflict (a deadlock, a
+/// serialization failure).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// Return the error: the round ran in the caller's transaction, now aborted.
+    Fail,
+    /// Run that round again, up to [`CONFLICT_ATTEMPTS`] times: it ran on its own, wrote
+    /// nothing, and the rounds before it are committed.
+    RunTheRoundAgain,
+}
+
+/// [`insert_charged`] for many orders, outside any transaction, with one answer per order in
+/// their order.
 ///
 /// One statement charges every account once, so orders of the same account go into
 /// successive statements ("rounds"): each sees the debits of the one before, as orders made
-/// one after the other would. Outside a transaction each round commits on its own; every
-/// order's writes are atomic either way.
+/// one after the other would. Each round commits on its own, and one that PostgreSQL aborted
+/// to break a deadlock wrote nothing and runs again by itself. Running the whole batch
+/// again instead would insert the orders of the rounds already committed a second time.
 ///
 /// An account's row is locked by its debit, which only happens while the account holds
 /// fewer than `max_open` open verifications and its balance covers the price; a concurrent
 /// order waits for the lock and then sees this one's counter and balance, so two cannot both
 /// squeeze under a limit.
 pub async fn insert_charged_many(
+    pool: &PgPool,
+    orders: &[ChargedOrder],
+) -> Result<Vec<Result<Verification, Refusal>>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    charge_in_rounds(&mut conn, orders, OnConflict::RunTheRoundAgain).await
+}
+
+async fn charge_in_rounds(
     conn: &mut PgConnection,
     orders: &[ChargedOrder],
+    on_conflict: OnConflict,
 ) -> Result<Vec<Result<Verification, Refusal>>, StoreError> {
     let mut answers: Vec<Option<Result<Verification, Refusal>>> =
         orders.iter().map(|_| None).collect();
     for round in rounds(orders) {
         let batch: Vec<&ChargedOrder> = round.iter().map(|&i| &orders[i]).collect();
-        let mut accepted = charge_round(conn, &batch).await?;
+        let mut accepted = charge_round_until_it_holds(conn, &batch, on_conflict).await?;
         let refused: Vec<Uuid> = batch
             .iter()
             .filter(|order| !accepted.contains_key(&order.new.id))
@@ -94,6 +120,27 @@ pub async fn insert_charged_many(
         .into_iter()
         .map(|answer| answer.ok_or(StoreError::Missing("the answer to an order")))
         .collect()
+}
+
+async fn charge_round_until_it_holds(
+    conn: &mut PgConnection,
+    orders: &[&ChargedOrder],
+    on_conflict: OnConflict,
+) -> Result<HashMap<VerificationId, Verification>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match charge_round(conn, orders).await {
+            Err(error)
+                if error.is_transient_conflict()
+                    && on_conflict == OnConflict::RunTheRoundAgain
+                    && attempt < CONFLICT_ATTEMPTS =>
+            {
+                tracing::info!(%error, attempt, "a round of orders aborted by a conflict; running it again");
+                attempt += 1;
+            }
+            charged => return charged,
+        }
+    }
 }
 
 /// The orders' indexes, split into rounds in which no account appears twice; an account's
