@@ -130,6 +130,10 @@ async fn a_short_load_run_loses_nothing_and_charges_once() {
         "about half: {stdout}"
     );
     assert_eq!(report["deadlocks"], 0, "{stdout}");
+    assert!(
+        check_names(&report).contains(&"every_charged_order_answered"),
+        "{stdout}"
+    );
     let against = &report["against_limit"];
     assert!(
         against["machine"]["commits_per_second"].as_f64() > Some(10.0),
@@ -248,6 +252,11 @@ async fn a_short_chaos_run_loses_nothing_and_charges_once() {
     let checks = check_names(&report);
     assert!(
         checks.contains(&"hung_provider_sells_again_after_recovery"),
+        "{checks:?}"
+    );
+    // An outage can cut the answer to a committed order.
+    assert!(
+        !checks.contains(&"every_charged_order_answered"),
         "{checks:?}"
     );
     // Some were accepted before, during and after the outages, and all of them finished.

@@ -169,6 +169,20 @@ pub(super) async fn judge(
     report
         .invariants
         .push(Check::new("every_accepted_verification_exists", lost));
+    // The other way round: a verification whose order was answered with an error (or not at
+    // all) was charged without the customer knowing, who may order again and pay twice.
+    // A chaos run or a drill can cut the answer to a committed order (that is what
+    // idempotency keys are for), so only runs without faults hold to it.
+    if !args.chaos && args.drill.is_none() {
+        let unanswered: Vec<String> = finals
+            .iter()
+            .filter(|row| !submitted_at.contains_key(&row.id))
+            .map(|row| format!("{}: charged, its order answered with an error", row.id))
+            .collect();
+        report
+            .invariants
+            .push(Check::new("every_charged_order_answered", unanswered));
+    }
     if !args.api_only {
         report
             .invariants
