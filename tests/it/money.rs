@@ -392,64 +392,93 @@ async fn waiting_for_sms(
     numbers.into_iter().map(|number| number.id).collect()
 }
 
-/// A batch of orders runs in rounds, each committed on its own. When PostgreSQL aborts a
-/// later round to break a deadlock, that round runs again by itself. Until 2026-12-06 the
-/// API ran the whole batch again: the committed rounds' verifications then failed on their
-/// primary key, and the batch's callers got a 500 for orders that had been charged.
-#[tokio::test]
-async fn a_round_of_orders_aborted_by_a_deadlock_runs_again_without_the_rounds_before_it() {
-    let env = TestEnv::api_only().await;
-    let account = env.account(1_000).await;
-    let orders = [order_of_a_cent(&account), order_of_a_cent(&account)];
-    // What PostgreSQL does to the statement it picks to break a deadlock, done once to the
-    // second round. A sequence counts the attempts: it is not rolled back with them.
+/// Makes the insert of `order`'s verification fail, the first `times` times, with
+/// SQLSTATE `code`, as PostgreSQL fails the statement it picks to break a deadlock (40P01).
+/// A sequence counts the attempts, since it is not rolled back with them.
+async fn fail_the_insert_of(env: &TestEnv, order: &ChargedOrder, times: i64, code: &str) {
     for statement in [
-        "CREATE SEQUENCE second_round_attempts",
-        "CREATE TABLE second_round (id uuid)",
-        "CREATE FUNCTION abort_the_second_round_once() RETURNS trigger LANGUAGE plpgsql AS $$
+        "CREATE SEQUENCE attempts_of_the_failing_insert",
+        "CREATE TABLE failing_insert (id uuid, times bigint, code text)",
+        "CREATE FUNCTION fail_the_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+         DECLARE
+             failing failing_insert;
          BEGIN
-             IF NEW.id IN (SELECT id FROM second_round) THEN
-                 IF nextval('second_round_attempts') = 1 THEN
-                     RAISE EXCEPTION 'deadlock detected (by the test)' USING ERRCODE = '40P01';
-                 END IF;
+             SELECT * INTO failing FROM failing_insert WHERE id = NEW.id;
+             IF FOUND AND nextval('attempts_of_the_failing_insert') <= failing.times THEN
+                 RAISE EXCEPTION 'failed by the test' USING ERRCODE = failing.code;
              END IF;
              RETURN NEW;
          END $$",
+        "CREATE TRIGGER fail_the_insert BEFORE INSERT ON verifications
+         FOR EACH ROW EXECUTE FUNCTION fail_the_insert()",
     ] {
         sqlx::query(statement)
             .execute(&env.pool)
             .await
             .expect(statement);
     }
-    sqlx::query("INSERT INTO second_round (id) VALUES ($1)")
-        .bind(orders[1].new.id)
+    sqlx::query("INSERT INTO failing_insert (id, times, code) VALUES ($1, $2, $3)")
+        .bind(order.new.id)
+        .bind(times)
+        .bind(code)
         .execute(&env.pool)
         .await
-        .expect("the second round's order");
-    sqlx::query(
-        "CREATE TRIGGER abort_the_second_round_once BEFORE INSERT ON verifications
-         FOR EACH ROW EXECUTE FUNCTION abort_the_second_round_once()",
-    )
-    .execute(&env.pool)
-    .await
-    .expect("trigger");
+        .expect("the failing order");
+}
+
+async fn attempts_of_the_failing_insert(env: &TestEnv) -> i64 {
+    sqlx::query_scalar("SELECT last_value FROM attempts_of_the_failing_insert")
+        .fetch_one(&env.pool)
+        .await
+        .expect("attempts")
+}
+
+/// Two orders of one account go into two rounds of one batch. When PostgreSQL aborts the
+/// second round to break a deadlock, the batch runs again, whole. Until 2026-12-06 each
+/// round committed on its own and the API ran the whole batch again: the first round's
+/// verification then failed on its primary key, and both orders were answered 500, the
+/// charged one too.
+#[tokio::test]
+async fn a_batch_of_orders_aborted_by_a_deadlock_in_a_later_round_runs_again_whole() {
+    let env = TestEnv::api_only().await;
+    let account = env.account(1_000).await;
+    let orders = [order_of_a_cent(&account), order_of_a_cent(&account)];
+    fail_the_insert_of(&env, &orders[1], 1, "40P01").await;
 
     let answers = verifications::insert_charged_many(&env.pool, &orders)
         .await
-        .expect("both rounds, the second run again");
+        .expect("the batch, run again");
     for (answer, order) in answers.iter().zip(&orders) {
         let charged = answer.as_ref().expect("charged");
         assert_eq!(charged.id, order.new.id);
     }
-    let attempts: i64 = sqlx::query_scalar("SELECT last_value FROM second_round_attempts")
-        .fetch_one(&env.pool)
-        .await
-        .expect("attempts");
-    assert_eq!(
-        attempts, 2,
-        "the second round was aborted once and ran again"
-    );
+    assert_eq!(attempts_of_the_failing_insert(&env).await, 2);
     assert_eq!(charges_of(&env, &account).await, 2);
     assert_eq!(env.balance(&account).await, 998);
+    env.assert_invariants().await;
+}
+
+/// A later round that fails for good takes the earlier rounds with it: every caller of the
+/// batch hears of the failure, so none of their orders may have been charged.
+#[tokio::test]
+async fn a_batch_of_orders_whose_later_round_fails_charges_none_of_them() {
+    let env = TestEnv::api_only().await;
+    let account = env.account(1_000).await;
+    let orders = [order_of_a_cent(&account), order_of_a_cent(&account)];
+    // A check violation: no conflict, so not run again.
+    fail_the_insert_of(&env, &orders[1], 1_000, "23514").await;
+
+    let failed = verifications::insert_charged_many(&env.pool, &orders).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(attempts_of_the_failing_insert(&env).await, 1);
+    assert_eq!(charges_of(&env, &account).await, 0);
+    assert_eq!(env.balance(&account).await, 1_000);
+    let verifications: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM verifications WHERE account_id = $1")
+            .bind(account.id)
+            .fetch_one(&env.pool)
+            .await
+            .expect("count");
+    assert_eq!(verifications, 0);
     env.assert_invariants().await;
 }

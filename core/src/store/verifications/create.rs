@@ -48,31 +48,24 @@ pub async fn insert_charged(
     conn: &mut PgConnection,
     order: &ChargedOrder,
 ) -> Result<Result<Verification, Refusal>, StoreError> {
-    charge_in_rounds(conn, std::slice::from_ref(order), OnConflict::Fail)
+    let order = std::slice::from_ref(order);
+    charge_in_rounds(conn, order, rounds(order))
         .await?
         .pop()
         .ok_or(StoreError::Missing("the answer to an order"))
 }
 
-/// What to do with a round that PostgreSQL aborted for a transient conflict (a deadlock, a
-/// serialization failure).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OnConflict {
-    /// Return the error: the round ran in the caller's transaction, now aborted.
-    Fail,
-    /// Run that round again, up to [`CONFLICT_ATTEMPTS`] times: it ran on its own, wrote
-    /// nothing, and the rounds before it are committed.
-    RunTheRoundAgain,
-}
-
-/// [`insert_charged`] for many orders, outside any transaction, with one answer per order in
-/// their order.
+/// [`insert_charged`] for many orders, with one answer per order in their order. The batch
+/// is charged whole or not at all, and one that PostgreSQL aborted to break a deadlock runs
+/// again, up to [`CONFLICT_ATTEMPTS`] times.
 ///
 /// One statement charges every account once, so orders of the same account go into
 /// successive statements ("rounds"): each sees the debits of the one before, as orders made
-/// one after the other would. Each round commits on its own, and one that PostgreSQL aborted
-/// to break a deadlock wrote nothing and runs again by itself. Running the whole batch
-/// again instead would insert the orders of the rounds already committed a second time.
+/// one after the other would. Several rounds run in one transaction. Were each to commit on
+/// its own, a later round's failure would leave the earlier ones charged while every
+/// caller of the batch heard of the failure (and a customer who orders again pays twice).
+/// They take no lock the first round has not taken, since an account in a later round has
+/// an order in the first, so the transaction keeps the first round's key order.
 ///
 /// An account's row is locked by its debit, which only happens while the account holds
 /// fewer than `max_open` open verifications and its balance covers the price; a concurrent
@@ -82,20 +75,44 @@ pub async fn insert_charged_many(
     pool: &PgPool,
     orders: &[ChargedOrder],
 ) -> Result<Vec<Result<Verification, Refusal>>, StoreError> {
-    let mut conn = pool.acquire().await?;
-    charge_in_rounds(&mut conn, orders, OnConflict::RunTheRoundAgain).await
+    let mut attempt = 1;
+    loop {
+        match charge_whole(pool, orders).await {
+            Err(error) if error.is_transient_conflict() && attempt < CONFLICT_ATTEMPTS => {
+                tracing::info!(%error, attempt, "a batch of orders aborted by a conflict; running it again");
+                attempt += 1;
+            }
+            charged => return charged,
+        }
+    }
+}
+
+async fn charge_whole(
+    pool: &PgPool,
+    orders: &[ChargedOrder],
+) -> Result<Vec<Result<Verification, Refusal>>, StoreError> {
+    let planned = rounds(orders);
+    if planned.len() <= 1 {
+        // One statement: atomic on its own, without a transaction's two round trips.
+        let mut conn = pool.acquire().await?;
+        return charge_in_rounds(&mut conn, orders, planned).await;
+    }
+    let mut tx = pool.begin().await?;
+    let answers = charge_in_rounds(&mut tx, orders, planned).await?;
+    tx.commit().await?;
+    Ok(answers)
 }
 
 async fn charge_in_rounds(
     conn: &mut PgConnection,
     orders: &[ChargedOrder],
-    on_conflict: OnConflict,
+    rounds: Vec<Vec<usize>>,
 ) -> Result<Vec<Result<Verification, Refusal>>, StoreError> {
     let mut answers: Vec<Option<Result<Verification, Refusal>>> =
         orders.iter().map(|_| None).collect();
-    for round in rounds(orders) {
+    for round in rounds {
         let batch: Vec<&ChargedOrder> = round.iter().map(|&i| &orders[i]).collect();
-        let mut accepted = charge_round_until_it_holds(conn, &batch, on_conflict).await?;
+        let mut accepted = charge_round(conn, &batch).await?;
         let refused: Vec<Uuid> = batch
             .iter()
             .filter(|order| !accepted.contains_key(&order.new.id))
@@ -120,27 +137,6 @@ async fn charge_in_rounds(
         .into_iter()
         .map(|answer| answer.ok_or(StoreError::Missing("the answer to an order")))
         .collect()
-}
-
-async fn charge_round_until_it_holds(
-    conn: &mut PgConnection,
-    orders: &[&ChargedOrder],
-    on_conflict: OnConflict,
-) -> Result<HashMap<VerificationId, Verification>, StoreError> {
-    let mut attempt = 1;
-    loop {
-        match charge_round(conn, orders).await {
-            Err(error)
-                if error.is_transient_conflict()
-                    && on_conflict == OnConflict::RunTheRoundAgain
-                    && attempt < CONFLICT_ATTEMPTS =>
-            {
-                tracing::info!(%error, attempt, "a round of orders aborted by a conflict; running it again");
-                attempt += 1;
-            }
-            charged => return charged,
-        }
-    }
 }
 
 /// The orders' indexes, split into rounds in which no account appears twice; an account's
