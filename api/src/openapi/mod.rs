@@ -66,7 +66,7 @@ struct Operation {
 
 const IDEMPOTENCY: (&str, &str) = (
     "Idempotency-Key",
-    "1–255 visible ASCII characters; the same key and request within 24 h replays the first answer",
+    "1–255 visible ASCII characters; the same key and request within 24 h replays the first answer. Send one with every request you may retry: an answer lost on the way can hide a charge, and only a retry with the same key never charges twice",
 );
 const IF_NONE_MATCH: (&str, &str) = (
     "If-None-Match",
