@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{StoreError, Verification, sql};
-use crate::store::CONFLICT_ATTEMPTS;
 use crate::{
     domain::{AccountId, VerificationId},
     queue::{Envelope, Job, QueueName},
+    store::CONFLICT_ATTEMPTS,
 };
 
 /// A verification about to be accepted.
@@ -188,7 +188,7 @@ async fn charge_round(
     // (migration 0020). Accounts are locked in key order before anything else, the order
     // every writer of accounts follows, so two batches never wait for each other in a
     // circle. FOR UPDATE, not the NO KEY UPDATE an UPDATE takes: the debit locks the row a
-    // second time, and a foreign-key check's KEY SHARE (a refund's ledger entry) that got in
+    // second time, and a foreign-key check's KEY SHARE (an idempotency claim) that got in
     // between made that second lock queue behind the orders waiting for the first, a
     // deadlock PostgreSQL broke after a second (`money::orders_of_one_account_do_not_deadlock…`).
     // A key share now waits for the statement, which takes well under a millisecond.
