@@ -162,6 +162,8 @@ pub async fn start(
             let app = Arc::new(WebApp::new(Arc::clone(&state), config.app.clone())?);
             tasks.spawn(namaskah_api::app::serve(app, listener, shutdown.clone()));
         }
+        // Before `start` returns: nobody sends requests to an API that is not yet warm.
+        namaskah_api::warm_up(&state, &shutdown, config.database_pools.api).await;
         tasks.spawn(namaskah_api::serve(state, listener, shutdown.clone()));
     }
 

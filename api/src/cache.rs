@@ -33,6 +33,12 @@ use namaskah_core::{
 
 const CHANNEL: &str = "namaskah_cache";
 
+/// The most keys [`Caches::warm_up`] loads, and how recently they must have been used (or
+/// created): enough for the integrators who were busy before a restart, few enough to load
+/// in milliseconds.
+const WARM_KEYS: i64 = 1_000;
+const WARM_KEYS_USED_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// One cache and its generation.
 struct Generational<K, V> {
     cache: Cache<K, V>,
@@ -100,6 +106,21 @@ where
         }
     }
 
+    /// Where the invalidations stand, to pass to [`Self::put_unless_invalidated`] after a read.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Keeps `value`, read when the generation was `read_at`, unless an invalidation came in
+    /// since (a value read across one may be stale).
+    async fn put_unless_invalidated(&self, read_at: u64, key: K, value: V) -> bool {
+        if self.generation() != read_at {
+            return false;
+        }
+        self.cache.insert(key, value).await;
+        true
+    }
+
     async fn invalidate(&self, key: &K) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(key).await;
@@ -163,7 +184,17 @@ impl Caches {
     }
 
     pub async fn tier_plan(&self, pool: &PgPool, tier: Tier) -> Result<TierPlan, StoreError> {
-        let plans = self
+        let plans = self.tier_plans(pool).await?;
+        // The foreign key on accounts.tier makes a missing plan impossible short of a
+        // hand-edited database; refuse rather than guess limits.
+        plans
+            .get(&tier)
+            .cloned()
+            .ok_or(StoreError::Missing("the account's tier plan"))
+    }
+
+    async fn tier_plans(&self, pool: &PgPool) -> Result<Arc<HashMap<Tier, TierPlan>>, StoreError> {
+        Ok(self
             .tiers
             .get_or_load((), || async {
                 let plans = tiers::all(pool).await?;
@@ -172,13 +203,7 @@ impl Caches {
                 )))
             })
             .await?
-            .unwrap_or_default();
-        // The foreign key on accounts.tier makes a missing plan impossible short of a
-        // hand-edited database; refuse rather than guess limits.
-        plans
-            .get(&tier)
-            .cloned()
-            .ok_or(StoreError::Missing("the account's tier plan"))
+            .unwrap_or_default())
     }
 
     /// Every enabled offer of `providers`; callers filter by service and country.
@@ -240,6 +265,38 @@ impl Caches {
         Ok(found.unwrap_or(TenantId::DEFAULT))
     }
 
+    /// Loads what the first requests after a start read: the tier plans, the catalogue, the
+    /// default tenant, and the live keys used or created in the last day (the newest
+    /// [`WARM_KEYS`]) with their tenants. Without it, the first requests each wait for the
+    /// reads the cache would have saved, and a few hundred of them come in while those
+    /// reads share the cores with everything else that is starting. Returns how many keys
+    /// it loaded.
+    pub async fn warm_up(&self, pool: &PgPool, providers: &[String]) -> Result<usize, StoreError> {
+        self.tier_plans(pool).await?;
+        self.offers(pool, providers).await?;
+        let read_at = self.keys.generation();
+        let keys = api_keys::recently_active(pool, WARM_KEYS_USED_WITHIN, WARM_KEYS).await?;
+        let tenants: std::collections::BTreeSet<TenantId> = keys
+            .iter()
+            .map(|key| key.owner.tenant_id)
+            .chain([TenantId::DEFAULT])
+            .collect();
+        for tenant in tenants {
+            self.tenant(pool, tenant).await?;
+        }
+        let mut loaded = 0;
+        for key in keys {
+            if self
+                .keys
+                .put_unless_invalidated(read_at, key.key_hash, key.owner)
+                .await
+            {
+                loaded += 1;
+            }
+        }
+        Ok(loaded)
+    }
+
     /// Drops a key at once (this replica's revocations need not wait for the notification).
     pub async fn forget_key(&self, hash: &ApiKeyHash) {
         self.keys.invalidate(&hash.0).await;
@@ -293,7 +350,15 @@ fn host_name(host: &str) -> Option<String> {
 
 /// Applies change notifications until shutdown. Whenever the listening connection is
 /// (re)established everything is dropped, since changes made while it was down were missed.
-pub async fn listen_for_changes(database_url: String, caches: Arc<Caches>, shutdown: Shutdown) {
+/// `listening` is told once the first connection listens (and the caches, emptied by it,
+/// can be filled).
+pub async fn listen_for_changes(
+    database_url: String,
+    caches: Arc<Caches>,
+    shutdown: Shutdown,
+    listening: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut listening = Some(listening);
     let mut failures = 0u32;
     loop {
         let listener = async {
@@ -317,6 +382,10 @@ pub async fn listen_for_changes(database_url: String, caches: Arc<Caches>, shutd
         };
         failures = 0;
         caches.clear();
+        if let Some(listening) = listening.take() {
+            // Nobody waiting any more is fine: the API started without a warm cache.
+            let _ = listening.send(());
+        }
         loop {
             let notification = tokio::select! {
                 _ = shutdown.wait() => return,
@@ -350,6 +419,19 @@ mod tests {
         runs.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(value)
+    }
+
+    #[tokio::test]
+    async fn a_value_read_before_an_invalidation_is_not_kept() {
+        let cache = cache();
+        let read_at = cache.generation();
+        cache.invalidate(&7).await;
+        assert!(!cache.put_unless_invalidated(read_at, 7, 42).await);
+        assert_eq!(cache.cache.get(&7).await, None);
+
+        let read_at = cache.generation();
+        assert!(cache.put_unless_invalidated(read_at, 7, 43).await);
+        assert_eq!(cache.cache.get(&7).await, Some(43));
     }
 
     #[tokio::test]

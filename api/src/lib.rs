@@ -20,10 +20,12 @@ mod routes;
 mod state;
 mod v1;
 mod v2;
+mod warm_up;
 
 pub use error::ApiError;
 pub use routes::routes;
 pub use state::{AppState, SetupError as ApiSetupError};
+pub use warm_up::warm_up;
 
 use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
@@ -35,11 +37,8 @@ use namaskah_core::Shutdown;
 pub async fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: Shutdown) {
     let address = listener.local_addr().ok();
     tracing::info!(?address, "API listening");
-    tokio::spawn(cache::listen_for_changes(
-        state.database_url.clone(),
-        Arc::clone(&state.caches),
-        shutdown.clone(),
-    ));
+    // Started by `warm_up` when the caller warmed the API first.
+    let _ = warm_up::spawn_cache_listener(&state, &shutdown);
     tokio::spawn(forget_idle_rate_limits(
         Arc::clone(&state),
         shutdown.clone(),

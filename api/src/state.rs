@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 use uuid::Uuid;
@@ -65,6 +65,8 @@ pub struct AppState {
     /// For the cache-change listener's own connection.
     pub(crate) database_url: String,
     key_touches: Mutex<HashMap<Uuid, Instant>>,
+    /// Whether this state's cache-change listener runs (`warm_up` or `serve` starts it).
+    pub(crate) cache_listener_started: AtomicBool,
 }
 
 impl AppState {
@@ -96,6 +98,7 @@ impl AppState {
             payment_settings: config.payments.clone(),
             database_url: config.database_url.clone(),
             key_touches: Mutex::new(HashMap::new()),
+            cache_listener_started: AtomicBool::new(false),
         })
     }
 

@@ -194,6 +194,54 @@ async fn a_revoked_key_is_refused_by_another_replica_that_had_it_cached() {
     .await;
 }
 
+/// An API replica loads the keys used or created in the last day before it takes traffic
+/// (`namaskah_api::warm_up`), so its first request with one of them reads no key from the
+/// database.
+#[tokio::test]
+async fn a_replica_starts_with_the_recent_keys_already_in_its_cache() {
+    let env = TestEnv::start().await;
+    let account = env.account(1_000).await;
+    let second = env
+        .start_roles(Roles {
+            api: true,
+            ..Roles::default()
+        })
+        .await;
+    let second_api = format!("http://{}", second.api_addr.expect("second API"));
+    // The key's row no longer matches the key: only a cache filled before can know it. A
+    // changed hash notifies nobody (only revocations and scopes do), so no cache forgets it.
+    sqlx::query(
+        "UPDATE api_keys SET key_hash = decode(md5(id::text), 'hex') WHERE account_id = $1",
+    )
+    .bind(account.id)
+    .execute(&env.pool)
+    .await
+    .expect("the key's hash changed");
+
+    let status_on = |api: String| {
+        let http = env.http.clone();
+        let key = account.key.clone();
+        async move {
+            http.get(format!("{api}/v1/account"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+    assert_eq!(
+        status_on(second_api).await,
+        StatusCode::OK,
+        "the replica started after the key was created knows it from its warm-up"
+    );
+    assert_eq!(
+        status_on(env.api.clone()).await,
+        StatusCode::UNAUTHORIZED,
+        "the replica started before the key was created looks it up, and finds nothing"
+    );
+}
+
 /// `namaskah accounts create` with `args`; the JSON it prints.
 fn create_account(env: &TestEnv, args: &[&str]) -> serde_json::Value {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_namaskah"))

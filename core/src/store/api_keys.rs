@@ -87,6 +87,35 @@ pub async fn find_by_hash(
     .await?)
 }
 
+/// A live key and its owner, as the key cache holds it (by the key's hash).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ActiveKey {
+    pub key_hash: Vec<u8>,
+    #[sqlx(flatten)]
+    pub owner: KeyOwner,
+}
+
+/// The live keys used or created within the last `within`, most recent first, at most
+/// `limit`: the keys an API process expects to see first after it starts.
+pub async fn recently_active(
+    pool: &PgPool,
+    within: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<ActiveKey>, StoreError> {
+    Ok(sqlx::query_as::<_, ActiveKey>(
+        "SELECT k.key_hash, k.id AS key_id, k.account_id, a.tenant_id, a.tier, k.scopes, k.revoked_at
+         FROM api_keys k JOIN accounts a ON a.id = k.account_id
+         WHERE k.revoked_at IS NULL
+           AND greatest(k.created_at, k.last_used_at) > now() - make_interval(secs => $1)
+         ORDER BY greatest(k.created_at, k.last_used_at) DESC
+         LIMIT $2",
+    )
+    .bind(within.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Records that a key was used. Callers throttle this; it is bookkeeping, not security.
 pub async fn touch(pool: &PgPool, key_id: Uuid) -> Result<(), StoreError> {
     sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")

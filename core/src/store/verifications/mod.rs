@@ -12,7 +12,9 @@ mod queries;
 mod transitions;
 
 pub use claims::{OrderingClaim, OrderingClaimRequest, claim_for_ordering, release_ordering_claim};
-pub use create::{ChargedOrder, NewVerification, Refusal, insert_charged, insert_charged_many};
+pub use create::{
+    ChargedOrder, NewVerification, Refusal, insert_charged, insert_charged_many, prepare_for_orders,
+};
 pub use queries::{find_for_account, find_many, list_for_account, page_for_account};
 pub use transitions::{
     AssignedNumber, CancelOutcome, Guard, ReceivedSms, assign_numbers, cancel_by_customer,
