@@ -149,13 +149,7 @@ async fn a_revoked_key_is_refused_by_another_replica_that_had_it_cached() {
     let account = env
         .account_with_scopes(1_000, &[Scope::Read, Scope::Admin])
         .await;
-    let second = env
-        .start_roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
-        .await;
-    let second_api = format!("http://{}", second.api_addr.expect("second API"));
+    let (_second, second_api) = second_api_replica(&env).await;
     let account_on_second = || async {
         env.http
             .get(format!("{second_api}/v1/account"))
@@ -201,13 +195,7 @@ async fn a_revoked_key_is_refused_by_another_replica_that_had_it_cached() {
 async fn a_replica_starts_with_the_recent_keys_already_in_its_cache() {
     let env = TestEnv::start().await;
     let account = env.account(1_000).await;
-    let second = env
-        .start_roles(Roles {
-            api: true,
-            ..Roles::default()
-        })
-        .await;
-    let second_api = format!("http://{}", second.api_addr.expect("second API"));
+    let (_second, second_api) = second_api_replica(&env).await;
     // The key's row no longer matches the key: only a cache filled before can know it. A
     // changed hash notifies nobody (only revocations and scopes do), so no cache forgets it.
     sqlx::query(
@@ -240,6 +228,19 @@ async fn a_replica_starts_with_the_recent_keys_already_in_its_cache() {
         StatusCode::UNAUTHORIZED,
         "the replica started before the key was created looks it up, and finds nothing"
     );
+}
+
+/// A second API process on the same database (kept running while the first is held), and
+/// its base URL.
+async fn second_api_replica(env: &TestEnv) -> (namaskah::pipeline::Running, String) {
+    let second = env
+        .start_roles(Roles {
+            api: true,
+            ..Roles::default()
+        })
+        .await;
+    let url = format!("http://{}", second.api_addr.expect("second API"));
+    (second, url)
 }
 
 /// `namaskah accounts create` with `args`; the JSON it prints.
