@@ -155,6 +155,8 @@ pub async fn start(
             providers.names(),
             outbox.clone(),
         )?);
+        // Before either listener serves: no request reaches an API that is not yet warm.
+        namaskah_api::warm_up(&state, &shutdown, config.database_pools.api).await;
         // The customer web app shares the API's state: its pages act through the API's code.
         if let Some(address) = config.app.addr {
             let listener = namaskah_api::bind(address).await?;
@@ -162,8 +164,6 @@ pub async fn start(
             let app = Arc::new(WebApp::new(Arc::clone(&state), config.app.clone())?);
             tasks.spawn(namaskah_api::app::serve(app, listener, shutdown.clone()));
         }
-        // Before `start` returns: nobody sends requests to an API that is not yet warm.
-        namaskah_api::warm_up(&state, &shutdown, config.database_pools.api).await;
         tasks.spawn(namaskah_api::serve(state, listener, shutdown.clone()));
     }
 
