@@ -8,6 +8,7 @@
 //! generation, bumped on every invalidation, and a loaded value is kept only if the
 //! generation did not move while it was being read.
 
+use futures_util::{StreamExt, TryStreamExt, stream};
 use moka::future::Cache;
 use sqlx::{PgPool, postgres::PgListener};
 use std::{
@@ -38,6 +39,8 @@ const CHANNEL: &str = "namaskah_cache";
 /// in milliseconds.
 const WARM_KEYS: i64 = 1_000;
 const WARM_KEYS_USED_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
+/// How many tenants [`Caches::warm_up`] loads at once (each load is two short reads).
+const WARM_TENANTS_AT_ONCE: usize = 8;
 
 /// One cache and its generation.
 struct Generational<K, V> {
@@ -272,18 +275,25 @@ impl Caches {
     /// reads share the cores with everything else that is starting. Returns how many keys
     /// it loaded.
     pub async fn warm_up(&self, pool: &PgPool, providers: &[String]) -> Result<usize, StoreError> {
-        self.tier_plans(pool).await?;
-        self.offers(pool, providers).await?;
+        // Read before the keys are: a key invalidated while they load is then not kept.
         let read_at = self.keys.generation();
-        let keys = api_keys::recently_active(pool, WARM_KEYS_USED_WITHIN, WARM_KEYS).await?;
+        let (_, _, keys) = tokio::try_join!(
+            self.tier_plans(pool),
+            self.offers(pool, providers),
+            api_keys::recently_active(pool, WARM_KEYS_USED_WITHIN, WARM_KEYS),
+        )?;
         let tenants: std::collections::BTreeSet<TenantId> = keys
             .iter()
             .map(|key| key.owner.tenant_id)
             .chain([TenantId::DEFAULT])
             .collect();
-        for tenant in tenants {
-            self.tenant(pool, tenant).await?;
-        }
+        // Side by side, a few at a time: a white-label operator may have many tenants, and
+        // one after another their loads could use up the warm-up's time limit.
+        stream::iter(tenants)
+            .map(|tenant| self.tenant(pool, tenant))
+            .buffer_unordered(WARM_TENANTS_AT_ONCE)
+            .try_collect::<Vec<_>>()
+            .await?;
         let mut loaded = 0;
         for key in keys {
             if self

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::{TestEnv, eventually};
 use namaskah::pipeline::Roles;
-use namaskah_core::domain::Scope;
+use namaskah_core::domain::{Scope, Tier};
 
 #[tokio::test]
 async fn an_admin_key_creates_lists_and_revokes_keys() {
@@ -228,6 +228,65 @@ async fn a_replica_starts_with_the_recent_keys_already_in_its_cache() {
         StatusCode::UNAUTHORIZED,
         "the replica started before the key was created looks it up, and finds nothing"
     );
+}
+
+/// The warm-up also loads the tenants of those keys (several, side by side), so a key of a
+/// white-label tenant finds its brand in the cache too.
+#[tokio::test]
+async fn a_replica_starts_with_the_tenants_of_the_recent_keys_in_its_cache() {
+    let env = TestEnv::start().await;
+    let mut customers = Vec::new();
+    for slug in ["north", "south", "east"] {
+        let tenant = env.tenant(slug, None).await;
+        let customer = env
+            .account_in(tenant.id, 0, &[Scope::Read], Tier::Free)
+            .await;
+        customers.push((slug, customer));
+    }
+    let (_second, second_api) = second_api_replica(&env).await;
+    // Renamed without the trigger that tells the caches: only a cache filled before the
+    // rename still holds the old name.
+    let mut tx = env.pool.begin().await.expect("tx");
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .expect("triggers off");
+    sqlx::query("UPDATE tenants SET name = name || ' renamed' WHERE slug <> 'default'")
+        .execute(&mut *tx)
+        .await
+        .expect("tenants renamed");
+    tx.commit().await.expect("commit");
+
+    let brand_name = |api: String, key: String| {
+        let http = env.http.clone();
+        async move {
+            let account: serde_json::Value = http
+                .get(format!("{api}/v1/account"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("request")
+                .json()
+                .await
+                .expect("JSON");
+            account["brand"]["name"]
+                .as_str()
+                .expect("brand name")
+                .to_owned()
+        }
+    };
+    for (slug, customer) in customers {
+        assert_eq!(
+            brand_name(second_api.clone(), customer.key.clone()).await,
+            format!("{slug} brand"),
+            "the replica started after the tenant was created loaded it in its warm-up"
+        );
+        assert_eq!(
+            brand_name(env.api.clone(), customer.key).await,
+            format!("{slug} brand renamed"),
+            "the replica started before the tenant was created reads it now"
+        );
+    }
 }
 
 /// A second API process on the same database (kept running while the first is held), and
