@@ -11,6 +11,7 @@ use namaskah::pipeline::{Roles, Running};
 use namaskah_core::{
     queue::{Envelope, GroupedDelivery, Job, QueueName},
     store::{
+        self,
         services::{self, Offer},
         webhook_deliveries::{self, AttemptClaim, AttemptOutcome, ClaimRequest, DeliveredAttempt},
     },
@@ -841,4 +842,49 @@ async fn endpoints_are_managed_and_scoped_to_their_account() {
         .get(&format!("/v1/webhook-endpoints/{id}"), &owner.key)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The delivery worker's bookkeeping pool plans no sequential scans. A generic plan of the
+/// successes' statement, made while the deliveries table is young, would otherwise scan the
+/// whole table for each batch, and keep doing so as it grows.
+#[tokio::test]
+async fn the_bookkeeping_pool_reaches_deliveries_by_key_even_on_a_young_table() {
+    let env = TestEnv::api_only().await;
+    // A young table: a thousand deliveries, a dozen pages, no statistics yet.
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, message_id, endpoint_id)
+         SELECT gen_random_uuid(), 'msg_' || n, gen_random_uuid() FROM generate_series(1, 1000) n",
+    )
+    .execute(&env.pool)
+    .await
+    .expect("deliveries");
+    let generic_plan = |pool: sqlx::PgPool| async move {
+        let mut conn = pool.acquire().await.expect("connection");
+        for statement in [
+            "SET plan_cache_mode = force_generic_plan",
+            "PREPARE successes (uuid[]) AS UPDATE webhook_deliveries SET status = 'succeeded'
+             WHERE id = ANY ($1) AND status = 'pending'",
+        ] {
+            sqlx::query(statement)
+                .execute(&mut *conn)
+                .await
+                .expect(statement);
+        }
+        let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE successes ('{}')")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("plan");
+        plan.join("\n")
+    };
+    let bookkeeping = store::bookkeeping_pool(env.database_url(), 1).expect("pool");
+    let plan = generic_plan(bookkeeping).await;
+    assert!(
+        plan.contains("on webhook_deliveries_pkey") && !plan.contains("Seq Scan"),
+        "the bookkeeping pool's plan:\n{plan}"
+    );
+    let plan = generic_plan(env.pool.clone()).await;
+    assert!(
+        plan.contains("Seq Scan on webhook_deliveries"),
+        "what the pool guards against, on an ordinary connection:\n{plan}"
+    );
 }

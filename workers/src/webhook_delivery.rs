@@ -19,7 +19,8 @@
 //!
 //! The attempt log is written through a pool with `synchronous_commit = off`: losing the last
 //! few entries in a database crash at worst repeats a delivery, which at-least-once delivery
-//! (and the stable `webhook-id`) already allows.
+//! (and the stable `webhook-id`) already allows. The same pool plans no sequential scans, so
+//! that a young table's generic plans cannot scan every delivery (`store::bookkeeping_pool`).
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -92,7 +93,7 @@ impl WebhookWorker {
             builder = builder.dns_resolver(GuardedResolver);
         }
         let connections = u32::from(deps.config.worker_prefetch).clamp(2, 32);
-        let bookkeeping = store::relaxed_pool(&deps.config.database_url, connections)?;
+        let bookkeeping = store::bookkeeping_pool(&deps.config.database_url, connections)?;
         let batch = crate::batch::limit(&deps.config);
         let lease = attempt_lease(settings.timeout);
         let claims = Batcher::spawn("webhook_claims", batch, {

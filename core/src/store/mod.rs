@@ -364,13 +364,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     Ok(pool)
 }
 
-/// A lazily connecting pool whose commits do not wait for the disk (`synchronous_commit =
-/// off`), for bookkeeping that at-least-once delivery makes safe to lose in a crash: the
-/// webhook attempt log, say. Never for money or verification state.
-pub fn relaxed_pool(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+/// A lazily connecting pool for the webhook delivery worker's bookkeeping (claims, the
+/// attempt log, delivery states), whose statements all reach their rows by key.
+///
+/// - Its commits do not wait for the disk (`synchronous_commit = off`): at-least-once
+///   delivery makes losing the last few in a crash safe (a delivery is at worst repeated).
+///   Never for money or verification state.
+/// - It plans no sequential scans (`enable_seqscan = off`). A prepared statement gets a
+///   generic plan after five runs, and keeps it until the table's statistics change. On a
+///   young table (a new installation's first minute, every load run) that plan scans: the
+///   successes' `WHERE id = ANY ($1)` then read every delivery for each batch of ten, as the
+///   table grew, and took three times as long to the end of the run (docs/benchmarks.md).
+///   Where the tables have statistics the plans use the keys anyway, so this changes nothing.
+pub fn bookkeeping_pool(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::BadUrl(e.to_string()))?
-        .options([("synchronous_commit", "off")]);
+        .options([("synchronous_commit", "off"), ("enable_seqscan", "off")]);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
