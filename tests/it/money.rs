@@ -200,10 +200,14 @@ struct KeyShares {
 }
 
 impl KeyShares {
-    fn start(env: &TestEnv, account: &crate::support::Account) -> Self {
+    /// Returns once the first share is held, so that the shares race with all of the test's
+    /// work, even on a machine so busy that a new task starts late.
+    async fn start(env: &TestEnv, account: &crate::support::Account) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (pool, stopped, account) = (env.pool.clone(), std::sync::Arc::clone(&stop), account.id);
+        let (first_held, holding) = tokio::sync::oneshot::channel();
         let taker = tokio::spawn(async move {
+            let mut first_held = Some(first_held);
             let mut shares = 0;
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 let mut tx = pool.begin().await.expect("begin");
@@ -212,12 +216,16 @@ impl KeyShares {
                     .execute(&mut *tx)
                     .await
                     .expect("key share");
+                if let Some(first_held) = first_held.take() {
+                    let _ = first_held.send(());
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 tx.commit().await.expect("commit");
                 shares += 1;
             }
             shares
         });
+        holding.await.expect("the first key share");
         Self { stop, taker }
     }
 
@@ -254,7 +262,7 @@ async fn orders_of_one_account_do_not_deadlock_with_the_key_shares_of_its_ledger
     let env = TestEnv::builder().roles(Roles::default()).start().await;
     let account = env.account(1_000_000).await;
 
-    let key_shares = KeyShares::start(&env, &account);
+    let key_shares = KeyShares::start(&env, &account).await;
     let orderers = (0..ORDERERS).map(|_| {
         let (pool, order) = (env.pool.clone(), || order_of_a_cent(&account));
         let orders: Vec<ChargedOrder> = (0..ORDERS_EACH).map(|_| order()).collect();
@@ -295,7 +303,7 @@ async fn completions_of_one_account_do_not_deadlock_with_the_key_shares_of_its_f
     let account = env.account(1_000_000).await;
     let waiting = waiting_for_sms(&env, &account, COMPLETERS * COMPLETIONS_EACH).await;
 
-    let key_shares = KeyShares::start(&env, &account);
+    let key_shares = KeyShares::start(&env, &account).await;
     let completers = waiting.chunks(COMPLETIONS_EACH).map(|ids| {
         let (pool, ids) = (env.pool.clone(), ids.to_vec());
         let account_id = account.id;
