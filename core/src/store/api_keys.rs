@@ -32,6 +32,10 @@ pub struct KeySummary {
 }
 
 const SUMMARY_COLUMNS: &str = "id, prefix, name, scopes, created_at, last_used_at, revoked_at";
+/// A [`KeyOwner`]'s columns, read from [`KEYS_WITH_ACCOUNTS`].
+const OWNER_COLUMNS: &str =
+    "k.id AS key_id, k.account_id, a.tenant_id, a.tier, k.scopes, k.revoked_at";
+const KEYS_WITH_ACCOUNTS: &str = "api_keys k JOIN accounts a ON a.id = k.account_id";
 
 impl KeyOwner {
     /// Scopes nest: `tenant_admin` ⊇ `admin` ⊇ `write` ⊇ `read`.
@@ -77,14 +81,11 @@ pub async fn find_by_hash(
     pool: &PgPool,
     hash: &ApiKeyHash,
 ) -> Result<Option<KeyOwner>, StoreError> {
-    Ok(sqlx::query_as::<_, KeyOwner>(
-        "SELECT k.id AS key_id, k.account_id, a.tenant_id, a.tier, k.scopes, k.revoked_at
-         FROM api_keys k JOIN accounts a ON a.id = k.account_id
-         WHERE k.key_hash = $1",
-    )
-    .bind(&hash.0)
-    .fetch_optional(pool)
-    .await?)
+    let sql = format!("SELECT {OWNER_COLUMNS} FROM {KEYS_WITH_ACCOUNTS} WHERE k.key_hash = $1");
+    Ok(sqlx::query_as::<_, KeyOwner>(sqlx::AssertSqlSafe(sql))
+        .bind(&hash.0)
+        .fetch_optional(pool)
+        .await?)
 }
 
 /// A live key and its owner, as the key cache holds it (by the key's hash).
@@ -102,18 +103,18 @@ pub async fn recently_active(
     within: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<ActiveKey>, StoreError> {
-    Ok(sqlx::query_as::<_, ActiveKey>(
-        "SELECT k.key_hash, k.id AS key_id, k.account_id, a.tenant_id, a.tier, k.scopes, k.revoked_at
-         FROM api_keys k JOIN accounts a ON a.id = k.account_id
+    let sql = format!(
+        "SELECT k.key_hash, {OWNER_COLUMNS} FROM {KEYS_WITH_ACCOUNTS}
          WHERE k.revoked_at IS NULL
            AND greatest(k.created_at, k.last_used_at) > now() - make_interval(secs => $1)
          ORDER BY greatest(k.created_at, k.last_used_at) DESC
-         LIMIT $2",
-    )
-    .bind(within.as_secs_f64())
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
+         LIMIT $2"
+    );
+    Ok(sqlx::query_as::<_, ActiveKey>(sqlx::AssertSqlSafe(sql))
+        .bind(within.as_secs_f64())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Records that a key was used. Callers throttle this; it is bookkeeping, not security.
