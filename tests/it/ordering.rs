@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
-use crate::support::{TestEnv, never_sms};
+use crate::support::{TestEnv, generic_plan, never_sms};
 use namaskah::pipeline::{Roles, Running};
 use namaskah_core::{
     domain::VerificationId,
     queue::{Envelope, GroupedVerification, Job, QueueName},
-    store::verifications::{self, AssignedNumber, OrderingClaim, OrderingClaimRequest},
+    store::{
+        self,
+        verifications::{self, AssignedNumber, OrderingClaim, OrderingClaimRequest},
+    },
 };
 use namaskah_load_tests::simulator::Behaviour;
 use namaskah_workers::WorkerKind;
@@ -253,6 +256,51 @@ async fn a_batch_claims_each_verification_once_and_a_retry_takes_over() {
     assert!(
         matches!(retried[1], OrderingClaim::Busy { .. }),
         "{retried:?}"
+    );
+}
+
+/// The ordering worker's claims and assignments plan no sequential scans (`keyed_pool`). A
+/// generic plan of the claim, made while `verifications` is young, would otherwise scan the
+/// whole table for each batch, and keep doing so as it grows.
+#[tokio::test]
+async fn the_ordering_claims_reach_verifications_by_key_even_on_a_young_table() {
+    let env = TestEnv::api_only().await;
+    let account = env.account(1_000).await;
+    // A young table: a thousand verifications, a few dozen pages, no statistics yet.
+    sqlx::query(
+        "INSERT INTO verifications (id, account_id, service, country, price_cents, trace_id)
+         SELECT gen_random_uuid(), $1, 'telegram', 'us', 10, 'young-' || n
+         FROM generate_series(1, 1000) n",
+    )
+    .bind(account.id)
+    .execute(&env.pool)
+    .await
+    .expect("verifications");
+    let claim = "UPDATE verifications SET updated_at = now()
+                 FROM unnest($1::uuid[]) AS w(wanted_id)
+                 WHERE id = w.wanted_id AND status = 'pending'";
+    let keyed = store::keyed_pool(env.database_url(), 1).expect("pool");
+    let plan = generic_plan(&keyed, claim).await;
+    assert!(
+        plan.contains("using verifications_pkey") && !plan.contains("Seq Scan on verifications"),
+        "the keyed pool's plan:\n{plan}"
+    );
+    let plan = generic_plan(&env.pool, claim).await;
+    assert!(
+        plan.contains("Seq Scan on verifications"),
+        "what the pool guards against, on an ordinary connection:\n{plan}"
+    );
+
+    // The real claim, through the pool, on that table.
+    let id = VerificationId::parse(&env.create_verification(&account, "telegram", "us").await)
+        .expect("id");
+    let request = OrderingClaimRequest { id, attempt: 1 };
+    let answers = verifications::claim_for_ordering(&keyed, &[request], Duration::from_secs(60))
+        .await
+        .expect("claimed");
+    assert!(
+        matches!(answers[..], [OrderingClaim::Claimed { .. }]),
+        "{answers:?}"
     );
 }
 

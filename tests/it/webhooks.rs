@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-use crate::support::{Account, Answer, Sink, TestEnv, eventually, never_sms};
+use crate::support::{Account, Answer, Sink, TestEnv, eventually, generic_plan, never_sms};
 use namaskah::pipeline::{Roles, Running};
 use namaskah_core::{
     queue::{Envelope, GroupedDelivery, Job, QueueName},
@@ -858,31 +858,23 @@ async fn the_bookkeeping_pool_reaches_deliveries_by_key_even_on_a_young_table() 
     .execute(&env.pool)
     .await
     .expect("deliveries");
-    let generic_plan = |pool: sqlx::PgPool| async move {
-        let mut conn = pool.acquire().await.expect("connection");
-        for statement in [
-            "SET plan_cache_mode = force_generic_plan",
-            "PREPARE successes (uuid[]) AS UPDATE webhook_deliveries SET status = 'succeeded'
-             WHERE id = ANY ($1) AND status = 'pending'",
-        ] {
-            sqlx::query(statement)
-                .execute(&mut *conn)
-                .await
-                .expect(statement);
-        }
-        let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE successes ('{}')")
-            .fetch_all(&mut *conn)
-            .await
-            .expect("plan");
-        plan.join("\n")
-    };
+    let successes = "UPDATE webhook_deliveries SET status = 'succeeded'
+                     WHERE id = ANY ($1) AND status = 'pending'";
     let bookkeeping = store::bookkeeping_pool(env.database_url(), 1).expect("pool");
-    let plan = generic_plan(bookkeeping).await;
+    let plan = generic_plan(&bookkeeping, successes).await;
     assert!(
         plan.contains("on webhook_deliveries_pkey") && !plan.contains("Seq Scan"),
         "the bookkeeping pool's plan:\n{plan}"
     );
-    let plan = generic_plan(env.pool.clone()).await;
+    let commits: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&bookkeeping)
+        .await
+        .expect("setting");
+    assert_eq!(
+        commits, "off",
+        "the bookkeeping pool's commits do not wait for the disk"
+    );
+    let plan = generic_plan(&env.pool, successes).await;
     assert!(
         plan.contains("Seq Scan on webhook_deliveries"),
         "what the pool guards against, on an ordinary connection:\n{plan}"

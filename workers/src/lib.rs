@@ -94,11 +94,11 @@ impl Worker {
         let config = Arc::clone(&deps.config);
         let (handler, retry): (Arc<dyn JobHandler>, _) = match kind {
             WorkerKind::Ordering => (
-                Arc::new(ordering::OrderingWorker::new(deps)),
+                Arc::new(ordering::OrderingWorker::new(deps)?),
                 config.retry.ordering,
             ),
             WorkerKind::Polling => (
-                Arc::new(polling::PollingWorker::new(deps)),
+                Arc::new(polling::PollingWorker::new(deps)?),
                 config.retry.polling,
             ),
             WorkerKind::Refund => (

@@ -34,6 +34,7 @@ use namaskah_core::{
         member_follow_ups,
     },
     store::{
+        self,
         services::Offer,
         verifications::{
             self, AssignedNumber, Guard, OrderingClaim, OrderingClaimRequest, Verification,
@@ -58,8 +59,11 @@ pub struct OrderingWorker {
 }
 
 impl OrderingWorker {
-    pub fn new(deps: WorkerDeps) -> Self {
-        let pool = deps.pool.clone();
+    pub fn new(deps: WorkerDeps) -> Result<Self, crate::WorkerSetupError> {
+        // The claims and the assignments, one statement at a time each, reach their rows by
+        // key even while `verifications` is young (`store::keyed_pool`).
+        let keyed = store::keyed_pool(&deps.config.database_url, 2)?;
+        let pool = keyed.clone();
         let lease = deps.config.ordering_lease;
         let batch = crate::batch::limit(&deps.config);
         let claims = Batcher::spawn(
@@ -70,7 +74,7 @@ impl OrderingWorker {
                 async move { verifications::claim_for_ordering(&pool, &requests, lease).await }
             },
         );
-        let pool = deps.pool.clone();
+        let pool = keyed;
         let first_poll_delay_ms = first_poll_delay_ms(&deps.config);
         let assignments = Batcher::spawn(
             "ordering_assignments",
@@ -82,13 +86,13 @@ impl OrderingWorker {
         );
         let catalogue = Catalogue::new(deps.pool.clone(), deps.providers.names());
         let group_slots = Semaphore::new(usize::from(deps.config.worker_prefetch));
-        Self {
+        Ok(Self {
             deps,
             catalogue,
             claims,
             assignments,
             group_slots,
-        }
+        })
     }
 
     /// The orders of a group, side by side (their claims and assignments share statements

@@ -364,22 +364,34 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     Ok(pool)
 }
 
-/// A lazily connecting pool for the webhook delivery worker's bookkeeping (claims, the
-/// attempt log, delivery states), whose statements all reach their rows by key.
+/// A lazily connecting pool for statements that reach their rows by key and may run on a
+/// young table: it plans no sequential scans (`enable_seqscan = off`).
 ///
-/// - Its commits do not wait for the disk (`synchronous_commit = off`): at-least-once
-///   delivery makes losing the last few in a crash safe (a delivery is at worst repeated).
-///   Never for money or verification state.
-/// - It plans no sequential scans (`enable_seqscan = off`). A prepared statement gets a
-///   generic plan after five runs, and keeps it until the table's statistics change. On a
-///   young table (a new installation's first minute, every load run) that plan scans: the
-///   successes' `WHERE id = ANY ($1)` then read every delivery for each batch of ten, as the
-///   table grew, and took three times as long to the end of the run (docs/benchmarks.md).
-///   Where the tables have statistics the plans use the keys anyway, so this changes nothing.
+/// A prepared statement gets a generic plan after five runs, and keeps it until the table's
+/// statistics change. On a young table (a new installation's first minute, every load run)
+/// that plan scans: a batch's `WHERE id = ANY ($1)` then reads every row for each batch, as
+/// the table grows, and runs several times as long (docs/benchmarks.md). Where the tables
+/// have statistics the plans use the keys anyway, so this changes nothing there.
+pub fn keyed_pool(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    lazy_pool(keyed_options(url)?, max_connections)
+}
+
+/// A [`keyed_pool`] for the webhook delivery worker's bookkeeping (claims, the attempt log,
+/// delivery states), whose commits do not wait for the disk (`synchronous_commit = off`):
+/// at-least-once delivery makes losing the last few in a crash safe (a delivery is at worst
+/// repeated). Never for money or verification state.
 pub fn bookkeeping_pool(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let options = PgConnectOptions::from_str(url)
+    let options = keyed_options(url)?.options([("synchronous_commit", "off")]);
+    lazy_pool(options, max_connections)
+}
+
+fn keyed_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::BadUrl(e.to_string()))?
-        .options([("synchronous_commit", "off"), ("enable_seqscan", "off")]);
+        .options([("enable_seqscan", "off")]))
+}
+
+fn lazy_pool(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, StoreError> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))

@@ -2,6 +2,7 @@
 
 mod env;
 mod mailbox;
+mod plans;
 mod sink;
 mod up;
 
@@ -10,6 +11,7 @@ pub use env::{
 };
 pub use mailbox::Mailbox;
 pub use namaskah_load_tests::proxy::TcpProxy;
+pub use plans::generic_plan;
 pub use sink::{Answer, Received, Sink};
 pub use up::{Lines, Up, free_address};
 

@@ -30,7 +30,10 @@ use namaskah_core::{
     domain::{Status, Transition, VerificationId},
     providers::{self, OrderState, Provider, ProviderError},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
-    store::verifications::{self, Guard, ReceivedSms, Verification},
+    store::{
+        self,
+        verifications::{self, Guard, ReceivedSms, Verification},
+    },
     telemetry::LogLimit,
 };
 
@@ -58,14 +61,17 @@ pub struct PollingWorker {
 }
 
 impl PollingWorker {
-    pub fn new(deps: WorkerDeps) -> Self {
-        let pool = deps.pool.clone();
+    pub fn new(deps: WorkerDeps) -> Result<Self, crate::WorkerSetupError> {
+        // The loads and the completions, one statement at a time each, reach their rows by
+        // key even while `verifications` is young (`store::keyed_pool`).
+        let keyed = store::keyed_pool(&deps.config.database_url, 2)?;
+        let pool = keyed.clone();
         let batch = crate::batch::limit(&deps.config);
         let loads = Batcher::spawn("polling_loads", batch, move |ids: Vec<VerificationId>| {
             let pool = pool.clone();
             async move { verifications::find_many(&pool, &ids).await }
         });
-        let pool = deps.pool.clone();
+        let pool = keyed;
         let completions = Batcher::spawn(
             "polling_completions",
             batch,
@@ -75,13 +81,13 @@ impl PollingWorker {
             },
         );
         let group_slots = Semaphore::new(usize::from(deps.config.worker_prefetch));
-        Self {
+        Ok(Self {
             deps,
             loads,
             completions,
             provider_warnings: LogLimit::new(PROVIDER_WARNING_INTERVAL),
             group_slots,
-        }
+        })
     }
 
     async fn poll(
