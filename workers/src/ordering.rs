@@ -34,7 +34,6 @@ use namaskah_core::{
         member_follow_ups,
     },
     store::{
-        self,
         services::Offer,
         verifications::{
             self, AssignedNumber, Guard, OrderingClaim, OrderingClaimRequest, Verification,
@@ -60,9 +59,8 @@ pub struct OrderingWorker {
 
 impl OrderingWorker {
     pub fn new(deps: WorkerDeps) -> Result<Self, crate::WorkerSetupError> {
-        // The claims and the assignments, one statement at a time each, reach their rows by
-        // key even while `verifications` is young (`store::keyed_pool`).
-        let keyed = store::keyed_pool(&deps.config.database_url, 2)?;
+        // One connection for the claims, one for the assignments.
+        let keyed = crate::batch::keyed_pool(&deps.config, 2)?;
         let pool = keyed.clone();
         let lease = deps.config.ordering_lease;
         let batch = crate::batch::limit(&deps.config);

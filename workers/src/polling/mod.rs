@@ -30,10 +30,7 @@ use namaskah_core::{
     domain::{Status, Transition, VerificationId},
     providers::{self, OrderState, Provider, ProviderError},
     queue::{Attempt, Envelope, Handled, Job, JobError, JobHandler},
-    store::{
-        self,
-        verifications::{self, Guard, ReceivedSms, Verification},
-    },
+    store::verifications::{self, Guard, ReceivedSms, Verification},
     telemetry::LogLimit,
 };
 
@@ -62,9 +59,8 @@ pub struct PollingWorker {
 
 impl PollingWorker {
     pub fn new(deps: WorkerDeps) -> Result<Self, crate::WorkerSetupError> {
-        // The loads and the completions, one statement at a time each, reach their rows by
-        // key even while `verifications` is young (`store::keyed_pool`).
-        let keyed = store::keyed_pool(&deps.config.database_url, 2)?;
+        // One connection for the loads, one for the completions.
+        let keyed = crate::batch::keyed_pool(&deps.config, 2)?;
         let pool = keyed.clone();
         let batch = crate::batch::limit(&deps.config);
         let loads = Batcher::spawn("polling_loads", batch, move |ids: Vec<VerificationId>| {
